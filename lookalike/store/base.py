@@ -1,0 +1,92 @@
+"""The store interface: what the router, the ingest job and the tests rely on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from lookalike.catalog.product import Product
+
+
+class StoreError(RuntimeError):
+    """The vector database failed or is unreachable."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Typed filter values; the store turns them into an expression, never pasting raw text."""
+
+    categories: tuple[str, ...] = ()
+    colors: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()
+    min_price: float | None = None
+    max_price: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.categories or self.colors or self.sizes
+                    or self.min_price is not None or self.max_price is not None)
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {}
+        for name in ("categories", "colors", "sizes"):
+            if getattr(self, name):
+                d[name] = list(getattr(self, name))
+        if self.min_price is not None:
+            d["min_price"] = self.min_price
+        if self.max_price is not None:
+            d["max_price"] = self.max_price
+        return d
+
+
+@dataclass(frozen=True)
+class StoredProduct:
+    """A product with its vectors, ready to write: one image vector per image."""
+
+    product: Product
+    image_vectors: np.ndarray  # (n_images, image_dim)
+    text_vector: np.ndarray  # (text_dim,)
+    content_hash: str = ""
+    model_version: str = ""
+
+
+@dataclass(frozen=True)
+class Hit:
+    product: Product
+    score: float
+    image_index: int = 0  # which of the product's images matched best
+
+
+@dataclass
+class Record:
+    """A stored product as read back (for GET and 'similar')."""
+
+    product: Product
+    content_hash: str = ""
+    model_version: str = ""
+    image_vectors: list[np.ndarray] = field(default_factory=list)
+    text_vector: np.ndarray | None = None
+
+
+class ProductStore(Protocol):
+    def ensure_collection(self) -> None: ...
+    def upsert(self, items: Sequence[StoredProduct]) -> int: ...
+    def search(
+        self,
+        *,
+        image_vector: np.ndarray | None = None,
+        text_vector: np.ndarray | None = None,
+        image_weight: float = 0.5,
+        filters: Filters = Filters(),
+        top_k: int = 10,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[Hit]: ...
+    def get(self, product_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, Record]: ...
+    def delete(self, product_ids: Sequence[str]) -> int: ...
+    def count(self) -> int: ...
+    def content_hashes(self, product_ids: Sequence[str]) -> dict[str, str]: ...
+    def iter_product_ids(self) -> Iterator[str]: ...
+    def facets(self) -> dict[str, dict[str, int]]: ...
+    def flush(self) -> None: ...

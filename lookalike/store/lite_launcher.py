@@ -1,0 +1,32 @@
+"""Entry point of the embedded milvus-lite server process that lookalike starts.
+
+    python -m lookalike.store.lite_launcher --data-dir DIR --port 19530
+
+Kept apart from the supervisor so that anything applied to milvus-lite (see
+docs/milvus-lite-patch.md) touches only this process, never the caller's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=19530)
+    args = parser.parse_args(argv)
+
+    from milvus_lite.adapter.grpc.server import run_server
+
+    # SIGTERM -> KeyboardInterrupt, so run_server drains requests and closes the DB cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    run_server(args.data_dir, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

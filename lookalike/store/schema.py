@@ -1,0 +1,76 @@
+"""The collection schema and index parameters, in one place.
+
+Data model: one row per product *image* (primary key "<product_id>#<n>"), each row carrying
+the product's fields and text vector. Why: a shopper's photo may match any of a product's
+photos (front, back, detail), and averaging them into one vector blurs all of them; one row
+per image keeps each photo exact. Searches group by `product_id`, so results stay one per
+product; the text vector is repeated per image row (a few KB per image, cheap against the
+1280-d image vector) so text, image and hybrid searches all read one collection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymilvus import DataType, MilvusClient
+
+PK_MAX = 160
+TEXT_MAX = 16384  # bytes; the manifest caps title/description at 4,000 characters
+SHORT_MAX = 512
+
+PRODUCT_FIELDS = ["product_id", "image_index", "title", "description", "category", "color",
+                  "size", "price", "images", "attributes"]
+NO_PRICE = -1.0  # Milvus-lite scalar fields are not nullable: -1 means "no price"
+
+
+def row_pk(product_id: str, image_index: int) -> str:
+    return f"{product_id}#{image_index}"
+
+
+def build_schema(*, image_dim: int, text_dim: int, partition_key: bool = True) -> Any:
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=PK_MAX)
+    schema.add_field("product_id", DataType.VARCHAR, max_length=SHORT_MAX)
+    schema.add_field("image_index", DataType.INT64)
+    schema.add_field("title", DataType.VARCHAR, max_length=TEXT_MAX)
+    schema.add_field("description", DataType.VARCHAR, max_length=TEXT_MAX)
+    # Partition key on category: category filters prune whole partitions on Milvus.
+    schema.add_field("category", DataType.VARCHAR, max_length=SHORT_MAX, is_partition_key=partition_key)
+    schema.add_field("color", DataType.VARCHAR, max_length=SHORT_MAX)
+    schema.add_field("size", DataType.VARCHAR, max_length=SHORT_MAX)
+    schema.add_field("price", DataType.FLOAT)
+    schema.add_field("images", DataType.JSON)
+    schema.add_field("attributes", DataType.JSON)
+    schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+    schema.add_field("model_version", DataType.VARCHAR, max_length=SHORT_MAX)
+    schema.add_field("image_vector", DataType.FLOAT_VECTOR, dim=image_dim)
+    schema.add_field("text_vector", DataType.FLOAT_VECTOR, dim=text_dim)
+    return schema
+
+
+def index_build_params(settings: Any) -> dict[str, Any]:
+    if settings.index_type == "HNSW":
+        return {"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction}
+    if settings.index_type in ("IVF_FLAT", "IVF_SQ8"):
+        return {"nlist": settings.ivf_nlist}
+    return {}
+
+
+def search_params(settings: Any) -> dict[str, Any]:
+    if settings.index_type == "HNSW":
+        return {"ef": settings.search_ef}
+    if settings.index_type in ("IVF_FLAT", "IVF_SQ8"):
+        return {"nprobe": settings.ivf_nprobe}
+    return {}
+
+
+def build_index_params(client: MilvusClient, settings: Any) -> Any:
+    params = client.prepare_index_params()
+    for field in ("image_vector", "text_vector"):
+        # Nested {"params": {...}}: Milvus' proxy flattens it, and it is the only form that
+        # reaches milvus-lite through pymilvus 3.0.2 (flat keys are silently dropped there).
+        params.add_index(field_name=field, index_type=settings.index_type, metric_type="COSINE",
+                         params={"params": index_build_params(settings)})
+    for field in ("product_id", "color", "size"):
+        params.add_index(field_name=field, index_type="INVERTED")
+    return params

@@ -1,0 +1,39 @@
+"""Shared test builders: free ports, a real milvus-lite server, settings pointing at them."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Never wait on an unreachable hub in tests: every model here loads from local files.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from lookalike.config import Settings  # noqa: E402
+from lookalike.store.lite_server import LiteServer  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteServer]:
+    """One real milvus-lite server process for the session (each test uses its own collection)."""
+    server = LiteServer(tmp_path_factory.mktemp("lite"), free_port())
+    server.ensure_running()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(lite_server: LiteServer, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:60]
+    return Settings(data_dir=lite_server.data_dir, lite_port=lite_server.port, collection=name,
+                    port=free_port(), admin_key="test-admin-key")
