@@ -9,7 +9,6 @@ Bad values fail at start-up, not at the first request.
 from __future__ import annotations
 
 import secrets
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -84,7 +83,6 @@ class Settings(BaseSettings):
         """Where uploaded product images are kept (the store holds references to them)."""
         return self.data_dir / "media"
 
-    @cached_property
     def resolved_admin_key(self) -> str:
         if self.admin_key:
             return self.admin_key
