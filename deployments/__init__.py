@@ -1,0 +1,1 @@
+"""Thin Ray Serve wrappers over the core classes: one deployment per module."""

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     image_fetch_timeout_s: float = Field(10.0, gt=0)
     image_fetch_retries: int = Field(2, ge=0, le=10)
     max_top_k: int = Field(100, ge=1, le=1000)
+    # Server-side fetches of shopper-supplied image URLs refuse private and loopback addresses
+    # (SSRF); tests and single-host demos may allow them.
+    allow_private_image_urls: bool = False
 
     @field_validator("milvus_uri")
     @classmethod

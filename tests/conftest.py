@@ -37,3 +37,15 @@ def settings(lite_server: LiteServer, tmp_path: Path, request: pytest.FixtureReq
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:60]
     return Settings(data_dir=lite_server.data_dir, lite_port=lite_server.port, collection=name,
                     port=free_port(), admin_key="test-admin-key")
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray for the whole session (2 CPUs, as on the CI machine)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    yield
+    ray.shutdown()

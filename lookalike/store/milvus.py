@@ -309,5 +309,5 @@ class MilvusStore:
             if row.get("price") is not None and row["price"] >= 0:
                 prices.append(float(row["price"]))
         out: dict[str, Any] = {k: dict(c.most_common()) for k, c in counts.items()}
-        out["price"] = {"min": min(prices), "max": max(prices)} if prices else {}
+        out["price"] = {"min": round(min(prices), 2), "max": round(max(prices), 2)} if prices else {}
         return out

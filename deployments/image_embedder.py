@@ -1,0 +1,39 @@
+"""ImageEmbedder deployment: batches concurrent requests into one forward pass."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from ray import serve
+
+from lookalike.config import Settings
+from lookalike.embedding import ImageEmbedder
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.5},
+    # >= max_batch_size, or batches never fill; headroom so the router never waits on admission.
+    max_ongoing_requests=16,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4},
+    user_config={"max_batch_size": 4, "batch_wait_timeout_s": 0.003},
+)
+class ImageEmbedderDeployment:
+    def __init__(self, settings: dict[str, Any], num_threads: int = 1) -> None:
+        # One torch thread per replica: replicas scale out instead of fighting over cores.
+        self.embedder = ImageEmbedder.from_settings(Settings(**settings), num_threads=num_threads)
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        self.embed.set_max_batch_size(int(config.get("max_batch_size", 4)))
+        self.embed.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.003)))
+
+    def info(self) -> dict[str, Any]:
+        return {"dim": self.embedder.dim, "version": self.embedder.version}
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.003)
+    async def embed(self, images: list[Image.Image]) -> list[np.ndarray]:
+        # The forward pass runs in a thread so the replica keeps collecting the next batch.
+        vectors = await asyncio.to_thread(self.embedder.embed, images)
+        return list(vectors)

@@ -1,0 +1,35 @@
+"""TextEmbedder deployment: batches concurrent queries into one forward pass."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from lookalike.config import Settings
+from lookalike.embedding import TextEmbedder
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=32,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8},
+    user_config={"max_batch_size": 16, "batch_wait_timeout_s": 0.002},
+)
+class TextEmbedderDeployment:
+    def __init__(self, settings: dict[str, Any], num_threads: int = 1) -> None:
+        self.embedder = TextEmbedder.from_settings(Settings(**settings), num_threads=num_threads)
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        self.embed.set_max_batch_size(int(config.get("max_batch_size", 16)))
+        self.embed.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.002)))
+
+    def info(self) -> dict[str, Any]:
+        return {"dim": self.embedder.dim, "version": self.embedder.version}
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    async def embed(self, texts: list[str]) -> list[np.ndarray]:
+        vectors = await asyncio.to_thread(self.embedder.embed, texts)
+        return list(vectors)

@@ -1,0 +1,396 @@
+"""HTTP API v1 as a FastAPI app over a SearchService (see README "HTTP API").
+
+`create_api` takes the service and settings, so the app runs inside the Serve router and, for
+unit tests and the baseline, in plain uvicorn. Every client error is a 4xx JSON error
+`{"error": {"code", "message"}}`; a failing store is a 503, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lookalike.catalog.manifest import PRODUCT_ID, RowError, parse_row
+from lookalike.catalog.product import Product
+from lookalike.config import Settings
+from lookalike.fetch import FetchError, TooLargeError, fetch_bytes
+from lookalike.images import InvalidImageError, decode_image
+from lookalike.search import NotFoundError, SearchQuery, SearchService
+from lookalike.store.base import Filters, Hit, StoreError
+
+log = logging.getLogger("lookalike.api")
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+# -- parsing helpers (pure) ----------------------------------------------------------------------
+
+def split_values(values: list[str] | None) -> tuple[str, ...]:
+    """`?color=red&color=blue` and `?color=red,blue` both mean "red or blue"."""
+    out: list[str] = []
+    for v in values or []:
+        out.extend(p.strip() for p in str(v).split(",") if p.strip())
+    return tuple(dict.fromkeys(out))
+
+
+def parse_float(value: Any, name: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ApiError(422, "invalid_parameter", f"{name} must be a number") from None
+    if f != f or f in (float("inf"), float("-inf")) or f < 0:
+        raise ApiError(422, "invalid_parameter", f"{name} must be a finite number >= 0")
+    return f
+
+
+def parse_top_k(value: Any, max_top_k: int) -> int:
+    if value is None or value == "":
+        return 10
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(422, "invalid_parameter", "top_k must be an integer") from None
+    if not 1 <= k <= max_top_k:
+        raise ApiError(422, "invalid_parameter", f"top_k must be between 1 and {max_top_k}")
+    return k
+
+
+def parse_weight(value: Any) -> float:
+    if value is None or value == "":
+        return 0.5
+    w = parse_float(value, "image_weight")
+    if w is None or w > 1:
+        raise ApiError(422, "invalid_parameter", "image_weight must be between 0 and 1")
+    return w
+
+
+def make_filters(*, categories: Any, colors: Any, sizes: Any, min_price: Any, max_price: Any) -> Filters:
+    def as_list(v: Any) -> list[str]:
+        if v is None:
+            return []
+        if isinstance(v, str):
+            return [v]
+        if isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v):
+            return [str(x) for x in v]
+        raise ApiError(422, "invalid_parameter", "filters must be strings or lists of strings")
+
+    f = Filters(categories=split_values(as_list(categories)), colors=split_values(as_list(colors)),
+                sizes=split_values(as_list(sizes)), min_price=parse_float(min_price, "min_price"),
+                max_price=parse_float(max_price, "max_price"))
+    if f.min_price is not None and f.max_price is not None and f.min_price > f.max_price:
+        raise ApiError(422, "invalid_parameter", "min_price must not exceed max_price")
+    return f
+
+
+def filters_from_query(request: Request) -> Filters:
+    q = request.query_params
+    return make_filters(categories=q.getlist("category"), colors=q.getlist("color"),
+                        sizes=q.getlist("size"), min_price=q.get("min_price"),
+                        max_price=q.get("max_price"))
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    p = hit.product
+    return {"product_id": p.product_id, "score": round(hit.score, 6), "title": p.title,
+            "category": p.category, "color": p.color, "size": p.size, "price": p.price,
+            "image_url": f"/v1/products/{p.product_id}/images/{hit.image_index}",
+            "attributes": p.attributes}
+
+
+def product_json(p: Product) -> dict[str, Any]:
+    d = p.to_dict()
+    d.pop("images")
+    d["image_urls"] = [f"/v1/products/{p.product_id}/images/{n}" for n in range(len(p.images))]
+    return d
+
+
+def check_product_id(product_id: str) -> str:
+    if not PRODUCT_ID.match(product_id):
+        raise ApiError(422, "invalid_product_id", "product_id: 1-128 letters, digits, . _ : -")
+    return product_id
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+RequestHook = Callable[[Request, dict[str, Any]], None]
+
+
+def create_api(service: SearchService, settings: Settings, *,
+               readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> FastAPI:
+    app = FastAPI(title="lookalike", version="1", description="Similar-product search API")
+    admin_key = settings.resolved_admin_key()
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message,
+                              {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body", "path"))
+        return error_response(422, "invalid_parameter", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return error_response(404, "not_found", f"not found: {exc}")
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> JSONResponse:
+        log.warning("store error: %s", exc)
+        return error_response(503, "store_unavailable", "the vector store is unavailable; retry")
+
+    def require_admin(request: Request) -> None:
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
+            raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <admin key>' is required")
+
+    async def read_upload(upload: UploadFile) -> bytes:
+        data = await upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise ApiError(413, "too_large", f"image larger than {settings.max_upload_bytes} bytes")
+        return data
+
+    def check_length(request: Request) -> None:
+        # Refuse oversize bodies before reading them (multipart adds some overhead).
+        declared = request.headers.get("content-length")
+        limit = settings.max_upload_bytes * settings.max_images_per_product + 1024 * 1024
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, "too_large", "request body too large")
+
+    def to_image(data: bytes):
+        try:
+            return decode_image(data)
+        except InvalidImageError as exc:
+            raise ApiError(415, "invalid_image", f"not an image: {exc}") from exc
+
+    def search_response(outcome, started: float, request: Request, kind: str) -> dict[str, Any]:
+        request.state.log = {"type": kind, "embed_ms": outcome.timings.embed_ms,
+                             "search_ms": outcome.timings.search_ms}
+        return {"results": [hit_json(h) for h in outcome.hits],
+                "took_ms": round((time.perf_counter() - started) * 1000.0, 3)}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        try:
+            if readiness is not None:
+                await readiness()
+            n = await service.count()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            return JSONResponse({"status": "unavailable", "reason": str(exc)[:200]}, status_code=503)
+        return JSONResponse({"status": "ready", "products": n})
+
+    @app.get("/v1/search")
+    async def search_get(request: Request, q: str | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        if not q or not q.strip():
+            raise ApiError(422, "missing_query", "q (the search text) is required")
+        query = SearchQuery(text=q.strip()[:2000], top_k=parse_top_k(request.query_params.get("top_k"),
+                                                                 settings.max_top_k),
+                            filters=filters_from_query(request))
+        return search_response(await service.search(query), started, request, "text")
+
+    @app.post("/v1/search")
+    async def search_post(request: Request) -> dict[str, Any]:
+        started = time.perf_counter()
+        check_length(request)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/json":
+            query = await _json_query(request)
+        elif ctype == "multipart/form-data":
+            query = await _form_query(request)
+        else:
+            raise ApiError(415, "unsupported_media_type",
+                           "send multipart/form-data or application/json")
+        return search_response(await service.search(query), started, request, query.kind)
+
+    async def _json_query(request: Request) -> SearchQuery:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_json", "the body must be a JSON object")
+        image = None
+        if body.get("image_base64"):
+            if not isinstance(body["image_base64"], str):
+                raise ApiError(422, "invalid_parameter", "image_base64 must be a string")
+            raw = body["image_base64"].split(",", 1)[-1] if body["image_base64"].startswith("data:") \
+                else body["image_base64"]
+            try:
+                data = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(400, "invalid_base64", "image_base64 is not valid base64") from None
+            if len(data) > settings.max_upload_bytes:
+                raise ApiError(413, "too_large", f"image larger than {settings.max_upload_bytes} bytes")
+            image = to_image(data)
+        elif body.get("image_url"):
+            if not isinstance(body["image_url"], str):
+                raise ApiError(422, "invalid_parameter", "image_url must be a string")
+            image = to_image(await _fetch(body["image_url"]))
+        filters = body.get("filters") or {}
+        if not isinstance(filters, dict):
+            raise ApiError(422, "invalid_parameter", "filters must be an object")
+        price = filters.get("price") or {}
+        if not isinstance(price, dict):
+            raise ApiError(422, "invalid_parameter", "filters.price must be an object {gte, lte}")
+        text = body.get("text")
+        if text is not None and not isinstance(text, str):
+            raise ApiError(422, "invalid_parameter", "text must be a string")
+        return _query(text=text, image=image, top_k=body.get("top_k"),
+                      image_weight=body.get("image_weight"),
+                      filters=make_filters(categories=filters.get("category"),
+                                           colors=filters.get("color"), sizes=filters.get("size"),
+                                           min_price=price.get("gte"), max_price=price.get("lte")))
+
+    async def _fetch(url: str) -> bytes:
+        import asyncio
+
+        try:
+            return await asyncio.to_thread(
+                fetch_bytes, url, timeout_s=settings.image_fetch_timeout_s,
+                max_bytes=settings.max_upload_bytes, retries=settings.image_fetch_retries,
+                allow_private=settings.allow_private_image_urls)
+        except TooLargeError as exc:
+            raise ApiError(413, "too_large", str(exc)) from exc
+        except FetchError as exc:
+            raise ApiError(422, "image_url_unusable", str(exc)) from exc
+
+    async def _form_query(request: Request) -> SearchQuery:
+        try:
+            form = await request.form(max_files=2, max_fields=50)
+        except Exception as exc:  # noqa: BLE001 - malformed multipart is a client error
+            raise ApiError(400, "invalid_form", f"malformed multipart body: {exc}") from exc
+        upload = form.get("image")
+        image = None
+        if isinstance(upload, UploadFile):
+            data = await read_upload(upload)
+            if data:
+                image = to_image(data)
+        elif upload not in (None, ""):
+            raise ApiError(422, "invalid_parameter", "image must be a file")
+        text = form.get("text")
+        return _query(text=text if isinstance(text, str) else None, image=image,
+                      top_k=form.get("top_k"), image_weight=form.get("image_weight"),
+                      filters=make_filters(categories=form.getlist("category"),
+                                           colors=form.getlist("color"), sizes=form.getlist("size"),
+                                           min_price=form.get("min_price"),
+                                           max_price=form.get("max_price")))
+
+    def _query(*, text: Any, image: Any, top_k: Any, image_weight: Any, filters: Filters) -> SearchQuery:
+        text = text.strip()[:2000] if isinstance(text, str) and text.strip() else None
+        if text is None and image is None:
+            raise ApiError(422, "missing_query", "give at least one of image and text")
+        return SearchQuery(text=text, image=image, top_k=parse_top_k(top_k, settings.max_top_k),
+                           image_weight=parse_weight(image_weight), filters=filters)
+
+    @app.get("/v1/facets")
+    async def facets() -> dict[str, Any]:
+        return await service.facets()
+
+    @app.get("/v1/products/{product_id}")
+    async def get_product(product_id: str) -> dict[str, Any]:
+        return product_json(await service.get(check_product_id(product_id)))
+
+    @app.get("/v1/products/{product_id}/similar")
+    async def similar(request: Request, product_id: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        top_k = parse_top_k(request.query_params.get("top_k"), settings.max_top_k)
+        outcome = await service.similar(check_product_id(product_id), top_k=top_k,
+                                        filters=filters_from_query(request))
+        return search_response(outcome, started, request, "similar")
+
+    @app.get("/v1/products/{product_id}/images/{n}")
+    async def product_image(product_id: str, n: int) -> Response:
+        ref, ctype = await service.image(check_product_id(product_id), n)
+        if ref.startswith(("http://", "https://")):
+            return RedirectResponse(ref, status_code=307)
+        return FileResponse(ref, media_type=ctype or "application/octet-stream",
+                            headers={"Cache-Control": "public, max-age=3600"})
+
+    @app.put("/v1/products/{product_id}")
+    async def put_product(request: Request, product_id: str) -> JSONResponse:
+        require_admin(request)
+        check_product_id(product_id)
+        check_length(request)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "multipart/form-data":
+            raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
+        try:
+            form = await request.form(max_files=settings.max_images_per_product, max_fields=20)
+        except Exception as exc:  # noqa: BLE001
+            raise ApiError(400, "invalid_form", f"malformed multipart body: {exc}") from exc
+        try:
+            metadata = json.loads(str(form.get("metadata") or "{}"))
+        except json.JSONDecodeError:
+            raise ApiError(400, "invalid_json", "metadata is not valid JSON") from None
+        if not isinstance(metadata, dict):
+            raise ApiError(422, "invalid_metadata", "metadata must be a JSON object")
+        if metadata.get("product_id", product_id) != product_id:
+            raise ApiError(422, "invalid_metadata", "metadata.product_id differs from the URL")
+        uploads = [u for u in form.getlist("image") if isinstance(u, UploadFile)]
+        if not uploads:
+            raise ApiError(422, "missing_image", "at least one file in the 'image' field is required")
+        images = [await read_upload(u) for u in uploads]
+        parsed = parse_row({**metadata, "product_id": product_id, "images": ["upload"]}, 1)
+        if isinstance(parsed, RowError):
+            raise ApiError(422, "invalid_metadata", f"{parsed.field}: {parsed.reason}")
+        try:
+            product = await service.upsert(parsed, images)
+        except InvalidImageError as exc:
+            raise ApiError(415, "invalid_image", f"not an image: {exc}") from exc
+        request.state.log = {"type": "upsert"}
+        return JSONResponse(product_json(product), status_code=200)
+
+    @app.delete("/v1/products/{product_id}")
+    async def delete_product(request: Request, product_id: str) -> Response:
+        require_admin(request)
+        await service.delete(check_product_id(product_id))
+        request.state.log = {"type": "delete"}
+        return Response(status_code=204)
+
+    if (WEB_DIR / "index.html").exists():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    return app

@@ -1,0 +1,172 @@
+"""SearchService: the router's logic as a plain class (no Ray, no HTTP).
+
+Embedding goes through two async callables, so the same class runs with Serve
+DeploymentHandles (production) or with in-process embedders (unit tests, the baseline).
+Store calls are blocking gRPC and run in worker threads to keep the event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lookalike.catalog.product import Product
+from lookalike.images import CONTENT_TYPES, decode_image, sniff_content_type
+from lookalike.store.base import Filters, Hit, ProductStore, StoredProduct
+
+EmbedImage = Callable[[Image.Image], Awaitable[np.ndarray]]
+EmbedText = Callable[[str], Awaitable[np.ndarray]]
+
+
+class NotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    text: str | None = None
+    image: Image.Image | None = None
+    image_weight: float = 0.5
+    top_k: int = 10
+    filters: Filters = Filters()
+
+    @property
+    def kind(self) -> str:
+        if self.text and self.image is not None:
+            return "hybrid"
+        return "image" if self.image is not None else "text"
+
+
+@dataclass
+class Timings:
+    """Where a request's time went (ms); feeds the response, logs and metrics."""
+
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    hits: list[Hit]
+    timings: Timings
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class SearchService:
+    def __init__(
+        self,
+        *,
+        store: ProductStore,
+        embed_image: EmbedImage,
+        embed_text: EmbedText,
+        media_dir: Path,
+        model_version: str = "",
+    ) -> None:
+        self.store = store
+        self.embed_image = embed_image
+        self.embed_text = embed_text
+        self.media_dir = Path(media_dir)
+        self.model_version = model_version
+
+    async def search(self, query: SearchQuery) -> SearchOutcome:
+        if not query.text and query.image is None:
+            raise ValueError("give a text, an image, or both")
+        t = Timings()
+        start = time.perf_counter()
+        # A text+image query embeds both at once, on different deployments.
+        jobs: list[Awaitable[np.ndarray]] = []
+        if query.image is not None:
+            jobs.append(self.embed_image(query.image))
+        if query.text:
+            jobs.append(self.embed_text(query.text))
+        vectors = await asyncio.gather(*jobs)
+        image_vec = vectors[0] if query.image is not None else None
+        text_vec = vectors[-1] if query.text else None
+        t.embed_ms = _ms(start)
+        start = time.perf_counter()
+        hits = await asyncio.to_thread(
+            self.store.search, image_vector=image_vec, text_vector=text_vec,
+            image_weight=query.image_weight, filters=query.filters, top_k=query.top_k)
+        t.search_ms = _ms(start)
+        return SearchOutcome(hits, t)
+
+    async def similar(self, product_id: str, *, top_k: int, filters: Filters) -> SearchOutcome:
+        """More like this, from the stored vectors: no re-embedding."""
+        t = Timings()
+        start = time.perf_counter()
+        rec = (await asyncio.to_thread(self.store.get, [product_id], with_vectors=True)).get(product_id)
+        if rec is None:
+            raise NotFoundError(product_id)
+        hits = await asyncio.to_thread(
+            self.store.search, image_vector=rec.image_vectors[0], text_vector=rec.text_vector,
+            image_weight=0.7, filters=filters, top_k=top_k, exclude_ids=[product_id])
+        t.search_ms = _ms(start)
+        return SearchOutcome(hits, t)
+
+    async def get(self, product_id: str) -> Product:
+        rec = (await asyncio.to_thread(self.store.get, [product_id])).get(product_id)
+        if rec is None:
+            raise NotFoundError(product_id)
+        return rec.product
+
+    async def upsert(self, product: Product, images: Sequence[bytes]) -> Product:
+        """Store the images, embed them and the text, write the product; searchable at once."""
+        decoded = [decode_image(data) for data in images]  # InvalidImageError -> 4xx upstream
+        refs = [self._save_media(data) for data in images]
+        product = replace(product, images=tuple(refs))
+        vectors = await asyncio.gather(self.embed_text(product.text()),
+                                       *(self.embed_image(img) for img in decoded))
+        digests = tuple(Path(r).stem for r in refs)
+        item = StoredProduct(product, np.stack(vectors[1:]), vectors[0],
+                             product.content_hash(digests), self.model_version)
+        await asyncio.to_thread(self.store.upsert, [item])
+        return product
+
+    async def delete(self, product_id: str) -> None:
+        if await asyncio.to_thread(self.store.delete, [product_id]) == 0:
+            raise NotFoundError(product_id)
+
+    def _save_media(self, data: bytes) -> str:
+        # Content-addressed: re-uploading the same photo stores it once.
+        ctype = sniff_content_type(data) or "image/jpeg"
+        ext = {v: k.lower() for k, v in CONTENT_TYPES.items()}[ctype]
+        path = self.media_dir / f"{hashlib.sha256(data).hexdigest()}.{ext}"
+        if not path.exists():
+            self.media_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.rename(path)
+        return str(path)
+
+    async def image(self, product_id: str, n: int) -> tuple[str, str | None]:
+        """('file', path) or ('url', url) for a product's n-th image, with its content type."""
+        product = await self.get(product_id)
+        if not 0 <= n < len(product.images):
+            raise NotFoundError(f"{product_id} has no image {n}")
+        ref = product.images[n]
+        if ref.startswith(("http://", "https://")):
+            return ref, None
+        path = Path(ref)
+        if not path.is_file():
+            raise NotFoundError(f"image file of {product_id} is missing")
+        with path.open("rb") as f:
+            ctype = sniff_content_type(f.read(4096))
+        return str(path), ctype
+
+    async def count(self) -> int:
+        return await asyncio.to_thread(self.store.count)
+
+    async def facets(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.store.facets)

@@ -1,0 +1,42 @@
+"""The Serve application: image + text embedders composed under the SearchRouter ingress.
+
+    serve run serve_config.yaml                 # local Ray, foreground
+    RAY_AUTH_MODE=token serve deploy serve_config.yaml   # against `ray start --head`
+
+`build_app` is the typed builder named in serve_config.yaml; it does no I/O at import.
+Replicas, autoscaling and batch sizes live in serve_config.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from ray.serve import Application
+
+from deployments.image_embedder import ImageEmbedderDeployment
+from deployments.search_router import SearchRouter
+from deployments.text_embedder import TextEmbedderDeployment
+from lookalike.config import Settings
+
+
+class AppArgs(BaseModel):
+    # Overrides on top of LOOKALIKE_* environment variables (e.g. {"collection": "products"}).
+    settings: dict[str, Any] = Field(default_factory=dict)
+    image_threads: int = Field(1, ge=1, le=64)
+    text_threads: int = Field(1, ge=1, le=64)
+
+
+def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
+    args = args if isinstance(args, AppArgs) else AppArgs(**(args or {}))
+    settings = Settings(**args.settings)  # fails fast on bad values, before any replica starts
+    resolved = settings.model_dump(mode="json")
+    # Every replica must check writes against one key: resolve it once, here.
+    resolved["admin_key"] = settings.resolved_admin_key()
+    image = ImageEmbedderDeployment
+    text = TextEmbedderDeployment
+    if settings.device == "cuda":
+        image = image.options(ray_actor_options={"num_cpus": 0.5, "num_gpus": 0.5})
+        text = text.options(ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.25})
+    return SearchRouter.bind(image.bind(resolved, args.image_threads),
+                             text.bind(resolved, args.text_threads), resolved)

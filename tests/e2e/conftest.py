@@ -1,0 +1,66 @@
+"""The whole app over real HTTP: a real local Ray Serve app, a real milvus-lite server, the
+packaged models, and a small demo catalogue written by the same embedders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lookalike.catalog import demo, load_manifest
+from lookalike.catalog.product import Product
+from lookalike.config import Settings
+from lookalike.embedding import ImageEmbedder, TextEmbedder
+from lookalike.indexing import embed_products
+from lookalike.store import MilvusStore
+from lookalike.store.lite_server import LiteServer
+from tests.conftest import free_port
+
+ADMIN_KEY = "e2e-admin-key"
+N_PRODUCTS = 60
+
+
+@pytest.fixture(scope="package")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Product]]:
+    manifest = demo.build(tmp_path_factory.mktemp("catalogue"), N_PRODUCTS, second_image_share=0.3)
+    products, errors = load_manifest(manifest)
+    assert not errors
+    return manifest, products
+
+
+@pytest.fixture(scope="package")
+def app_settings(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("app"), lite_port=lite_server.port,
+                    collection="e2e_products", port=free_port(), admin_key=ADMIN_KEY,
+                    allow_private_image_urls=True)
+
+
+@pytest.fixture(scope="package")
+def app_url(app_settings: Settings, catalogue: tuple[Path, list[Product]], ray_local: None) -> Iterator[str]:
+    from ray import serve
+
+    import serve_app
+
+    ie, te = ImageEmbedder(), TextEmbedder()
+    store = MilvusStore.from_settings(app_settings, image_dim=ie.dim, text_dim=te.dim)
+    store.ensure_collection()
+    store.upsert(embed_products(catalogue[1], image_embedder=ie, text_embedder=te))
+    store.close()
+    serve.start(http_options={"host": "127.0.0.1", "port": app_settings.port})
+    serve.run(serve_app.build_app({"settings": app_settings.model_dump(mode="json")}),
+              name="lookalike", route_prefix="/")
+    yield f"http://127.0.0.1:{app_settings.port}"
+    serve.shutdown()
+
+
+@pytest.fixture
+def client(app_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=app_url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}
