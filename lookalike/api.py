@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,10 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+    resp = JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
                         headers=headers)
+    resp.headers["x-error-code"] = code  # read by the request observer for logs and metrics
+    return resp
 
 
 # -- parsing helpers (pure) ----------------------------------------------------------------------
@@ -137,13 +140,40 @@ def check_product_id(product_id: str) -> str:
 
 # -- the app -------------------------------------------------------------------------------------
 
-RequestHook = Callable[[Request, dict[str, Any]], None]
+RequestObserver = Callable[[dict[str, Any]], None]
 
 
 def create_api(service: SearchService, settings: Settings, *,
-               readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> FastAPI:
+               readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+               observer: RequestObserver | None = None) -> FastAPI:
+    """`observer` receives one record per request (request id, endpoint, type, status, timings)."""
     app = FastAPI(title="lookalike", version="1", description="Similar-product search API")
     admin_key = settings.resolved_admin_key()
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request.state.log = {}
+        try:
+            response = await call_next(request)
+        except Exception:  # an unhandled bug: still answer in JSON, and record it
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = error_response(500, "internal", "internal error")
+        response.headers["x-request-id"] = request_id
+        if observer is not None:
+            route = request.scope.get("route")
+            record = {
+                "request_id": request_id, "method": request.method,
+                "endpoint": getattr(route, "path", request.url.path), "status": response.status_code,
+                "total_ms": round((time.perf_counter() - started) * 1000.0, 3),
+                "error_code": response.headers.get("x-error-code"), **request.state.log,
+            }
+            try:
+                observer(record)
+            except Exception:  # noqa: BLE001 - observability must never break a request
+                log.exception("request observer failed")
+        return response
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -196,8 +226,8 @@ def create_api(service: SearchService, settings: Settings, *,
             raise ApiError(415, "invalid_image", f"not an image: {exc}") from exc
 
     def search_response(outcome, started: float, request: Request, kind: str) -> dict[str, Any]:
-        request.state.log = {"type": kind, "embed_ms": outcome.timings.embed_ms,
-                             "search_ms": outcome.timings.search_ms}
+        request.state.log.update({"type": kind, "embed_ms": round(outcome.timings.embed_ms, 3),
+                                  "search_ms": round(outcome.timings.search_ms, 3)})
         return {"results": [hit_json(h) for h in outcome.hits],
                 "took_ms": round((time.perf_counter() - started) * 1000.0, 3)}
 
@@ -223,6 +253,7 @@ def create_api(service: SearchService, settings: Settings, *,
         query = SearchQuery(text=q.strip()[:2000], top_k=parse_top_k(request.query_params.get("top_k"),
                                                                  settings.max_top_k),
                             filters=filters_from_query(request))
+        request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
         return search_response(await service.search(query), started, request, "text")
 
     @app.post("/v1/search")
@@ -237,6 +268,7 @@ def create_api(service: SearchService, settings: Settings, *,
         else:
             raise ApiError(415, "unsupported_media_type",
                            "send multipart/form-data or application/json")
+        request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
         return search_response(await service.search(query), started, request, query.kind)
 
     async def _json_query(request: Request) -> SearchQuery:
@@ -331,8 +363,9 @@ def create_api(service: SearchService, settings: Settings, *,
     async def similar(request: Request, product_id: str) -> dict[str, Any]:
         started = time.perf_counter()
         top_k = parse_top_k(request.query_params.get("top_k"), settings.max_top_k)
-        outcome = await service.similar(check_product_id(product_id), top_k=top_k,
-                                        filters=filters_from_query(request))
+        filters = filters_from_query(request)
+        request.state.log.update({"top_k": top_k, "filters": filters.as_dict()})
+        outcome = await service.similar(check_product_id(product_id), top_k=top_k, filters=filters)
         return search_response(outcome, started, request, "similar")
 
     @app.get("/v1/products/{product_id}/images/{n}")
@@ -374,14 +407,14 @@ def create_api(service: SearchService, settings: Settings, *,
             product = await service.upsert(parsed, images)
         except InvalidImageError as exc:
             raise ApiError(415, "invalid_image", f"not an image: {exc}") from exc
-        request.state.log = {"type": "upsert"}
+        request.state.log["type"] = "upsert"
         return JSONResponse(product_json(product), status_code=200)
 
     @app.delete("/v1/products/{product_id}")
     async def delete_product(request: Request, product_id: str) -> Response:
         require_admin(request)
         await service.delete(check_product_id(product_id))
-        request.state.log = {"type": "delete"}
+        request.state.log["type"] = "delete"
         return Response(status_code=204)
 
     if (WEB_DIR / "index.html").exists():
