@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -194,6 +195,32 @@ class MilvusStore:
             self.client.flush(self.collection)
         except MilvusException as exc:
             raise StoreError(f"flush failed: {exc}") from exc
+
+    def wait_index_ready(self, timeout_s: float = 600.0, poll_s: float = 0.5) -> bool:
+        """Wait until both vector indexes cover every flushed row; False on timeout.
+
+        Rows still in the write buffer are indexed only after a flush, so call flush() after a
+        bulk load. Milvus reports real progress; the lookalike-launched milvus-lite does too
+        (lookalike/store/lite_patch.py), while unpatched milvus-lite always answers "Finished".
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                ready = all(self._index_ready(f) for f in ("image_vector", "text_vector"))
+            except MilvusException as exc:
+                raise StoreError(f"index status failed: {exc}") from exc
+            if ready:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+
+    def _index_ready(self, field: str) -> bool:
+        for name in self.client.list_indexes(self.collection, field_name=field) or [field]:
+            info = self.client.describe_index(self.collection, index_name=name) or {}
+            if info.get("state") != "Finished" or int(info.get("pending_index_rows") or 0) > 0:
+                return False
+        return True
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -1,0 +1,99 @@
+"""Embedders: real packaged weights prove the load is right; random weights test the code path."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from lookalike.embedding import ImageEmbedder, ModelUnavailableError, TextEmbedder
+from lookalike.embedding.efficientnet_lite import convert_state_dict, packaged_checkpoint
+
+ESPRESSO = 967
+CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.fixture(scope="module")
+def image_embedder() -> ImageEmbedder:
+    return ImageEmbedder()
+
+
+@pytest.fixture(scope="module")
+def text_embedder() -> TextEmbedder:
+    return TextEmbedder()
+
+
+def test_packaged_weights_convert_to_every_timm_key() -> None:
+    import timm
+
+    converted = convert_state_dict(torch.load(packaged_checkpoint(), map_location="cpu"))
+    assert set(converted) == set(timm.create_model("tf_efficientnet_lite0").state_dict())
+
+
+def test_packaged_image_weights_classify_real_photos(image_embedder: ImageEmbedder) -> None:
+    logits = image_embedder.classify([Image.fromarray(skimage.data.coffee()),
+                                      Image.fromarray(skimage.data.chelsea())])
+    assert logits[0].argmax() == ESPRESSO
+    assert logits[1].argmax() in CAT_CLASSES
+
+
+def test_image_vectors_are_normalised_and_stable(image_embedder: ImageEmbedder) -> None:
+    img = Image.fromarray(skimage.data.chelsea())
+    a, b = image_embedder.embed([img]), image_embedder.embed([img, img.transpose(Image.FLIP_LEFT_RIGHT)])
+    assert a.shape == (1, 1280) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-5)
+    assert np.allclose(a[0], b[0], atol=1e-4)  # batching does not change a vector
+    assert image_embedder.version == "tf_efficientnet_lite0:packaged"
+
+
+def test_ray_data_batch_entry_matches_embed(image_embedder: ImageEmbedder) -> None:
+    img = Image.fromarray(skimage.data.astronaut())
+    batch = {"pixels": image_embedder.preprocess([img]), "product_id": np.array(["x"])}
+    out = image_embedder(batch)
+    assert "pixels" not in out
+    assert np.allclose(out["image_vector"], image_embedder.embed([img]), atol=1e-5)
+
+
+def test_random_weights_and_other_timm_models() -> None:
+    e = ImageEmbedder("resnet18", weights=None)
+    assert e.embed([np.zeros((40, 30, 3), np.uint8)]).shape == (1, 512)
+    assert e.version == "resnet18:random"
+
+
+def test_missing_weights_fail_fast_with_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError, match="checkpoint"):
+        ImageEmbedder("resnet18", weights=str(tmp_path / "missing.pth"))
+    with pytest.raises(ModelUnavailableError, match="packaged"):
+        ImageEmbedder("resnet34", weights="packaged")
+
+
+def test_local_checkpoint_loads(tmp_path: Path) -> None:
+    import timm
+
+    path = tmp_path / "r18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    assert ImageEmbedder("resnet18", weights=str(path)).version.startswith("resnet18:sha256-")
+
+
+def test_text_embedder_real_weights(text_embedder: TextEmbedder) -> None:
+    v = text_embedder.embed(["red summer dress", "crimson dress for summer", "leather ankle boots"])
+    assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    sims = v @ v.T
+    assert sims[0, 1] > sims[0, 2] + 0.2
+
+
+def test_text_ray_data_entry(text_embedder: TextEmbedder) -> None:
+    out = text_embedder({"text": np.array(["a", "b"])})
+    assert out["text_vector"].shape == (2, 384)
+
+
+def test_unknown_text_model_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ModelUnavailableError, match="LOOKALIKE_TEXT_MODEL"):
+        TextEmbedder("someone/not-a-real-model")
+    assert time.monotonic() - start < 20

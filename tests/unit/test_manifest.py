@@ -1,0 +1,77 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lookalike.catalog import Product, RowError, load_manifest, parse_row
+
+ROWS = [
+    {"product_id": "a1", "title": "Red dress", "category": "dress", "color": "red", "size": "M",
+     "price": 19.5, "images": ["img/a.jpg", "https://example.com/b.jpg"], "brand": "X"},
+    {"product_id": "", "title": "no id", "images": ["img/c.jpg"]},
+    {"product_id": "a2", "price": "cheap", "images": ["img/c.jpg"]},
+    {"product_id": "a3", "title": "no image"},
+    {"product_id": "a1", "title": "duplicate", "images": ["img/d.jpg"]},
+    {"product_id": "a4", "price": -3, "images": ["img/e.jpg"]},
+    {"product_id": "a5", "images": ["ftp://host/x.jpg"]},
+    {"product_id": "bad id!", "images": ["x.jpg"]},
+]
+EXPECTED_ERRORS = [(2, "product_id"), (3, "price"), (4, "images"), (5, "product_id"), (6, "price"),
+                   (7, "images"), (8, "product_id")]
+
+
+def write(tmp_path: Path, fmt: str) -> Path:
+    if fmt == "jsonl":
+        path = tmp_path / "m.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    else:
+        rows = [{**r, "images": "|".join(r.get("images", []))} for r in ROWS]
+        df = pd.DataFrame(rows)
+        path = tmp_path / f"m.{fmt}"
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        else:
+            df = df.astype({"price": str})
+            df.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_formats_give_products_and_row_errors(tmp_path: Path, fmt: str) -> None:
+    products, errors = load_manifest(write(tmp_path, fmt))
+    assert [p.product_id for p in products] == ["a1"]
+    a1 = products[0]
+    assert a1.images == (str(tmp_path.resolve() / "img/a.jpg"), "https://example.com/b.jpg")
+    assert a1.price == 19.5 and a1.attributes == {"brand": "X"}
+    assert [(e.row, e.field) for e in errors] == EXPECTED_ERRORS
+    assert all(e.reason for e in errors)
+
+
+def test_invalid_json_line_is_a_row_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"product_id": "ok", "images": ["a.jpg"]}\n{not json\n[1, 2]\n')
+    products, errors = load_manifest(path)
+    assert [p.product_id for p in products] == ["ok"]
+    assert [(e.row, e.field) for e in errors] == [(2, "*"), (3, "*")]
+    assert "row 2" in str(errors[0])
+
+
+def test_parse_row_keeps_ids_as_strings() -> None:
+    item = parse_row({"product_id": "007", "images": "a.jpg|b.jpg"}, 1)
+    assert isinstance(item, Product) and item.product_id == "007" and len(item.images) == 2
+    assert isinstance(parse_row({"product_id": "x" * 200, "images": "a.jpg"}, 9), RowError)
+
+
+def test_unsupported_extension(tmp_path: Path) -> None:
+    path = tmp_path / "m.xml"
+    path.write_text("<x/>")
+    with pytest.raises(ValueError, match="unsupported manifest"):
+        load_manifest(path)
+
+
+def test_content_hash_tracks_changes() -> None:
+    p = Product("a", title="t", images=("x.jpg",))
+    assert p.content_hash(("d1",)) == Product("a", title="t", images=("x.jpg",)).content_hash(("d1",))
+    assert p.content_hash(("d1",)) != p.content_hash(("d2",))
+    assert p.content_hash() != Product("a", title="t2", images=("x.jpg",)).content_hash()
