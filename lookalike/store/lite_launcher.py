@@ -4,11 +4,13 @@
 
 Kept apart from the supervisor so that anything applied to milvus-lite (see
 docs/milvus-lite-patch.md) touches only this process, never the caller's.
+LOOKALIKE_LITE_PATCH=0 runs milvus-lite unpatched (tests and bench compare the two).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 
@@ -20,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=19530)
     args = parser.parse_args(argv)
 
+    # Warnings (patch skipped, version mismatch) go to the supervisor's log file via stderr.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from lookalike.store import lite_patch
+
+    lite_patch.apply()  # before the server imports and wires milvus-lite's modules
     from milvus_lite.adapter.grpc.server import run_server
 
     # SIGTERM -> KeyboardInterrupt, so run_server drains requests and closes the DB cleanly.
