@@ -1,0 +1,256 @@
+"""The patched milvus-lite server against exact search and against the unpatched server.
+
+Real servers started the way lookalike starts them (LiteServer -> lite_launcher), real
+pymilvus over gRPC. Small data (a few thousand 16-d rows) keeps this fast on 2 cores; the
+scale numbers live in bench/p4_store.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymilvus import DataType, MilvusClient
+
+from lookalike.catalog.product import Product
+from lookalike.config import Settings
+from lookalike.store.base import StoredProduct
+from lookalike.store.lite_server import LiteServer
+from lookalike.store.milvus import MilvusStore
+from tests.conftest import free_port
+
+DIM = 16
+SEARCH = {"metric_type": "COSINE", "params": {"ef": 4096}}  # ef >= segment size: exact HNSW
+
+
+@pytest.fixture(scope="module")
+def unpatched_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteServer]:
+    server = LiteServer(tmp_path_factory.mktemp("lite_unpatched"), free_port())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LOOKALIKE_LITE_PATCH", "0")  # inherited by the supervisor and the server
+        server.ensure_running()
+    yield server
+    server.stop()
+
+
+def server_log(server: LiteServer) -> str:
+    return server.logfile.read_text(errors="replace") if server.logfile.exists() else ""
+
+
+class Writer:
+    """Applies one scripted history of writes and tracks the live rows it should leave."""
+
+    def __init__(self, client: MilvusClient, name: str) -> None:
+        self.client, self.name = client, name
+        self.live: dict[str, tuple[str, np.ndarray]] = {}
+        self.rng = np.random.default_rng(42)  # same history on every server
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=32)
+        schema.add_field("cat", DataType.VARCHAR, max_length=8)
+        schema.add_field("v", DataType.FLOAT_VECTOR, dim=DIM)
+        index = client.prepare_index_params()
+        index.add_index(field_name="v", index_type="HNSW", metric_type="COSINE",
+                        params={"params": {"M": 16, "efConstruction": 100}})
+        client.create_collection(name, schema=schema, index_params=index,
+                                 consistency_level="Strong")
+        client.load_collection(name)
+
+    def _rows(self, ids: range | list[int]) -> list[dict]:
+        rows = []
+        for i in ids:
+            vec = self.rng.standard_normal(DIM).astype(np.float32)
+            rows.append({"pk": f"p{i}", "cat": "ab"[i % 2], "v": vec.tolist()})
+        return rows
+
+    def upsert(self, ids: range | list[int]) -> None:
+        rows = self._rows(ids)
+        self.client.upsert(self.name, rows)
+        for r in rows:
+            self.live[r["pk"]] = (r["cat"], np.asarray(r["v"], dtype=np.float32))
+
+    def delete(self, ids: range | list[int]) -> None:
+        pks = [f"p{i}" for i in ids]
+        self.client.delete(self.name, ids=pks)
+        for pk in pks:
+            self.live.pop(pk, None)
+
+    def flush(self) -> None:
+        self.client.flush(self.name)
+
+    def history(self) -> None:
+        self.upsert(range(0, 1200))
+        self.flush()
+        self.upsert(range(100, 400))          # upserts of flushed ids: old copies stay behind
+        self.flush()
+        self.delete(range(350, 500))          # tombstones for rows in two segments
+        self.upsert(range(1200, 1600))
+        self.flush()
+        self.upsert(range(200, 260))
+        self.flush()
+        self.upsert(range(1000, 1100))        # 5 flushes: background compaction kicks in
+        self.flush()
+        # Left in the unflushed buffer: upserts and deletes of flushed ids, new ids, and
+        # writes to ids that only live in the buffer.
+        self.upsert(range(500, 560))
+        self.delete(range(1500, 1520))
+        self.upsert(range(1600, 1650))
+        self.delete([1610, 1611])
+        self.upsert([1620, 1621, 360])       # 360 was deleted above: back again
+
+
+def exact(live: dict, queries: np.ndarray, k: int, cat: str | None = None) -> list[list[str]]:
+    pks = [pk for pk, (c, _) in live.items() if cat is None or c == cat]
+    mat = np.stack([live[pk][1] for pk in pks])
+    mat /= np.linalg.norm(mat, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    sims = q @ mat.T
+    return [[pks[j] for j in np.argsort(-row, kind="stable")[:k]] for row in sims], sims, pks
+
+
+def search(client: MilvusClient, name: str, queries: np.ndarray, k: int,
+           expr: str = "") -> list[list[tuple[str, float]]]:
+    res = client.search(name, data=queries.tolist(), anns_field="v", limit=k, filter=expr,
+                        search_params=SEARCH, output_fields=["cat"], consistency_level="Strong")
+    return [[(h["pk"], float(h["distance"])) for h in hits] for hits in res]
+
+
+def assert_matches_exact(got, live, queries, k, cat=None) -> None:
+    want, sims, pks = exact(live, queries, k, cat)
+    col = {pk: j for j, pk in enumerate(pks)}
+    for q, (g, w) in enumerate(zip(got, want)):
+        assert [pk for pk, _ in g] == w, f"query {q}"
+        np.testing.assert_allclose([d for _, d in g], [sims[q, col[pk]] for pk in w], atol=1e-4)
+
+
+def wait_indexed(client: MilvusClient, name: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = client.describe_index(name, index_name="v")
+        if info["state"] == "Finished" and info["pending_index_rows"] == 0:
+            return info
+        assert time.monotonic() < deadline, info
+        time.sleep(0.2)
+
+
+def test_lookalike_server_runs_patched(lite_server: LiteServer, unpatched_server: LiteServer
+                                       ) -> None:
+    assert "search patch applied" in server_log(lite_server)
+    assert "runs unpatched" in server_log(unpatched_server)
+
+
+def test_patched_results_equal_exact_search_and_unpatched(
+        lite_server: LiteServer, unpatched_server: LiteServer) -> None:
+    rng = np.random.default_rng(0)
+    queries = rng.standard_normal((12, DIM)).astype(np.float32)
+    k = 10
+    results = {}
+    for label, server in (("patched", lite_server), ("unpatched", unpatched_server)):
+        client = MilvusClient(uri=server.uri)
+        name = "lite_patch_history"
+        if client.has_collection(name):
+            client.drop_collection(name)
+        writer = Writer(client, name)
+        writer.history()
+        live = writer.live
+        # Searched twice: the second run answers from the cached masks.
+        for _ in range(2):
+            got = search(client, name, queries, k)
+            assert_matches_exact(got, live, queries, k)
+        got_a = search(client, name, queries, k, expr='cat == "a"')
+        assert_matches_exact(got_a, live, queries, k, cat="a")
+        results[label] = (got, got_a)
+        # A write after cached searches must show at once (cache invalidated by the write).
+        writer.delete([int(got[0][0][0][1:])])
+        assert_matches_exact(search(client, name, queries, k), live, queries, k)
+        client.flush(name)
+        if label == "patched":
+            info = wait_indexed(client, name)
+            assert info["indexed_rows"] == info["total_rows"] > 0
+        assert_matches_exact(search(client, name, queries, k), live, queries, k)
+        client.drop_collection(name)
+        client.close()
+    for (p, u) in zip(results["patched"], results["unpatched"]):
+        assert [[pk for pk, _ in r] for r in p] == [[pk for pk, _ in r] for r in u]
+        np.testing.assert_allclose([[d for _, d in r] for r in p],
+                                   [[d for _, d in r] for r in u], atol=1e-5)
+
+
+# -- index parameters -------------------------------------------------------------------------
+
+
+def products(n: int, rng: np.random.Generator, image_dim: int, text_dim: int) -> list[StoredProduct]:
+    # One category: the partition key then puts every row in one segment, big enough for IVF.
+    return [StoredProduct(Product(product_id=f"sku{i}", title=f"item {i}", category="shoes"),
+                          rng.standard_normal((1, image_dim)).astype(np.float32),
+                          rng.standard_normal(text_dim).astype(np.float32))
+            for i in range(n)]
+
+
+def test_build_params_reach_the_server_side_index(lite_server: LiteServer, tmp_path: Path) -> None:
+    """M/efConstruction (HNSW) and nlist (IVF) as written by the server that lookalike runs:
+    read back from the index files it built, after the store says the index is ready."""
+    import faiss
+
+    rng = np.random.default_rng(5)
+    cases = {"HNSW": dict(hnsw_m=12, hnsw_ef_construction=77),
+             "IVF_FLAT": dict(ivf_nlist=8, ivf_nprobe=3)}
+    for index_type, knobs in cases.items():
+        name = f"t_params_{index_type.lower()}"
+        settings = Settings(data_dir=lite_server.data_dir, lite_port=lite_server.port,
+                            collection=name, port=free_port(), admin_key="k",
+                            index_type=index_type, **knobs)
+        store = MilvusStore.from_settings(settings, image_dim=32, text_dim=8)
+        try:
+            store.drop()
+            store.ensure_collection()
+            store.upsert(products(40, rng, 32, 8))
+            store.flush()
+            assert store.wait_index_ready(timeout_s=60)
+            files = sorted(lite_server.db_dir.rglob(f"*.image_vector.{index_type.lower()}.idx"))
+            files = [f for f in files if name in str(f)]
+            assert files, f"no {index_type} index file for {name}"
+            index = faiss.read_index(str(files[0]))
+            if index_type == "HNSW":
+                hnsw = faiss.downcast_index(index).hnsw
+                assert hnsw.efConstruction == 77
+                assert hnsw.nb_neighbors(1) == 12  # M neighbours above level 0 (2*M at 0)
+            else:
+                assert faiss.extract_index_ivf(index).nlist == 8
+        finally:
+            store.drop()
+            store.close()
+
+
+def test_search_params_reach_the_server_side_index(tmp_path: Path) -> None:
+    """ef (HNSW) and nprobe (IVF) are search-time knobs, never written to disk: run
+    milvus-lite's own gRPC server in this process, search through MilvusStore, and read the
+    knob off the live faiss object the server searched with."""
+    from milvus_lite.adapter.grpc.server import start_server_in_thread
+
+    server, db, port = start_server_in_thread(str(tmp_path / "db"))
+    rng = np.random.default_rng(6)
+    try:
+        for index_type, knobs, check in (
+                ("HNSW", dict(search_ef=55), lambda ix: ix.hnsw.efSearch == 55),
+                ("IVF_FLAT", dict(ivf_nlist=8, ivf_nprobe=3), lambda ix: ix.nprobe == 3)):
+            name = f"t_search_{index_type.lower()}"
+            settings = Settings(milvus_uri=f"http://127.0.0.1:{port}", collection=name,
+                                data_dir=tmp_path, admin_key="k", index_type=index_type, **knobs)
+            store = MilvusStore.from_settings(settings, image_dim=32, text_dim=8)
+            store.ensure_collection()
+            items = products(40, rng, 32, 8)
+            store.upsert(items)
+            store.flush()
+            col = db.get_collection(name)
+            col._wait_for_bg()  # noqa: SLF001 - in-process: wait for the background build
+            hits = store.search(image_vector=items[0].image_vectors[0], top_k=5)
+            assert hits and hits[0].product.product_id == "sku0"
+            indexes = [seg.indexes["image_vector"] for seg in col._segments_snapshot()]  # noqa: SLF001
+            assert indexes and all(check(ix._index) for ix in indexes)  # noqa: SLF001
+            store.close()
+    finally:
+        server.stop(grace=1)
+        db.close()
