@@ -1,0 +1,143 @@
+"""Prometheus metrics through `ray.util.metrics`, exported by Ray's metrics agent.
+
+Ray prefixes every name with `ray_` and counters get `_total`, so `lookalike_requests` is
+scraped as `ray_lookalike_requests_total` (see docs/observability.md).
+
+The metric objects are created lazily, on first use, and only inside a process where Ray is
+initialised (a Serve replica, a Ray Data driver). Anywhere else - unit tests, the baseline
+server, a plain script - `metrics()` returns a sink that does nothing, so the core never needs
+Ray to import or to run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+# Milliseconds; covers a cache-warm Milvus query (~1 ms) up to a cold, queued embed (seconds).
+LATENCY_MS_BOUNDARIES = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000]
+BATCH_SIZE_BOUNDARIES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256]
+
+
+# Static routes of the API (templated ones contain "{"). Anything else is an unmatched path,
+# counted as "unmatched": a raw path as a label would let any scanner mint new time series.
+STATIC_ENDPOINTS = frozenset({"/", "/healthz", "/readyz", "/v1/search", "/v1/facets", "/docs",
+                              "/openapi.json", "/redoc"})
+
+
+def bounded_endpoint(endpoint: object) -> str:
+    e = str(endpoint)
+    if "{" in e or e in STATIC_ENDPOINTS:
+        return e
+    return "/static" if e.startswith("/static/") else "unmatched"
+
+
+class NoopMetrics:
+    """What every caller gets outside Ray: same methods, no effect."""
+
+    enabled = False
+
+    def observe_request(self, fields: dict[str, Any]) -> None:
+        pass
+
+    def observe_batch(self, deployment: str, size: int) -> None:
+        pass
+
+    def observe_ingest(self, rows: int, seconds: float, *, job: str = "ingest") -> None:
+        pass
+
+
+class RayMetrics(NoopMetrics):
+    enabled = True
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Counter, Gauge, Histogram
+
+        self.requests = Counter(
+            "lookalike_requests", description="HTTP requests by endpoint, type and status.",
+            tag_keys=("endpoint", "type", "status"))
+        self.latency = Histogram(
+            "lookalike_request_latency_ms", description="Total request latency in the router (ms).",
+            boundaries=LATENCY_MS_BOUNDARIES, tag_keys=("endpoint", "type"))
+        self.embed_latency = Histogram(
+            "lookalike_embed_latency_ms",
+            description="Time a search waited for its query embedding(s), batching included (ms).",
+            boundaries=LATENCY_MS_BOUNDARIES, tag_keys=("type",))
+        self.search_latency = Histogram(
+            "lookalike_milvus_search_latency_ms", description="Milvus search call latency (ms).",
+            boundaries=LATENCY_MS_BOUNDARIES, tag_keys=("type",))
+        self.store_errors = Counter(
+            "lookalike_store_errors",
+            description="Requests answered 503 store_unavailable (Milvus failed or unreachable).",
+            tag_keys=("endpoint",))
+        self.batch_size = Histogram(
+            "lookalike_embed_batch_size", description="Inputs per @serve.batch forward pass.",
+            boundaries=BATCH_SIZE_BOUNDARIES, tag_keys=("deployment",))
+        self.ingest_rows = Counter(
+            "lookalike_ingest_rows", description="Rows written by ingest jobs.", tag_keys=("job",))
+        self.ingest_rate = Gauge(
+            "lookalike_ingest_rows_per_second", description="Last reported ingest throughput.",
+            tag_keys=("job",))
+
+    def observe_request(self, fields: dict[str, Any]) -> None:
+        endpoint = bounded_endpoint(fields.get("endpoint"))
+        kind = str(fields.get("type") or "other")
+        self.requests.inc(1, tags={"endpoint": endpoint, "type": kind,
+                                   "status": str(fields.get("status"))})
+        self.latency.observe(float(fields.get("total_ms") or 0.0),
+                             tags={"endpoint": endpoint, "type": kind})
+        # Only searches that reached the embedder / the store: zeros would drag the percentiles.
+        if fields.get("embed_ms"):
+            self.embed_latency.observe(float(fields["embed_ms"]), tags={"type": kind})
+        if fields.get("search_ms"):
+            self.search_latency.observe(float(fields["search_ms"]), tags={"type": kind})
+        if fields.get("error_code") == "store_unavailable":
+            self.store_errors.inc(1, tags={"endpoint": endpoint})
+
+    def observe_batch(self, deployment: str, size: int) -> None:
+        self.batch_size.observe(float(size), tags={"deployment": deployment})
+
+    def observe_ingest(self, rows: int, seconds: float, *, job: str = "ingest") -> None:
+        self.ingest_rows.inc(float(rows), tags={"job": job})
+        if seconds > 0:
+            self.ingest_rate.set(rows / seconds, tags={"job": job})
+
+
+_NOOP = NoopMetrics()
+_ray_metrics: RayMetrics | None = None
+_lock = threading.Lock()
+
+
+def ray_initialized() -> bool:
+    # Not imported means not initialised: never import Ray just to find out.
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+
+
+def metrics() -> NoopMetrics:
+    """The process's metrics sink: Ray-backed inside Ray, a no-op elsewhere."""
+    global _ray_metrics
+    if _ray_metrics is not None:
+        return _ray_metrics
+    if not ray_initialized():
+        return _NOOP
+    with _lock:
+        if _ray_metrics is None:
+            _ray_metrics = RayMetrics()
+    return _ray_metrics
+
+
+def observe_batch(deployment: str, size: int) -> None:
+    """Called from a @serve.batch method with len(batch)."""
+    metrics().observe_batch(deployment, size)
+
+
+def observe_ingest(rows: int, seconds: float, *, job: str = "ingest") -> None:
+    """For the ingest job: `rows` written in `seconds` (a run, or each progress step).
+
+    Adds `rows` to ray_lookalike_ingest_rows_total and sets
+    ray_lookalike_ingest_rows_per_second to rows/seconds. Ray exports every ~10 s, so a job
+    that exits right after its last call may not have that last value scraped.
+    """
+    metrics().observe_ingest(rows, seconds, job=job)
