@@ -11,6 +11,7 @@ from ray import serve
 
 from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder
+from lookalike.metrics import observe_batch
 
 
 @serve.deployment(
@@ -35,5 +36,6 @@ class ImageEmbedderDeployment:
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.003)
     async def embed(self, images: list[Image.Image]) -> list[np.ndarray]:
         # The forward pass runs in a thread so the replica keeps collecting the next batch.
+        observe_batch("image", len(images))  # shows whether batches actually fill
         vectors = await asyncio.to_thread(self.embedder.embed, images)
         return list(vectors)

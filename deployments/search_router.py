@@ -10,6 +10,7 @@ from ray.serve.handle import DeploymentHandle
 
 from lookalike.api import create_api
 from lookalike.config import Settings
+from lookalike.observability import request_observer
 from lookalike.search import SearchService
 from lookalike.store import MilvusStore
 from lookalike.store.lite_server import LiteServer
@@ -50,4 +51,5 @@ class SearchRouter:
         return {}
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_api(self.service, self.settings, readiness=self._ready)
+        return create_api(self.service, self.settings, readiness=self._ready,
+                          observer=request_observer())

@@ -10,6 +10,7 @@ from ray import serve
 
 from lookalike.config import Settings
 from lookalike.embedding import TextEmbedder
+from lookalike.metrics import observe_batch
 
 
 @serve.deployment(
@@ -31,5 +32,6 @@ class TextEmbedderDeployment:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def embed(self, texts: list[str]) -> list[np.ndarray]:
+        observe_batch("text", len(texts))  # shows whether batches actually fill
         vectors = await asyncio.to_thread(self.embedder.embed, texts)
         return list(vectors)

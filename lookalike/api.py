@@ -268,7 +268,9 @@ def create_api(service: SearchService, settings: Settings, *,
         else:
             raise ApiError(415, "unsupported_media_type",
                            "send multipart/form-data or application/json")
-        request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
+        # The kind is logged before the search runs, so a failing (503) search keeps its type.
+        request.state.log.update({"type": query.kind, "top_k": query.top_k,
+                                  "filters": query.filters.as_dict()})
         return search_response(await service.search(query), started, request, query.kind)
 
     async def _json_query(request: Request) -> SearchQuery:
@@ -382,7 +384,7 @@ def create_api(service: SearchService, settings: Settings, *,
         check_product_id(product_id)
         check_length(request)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "multipart/form-data":
+        if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
         try:
             form = await request.form(max_files=settings.max_images_per_product, max_fields=20)
