@@ -40,12 +40,19 @@ def settings(lite_server: LiteServer, tmp_path: Path, request: pytest.FixtureReq
 
 
 @pytest.fixture(scope="session")
-def ray_local() -> Iterator[None]:
+def ray_metrics_port() -> int:
+    """Where the session's Ray serves Prometheus metrics (http://127.0.0.1:PORT/metrics)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_local(ray_metrics_port: int) -> Iterator[None]:
     """One local Ray for the whole session (2 CPUs, as on the CI machine)."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _metrics_export_port=ray_metrics_port,
                  runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
     yield
     ray.shutdown()
