@@ -1,0 +1,54 @@
+# The one entry point for humans and CI.  `make demo` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: setup browser demo test test-unit test-integration test-e2e lint bench report stop clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Headless Chromium for the browser tests (Debian packages; playwright never downloads one).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "install chromium (e.g. sudo apt-get install chromium) for the browser tests"; fi; \
+	fi
+
+demo: setup
+	./scripts/demo.sh
+
+test: setup browser
+	$(PY) -m pytest -q
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+test-integration: setup
+	$(PY) -m pytest -q tests/integration
+
+test-e2e: setup browser
+	$(PY) -m pytest -q tests/e2e
+
+bench: setup
+	$(PY) bench/p1_p2_serve.py
+
+report: setup
+	$(PY) bench/report.py
+
+stop:
+	-$(PY) -m lookalike.store.lite_server stop
+
+clean: stop
+	rm -rf $(VENV) artifacts bench/results
