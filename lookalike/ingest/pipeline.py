@@ -1,0 +1,143 @@
+"""The ingest job: manifest -> prepare tasks -> image/text embedder actors -> one Milvus writer.
+
+    manifest pre-pass (driver)      validate rows, attach stored content hashes
+      -> prepare (Ray tasks)        read images, hash, skip unchanged, decode + preprocess
+      -> ImageStage (actor pool)    ImageEmbedder.__call__
+      -> TextStage (actor pool)     TextEmbedder.__call__
+      -> StoreWriter (driver)       regroup per product, upsert <=1,000 rows a call
+    then --delete-missing, and one flush.
+
+Memory stays flat in catalogue size: rows stream through Ray Data with a capped object-store
+budget, the writer holds one batch, and the pre-pass holds one 1,000-row chunk at a time.
+This is the one core module that imports ray.data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.data
+from ray.data import ActorPoolStrategy, ExecutionResources, TaskPoolStrategy
+
+from lookalike.config import Settings
+from lookalike.ingest.fetch import FetchLimits
+from lookalike.ingest.plan import Plan, plan_resources
+from lookalike.ingest.stages import ImageStage, TextStage, prepare_batch, probe_models
+from lookalike.ingest.summary import ErrorSink, Summary
+from lookalike.ingest.worklist import iter_chunks, store_lookup
+from lookalike.ingest.writer import StoreWriter
+from lookalike.store.lite_server import LiteServer
+from lookalike.store.milvus import WRITE_BATCH_ROWS, MilvusStore
+
+log = logging.getLogger("lookalike.ingest")
+
+PREPARE_BATCH = 8  # products per prepare call: small blocks keep the stream smooth
+# Object-store budget for rows in flight. Preprocessed pixels are 600 KB an image and prepare
+# outruns the image model ~5x, so without a cap Ray Data would queue gigabytes ahead of it.
+IN_FLIGHT_BYTES = 256 * 1024 * 1024
+DELETE_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    manifest: Path
+    delete_missing: bool = False
+    errors_out: Path | None = None
+    num_gpus: float = 0.0
+    image_batch: int | None = None
+    text_batch: int | None = None
+    write_batch: int = WRITE_BATCH_ROWS  # image rows per upsert call
+    max_image_actors: int | None = None
+    in_flight_bytes: int = IN_FLIGHT_BYTES
+
+
+def make_plan(opts: IngestOptions) -> Plan:
+    res = ray.cluster_resources()
+    return plan_resources(float(res.get("CPU", 0)), float(res.get("GPU", 0)),
+                          num_gpus=opts.num_gpus, image_batch=opts.image_batch,
+                          text_batch=opts.text_batch, max_image_actors=opts.max_image_actors)
+
+
+def build_dataset(refs: list[Any], plan: Plan, settings: Settings,
+                  dims: dict[str, Any]) -> ray.data.Dataset:
+    model_settings = settings.model_copy(update={"device": plan.device})
+    ds = ray.data.from_arrow_refs(refs)
+    ds = ds.map_batches(
+        prepare_batch, batch_size=PREPARE_BATCH, batch_format="numpy",
+        fn_kwargs={"limits": FetchLimits.from_settings(settings), "model_name": settings.image_model},
+        num_cpus=plan.prepare_cpus, compute=TaskPoolStrategy(size=plan.prepare_tasks))
+    ds = ds.map_batches(
+        ImageStage, batch_size=plan.image_batch, batch_format="numpy",
+        fn_constructor_kwargs={"settings": model_settings, "num_threads": plan.image_threads,
+                               "dim": dims["image_dim"]},
+        num_cpus=plan.image_cpus, num_gpus=plan.image_gpus or None,
+        compute=ActorPoolStrategy(size=plan.image_actors))
+    return ds.map_batches(
+        TextStage, batch_size=plan.text_batch, batch_format="numpy",
+        fn_constructor_kwargs={"settings": model_settings, "num_threads": plan.text_threads,
+                               "dim": dims["text_dim"]},
+        num_cpus=plan.text_cpus, num_gpus=plan.text_gpus or None,
+        compute=ActorPoolStrategy(size=plan.text_actors))
+
+
+def _probe(settings: Settings, plan: Plan) -> dict[str, Any]:
+    # max_calls=1: the worker exits afterwards instead of idling with both models in memory.
+    task = ray.remote(num_cpus=plan.prepare_cpus, max_calls=1)(probe_models)
+    return ray.get(task.remote(settings.model_copy(update={"device": "cpu"})))
+
+
+def delete_missing(store: MilvusStore, keep: set[str]) -> int:
+    """Remove stored products the manifest no longer lists (ids collected first, then deleted,
+    so the scan never runs over a collection it is changing)."""
+    gone = [pid for pid in store.iter_product_ids() if pid not in keep]
+    deleted = 0
+    for start in range(0, len(gone), DELETE_CHUNK):
+        deleted += store.delete(gone[start:start + DELETE_CHUNK])
+    return deleted
+
+
+def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
+    """Run the job on the connected Ray cluster (ray.init() is the caller's)."""
+    summary = Summary()
+    errors = ErrorSink(summary, opts.errors_out)
+    if settings.embedded:
+        LiteServer.from_settings(settings).ensure_running()
+    plan = make_plan(opts)
+    log.info("ingest plan", extra={"fields": {"event": "ingest_plan", **plan.as_dict()}})
+    probe = _probe(settings, plan)
+    summary.model_version = probe["model_version"]
+    store = MilvusStore.from_settings(settings, image_dim=probe["image_dim"], text_dim=probe["text_dim"])
+    try:
+        store.ensure_collection()
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.resource_limits = ExecutionResources(
+            object_store_memory=opts.in_flight_bytes)
+        keep: set[str] = set()
+        # One object per prepare batch: Ray Data runs one task per input block, so 1,000-row
+        # blocks would serialise the image reads behind a single task.
+        # take() copies the rows: a pickled slice could drag the whole chunk's buffers along.
+        refs = [ray.put(table.take(list(range(start, min(start + PREPARE_BATCH, table.num_rows)))))
+                for table in iter_chunks(opts.manifest, store_lookup(store), summary.model_version,
+                                         summary, errors, keep)
+                for start in range(0, table.num_rows, PREPARE_BATCH)]
+        writer = StoreWriter(store, summary, errors, summary.model_version, opts.write_batch)
+        if refs:
+            for batch in build_dataset(refs, plan, settings, probe).iter_batches(
+                    batch_size=None, batch_format="numpy", prefetch_batches=1):
+                writer.consume(batch)
+        writer.close()
+        del refs
+        if opts.delete_missing:
+            # Products whose images failed this time are still listed, so they are kept.
+            summary.deleted = delete_missing(store, keep)
+        store.flush()
+    finally:
+        errors.close()
+        store.close()
+    summary.finish()
+    summary.emit()
+    return summary

@@ -1,0 +1,184 @@
+"""The ingest job's Ray Data stages: prepare (tasks) and the two embedder actor pools.
+
+Rows flow one per *image* after `prepare_batch`. Products that need no embedding (unchanged
+since the last run) or cannot be (an image failed) travel as a single marker row with empty
+pixels, so the driver sees every product's outcome through the same stream and no side channel
+is needed. The embedder stages run the very same ImageEmbedder/TextEmbedder `__call__` the
+Serve deployments use, on the rows that need it, so stored and query vectors always agree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from lookalike.catalog.product import Product
+from lookalike.ingest.fetch import FetchLimits, ImageFetchError, fetch, image_digest, new_client
+
+EMBED, UNCHANGED, FAILED = "embed", "unchanged", "failed"
+_PREPROCESSORS: dict[str, Any] = {}
+
+
+def product_to_json(p: Product) -> str:
+    return json.dumps(p.to_dict(), sort_keys=True, default=str)
+
+
+def product_from_json(s: str) -> Product:
+    d = json.loads(s)
+    d["images"] = tuple(d.get("images") or ())
+    return Product(**d)
+
+
+def _preprocessor(model_name: str) -> Any:
+    # One per worker process: building the timm transform is cheap but not free, and prepare
+    # tasks run again and again in the same pooled workers.
+    if model_name not in _PREPROCESSORS:
+        import torch
+
+        from lookalike.embedding.image import ImagePreprocessor
+
+        torch.set_num_threads(1)  # a prepare task has a fraction of a CPU; never fan out
+        _PREPROCESSORS[model_name] = ImagePreprocessor(model_name)
+    return _PREPROCESSORS[model_name]
+
+
+def _columns() -> dict[str, list[Any]]:
+    return {k: [] for k in ("row", "product_id", "product", "content_hash", "status", "reason",
+                            "n_images", "image_index", "text", "pixels")}
+
+
+def prepare_product(product: Product, stored_hash: str, limits: FetchLimits, model_name: str,
+                    client: Any = None) -> tuple[str, str, str, list[bytes]]:
+    """(status, content_hash, reason, per-image pixel bytes) for one product.
+
+    The content hash needs every image's bytes, so images are read first; decoding and
+    preprocessing (the costly part, and the torch import) only happen for products whose hash
+    changed, which keeps a re-run over an unchanged catalogue fast.
+    """
+    from lookalike.images import InvalidImageError, decode_image
+
+    blobs: list[bytes] = []
+    try:
+        for ref in product.images:
+            blobs.append(fetch(ref, limits, client))
+    except ImageFetchError as exc:
+        return FAILED, "", str(exc), []
+    content_hash = product.content_hash(tuple(image_digest(b) for b in blobs))
+    if stored_hash and stored_hash == content_hash:
+        return UNCHANGED, content_hash, "", []
+    images = []
+    for ref, data in zip(product.images, blobs):
+        try:
+            images.append(decode_image(data))
+        except InvalidImageError as exc:
+            return FAILED, content_hash, f"{ref}: {exc}", []
+    pixels = _preprocessor(model_name)(images)
+    return EMBED, content_hash, "", [np.ascontiguousarray(px).tobytes() for px in pixels]
+
+
+def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits,
+                  model_name: str) -> dict[str, np.ndarray]:
+    """Ray Data task: product rows -> image rows (plus one marker row per skipped product)."""
+    out = _columns()
+    with new_client(limits) as client:
+        for row, pid, pjson, stored in zip(batch["row"], batch["product_id"], batch["product"],
+                                           batch["stored_hash"]):
+            product = product_from_json(str(pjson))
+            try:
+                status, chash, reason, pixels = prepare_product(product, str(stored or ""), limits,
+                                                                model_name, client)
+            except Exception as exc:  # noqa: BLE001 - one odd image must never stop the job
+                status, chash, reason, pixels = FAILED, "", f"{exc.__class__.__name__}: {exc}", []
+            entries = pixels if status == EMBED else [b""]
+            for i, px in enumerate(entries):
+                out["row"].append(int(row))
+                out["product_id"].append(str(pid))
+                out["product"].append(str(pjson))
+                out["content_hash"].append(chash)
+                out["status"].append(status)
+                out["reason"].append(reason)
+                out["n_images"].append(len(entries))
+                out["image_index"].append(i if status == EMBED else -1)
+                # Text is embedded once per product, on its first image row.
+                out["text"].append(product.text() if status == EMBED and i == 0 else "")
+                out["pixels"].append(px)
+    cols: dict[str, np.ndarray] = {}
+    for k, v in out.items():
+        if k in ("row", "n_images", "image_index"):
+            cols[k] = np.asarray(v, dtype=np.int64)
+        else:
+            arr = np.empty(len(v), dtype=object)
+            arr[:] = v
+            cols[k] = arr
+    return cols
+
+
+class _LazyStage:
+    """The model loads on the first batch that needs it, so a re-run over an unchanged
+    catalogue starts no model at all. `dim` is known up front (the driver probed it) so skipped
+    rows get their zero placeholder vectors without the model."""
+
+    def __init__(self, settings: Any, num_threads: int, dim: int) -> None:
+        self.settings, self.num_threads, self.dim = settings, num_threads, dim
+        self._embedder: Any = None
+
+    def _make(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            self._embedder = self._make()
+        return self._embedder
+
+
+class ImageStage(_LazyStage):
+    """Actor: embeds the `pixels` of rows that need it with ImageEmbedder.__call__."""
+
+    def _make(self) -> Any:
+        from lookalike.embedding.image import ImageEmbedder
+
+        return ImageEmbedder.from_settings(self.settings, num_threads=self.num_threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raw = batch.pop("pixels")
+        todo = np.asarray([s == EMBED for s in batch["status"]], dtype=bool)
+        vectors = np.zeros((len(raw), self.dim), dtype=np.float32)
+        if todo.any():
+            shape = tuple(self.embedder.preprocess.input_size)
+            pixels = np.stack([np.frombuffer(p, dtype=np.float32).reshape(shape) for p in raw[todo]])
+            vectors[todo] = self.embedder({"pixels": pixels})["image_vector"]
+        batch["image_vector"] = vectors
+        return batch
+
+
+class TextStage(_LazyStage):
+    """Actor: embeds each changed product's text once (on its first image row)."""
+
+    def _make(self) -> Any:
+        from lookalike.embedding.text import TextEmbedder
+
+        return TextEmbedder.from_settings(self.settings, num_threads=self.num_threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        texts = batch.pop("text")
+        todo = np.asarray([s == EMBED and i == 0
+                           for s, i in zip(batch["status"], batch["image_index"])], dtype=bool)
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if todo.any():
+            vectors[todo] = self.embedder({"text": texts[todo]})["text_vector"]
+        batch["text_vector"] = vectors
+        return batch
+
+
+def probe_models(settings: Any) -> dict[str, Any]:
+    """Versions and dims of the configured models (run once as a short-lived Ray task, so the
+    driver never loads torch)."""
+    from lookalike.embedding import ImageEmbedder, TextEmbedder
+
+    image, text = ImageEmbedder.from_settings(settings, num_threads=1), TextEmbedder.from_settings(
+        settings, num_threads=1)
+    return {"model_version": f"{image.version}|{text.version}", "image_dim": image.dim,
+            "text_dim": text.dim}

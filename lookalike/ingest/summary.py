@@ -1,0 +1,102 @@
+"""Counting what the ingest job did, and reporting it (human table, one JSON log line, JSONL)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger("lookalike.ingest")
+
+
+@dataclass(frozen=True)
+class IngestError:
+    row: int  # 1-based manifest data row, as the catalogue module numbers them
+    field: str
+    reason: str
+    product_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"row": self.row, "field": self.field, "reason": self.reason}
+        if self.product_id:
+            d["product_id"] = self.product_id
+        return d
+
+    def __str__(self) -> str:
+        who = f" ({self.product_id})" if self.product_id else ""
+        return f"row {self.row}{who}: {self.field}: {self.reason}"
+
+
+@dataclass
+class Summary:
+    read: int = 0  # manifest rows read
+    embedded: int = 0  # products embedded (new or changed)
+    images_embedded: int = 0
+    written: int = 0  # products upserted
+    skipped: int = 0  # unchanged since the last run: neither embedded nor written
+    failed: int = 0  # bad rows, unreadable images, rejected writes
+    deleted: int = 0  # --delete-missing
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+    model_version: str = ""
+    errors_shown: int = 0
+
+    def finish(self) -> None:
+        self.seconds = time.monotonic() - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        secs = max(self.seconds, 1e-9)
+        return {
+            "event": "ingest_summary", "read": self.read, "embedded": self.embedded,
+            "images_embedded": self.images_embedded, "written": self.written,
+            "skipped_unchanged": self.skipped, "failed": self.failed, "deleted": self.deleted,
+            "seconds": round(self.seconds, 3),
+            "products_per_s": round(self.written / secs, 2),
+            "images_per_s": round(self.images_embedded / secs, 2),
+            "model_version": self.model_version,
+        }
+
+    def table(self) -> str:
+        d = self.as_dict()
+        lines = ["ingest summary",
+                 f"  read                 {d['read']:>9}",
+                 f"  embedded             {d['embedded']:>9}  ({d['images_embedded']} images)",
+                 f"  written              {d['written']:>9}",
+                 f"  skipped (unchanged)  {d['skipped_unchanged']:>9}",
+                 f"  failed               {d['failed']:>9}",
+                 f"  deleted              {d['deleted']:>9}",
+                 f"  time                 {d['seconds']:>9.1f} s",
+                 f"  throughput           {d['products_per_s']:>9.1f} products/s, "
+                 f"{d['images_per_s']:.1f} images/s"]
+        return "\n".join(lines)
+
+    def emit(self) -> None:
+        """One structured record (a JSON line under lookalike.logs.json_logger)."""
+        log.info("ingest summary", extra={"fields": self.as_dict()})
+
+
+class ErrorSink:
+    """Counts failures, logs the first few in full, optionally writes all of them as JSONL."""
+
+    def __init__(self, summary: Summary, errors_out: Path | None = None, show: int = 50) -> None:
+        self.summary = summary
+        self.show = show
+        self._file: IO[str] | None = errors_out.open("w", encoding="utf-8") if errors_out else None
+
+    def add(self, err: IngestError) -> None:
+        self.summary.failed += 1
+        if self._file:
+            self._file.write(json.dumps(err.as_dict()) + "\n")
+        if self.summary.errors_shown < self.show:
+            log.warning("skipped %s", err, extra={"fields": {"event": "ingest_row_error", **err.as_dict()}})
+            self.summary.errors_shown += 1
+        elif self.summary.errors_shown == self.show:
+            log.warning("more row errors not shown (see --errors-out)")
+            self.summary.errors_shown += 1
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()

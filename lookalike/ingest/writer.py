@@ -1,0 +1,122 @@
+"""The ingest job's one Milvus writer: regroups image rows into products and upserts in batches.
+
+Why one writer, on the driver: milvus-lite does not protect concurrent writes to a collection,
+and at ~2,000 rows/s a single writer outruns the embedders by far. Why batches never split a
+product: each `upsert` call here stays within one Milvus request (<= WRITE_BATCH_ROWS rows), so
+a killed job leaves every product either fully written with its content hash or not at all,
+which is what lets a re-run trust the stored hash and skip it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lookalike.ingest.stages import EMBED, FAILED, UNCHANGED, product_from_json
+from lookalike.ingest.summary import ErrorSink, IngestError, Summary
+from lookalike.store.base import StoredProduct, StoreError
+from lookalike.store.milvus import WRITE_BATCH_ROWS
+
+log = logging.getLogger("lookalike.ingest")
+
+
+@dataclass
+class _Partial:
+    row: int
+    product: str
+    content_hash: str
+    n_images: int
+    image_vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    text_vector: np.ndarray | None = None
+
+
+class StoreWriter:
+    def __init__(self, store: object, summary: Summary, errors: ErrorSink, model_version: str,
+                 batch_rows: int = WRITE_BATCH_ROWS) -> None:
+        self.store = store
+        self.summary = summary
+        self.errors = errors
+        self.model_version = model_version
+        self.batch_rows = max(1, min(batch_rows, WRITE_BATCH_ROWS))
+        self._partial: dict[str, _Partial] = {}
+        self._pending: list[tuple[int, StoredProduct]] = []
+        self._pending_rows = 0
+
+    def consume(self, batch: dict[str, np.ndarray]) -> None:
+        """One batch of the pipeline's output rows."""
+        for i in range(len(batch["product_id"])):
+            pid = str(batch["product_id"][i])
+            status = str(batch["status"][i])
+            row = int(batch["row"][i])
+            if status == UNCHANGED:
+                self.summary.skipped += 1
+            elif status == FAILED:
+                self.errors.add(IngestError(row, "images", str(batch["reason"][i]), pid))
+            elif status == EMBED:
+                self._add_image(pid, row, batch, i)
+
+    def _add_image(self, pid: str, row: int, batch: dict[str, np.ndarray], i: int) -> None:
+        part = self._partial.get(pid)
+        if part is None:
+            part = self._partial[pid] = _Partial(row, str(batch["product"][i]),
+                                                 str(batch["content_hash"][i]),
+                                                 int(batch["n_images"][i]))
+        idx = int(batch["image_index"][i])
+        part.image_vectors[idx] = np.asarray(batch["image_vector"][i], dtype=np.float32)
+        if idx == 0:
+            part.text_vector = np.asarray(batch["text_vector"][i], dtype=np.float32)
+        if len(part.image_vectors) == part.n_images:
+            del self._partial[pid]
+            self._complete(part)
+
+    def _complete(self, part: _Partial) -> None:
+        self.summary.embedded += 1
+        self.summary.images_embedded += part.n_images
+        item = StoredProduct(
+            product=product_from_json(part.product),
+            image_vectors=np.stack([part.image_vectors[k] for k in range(part.n_images)]),
+            text_vector=part.text_vector, content_hash=part.content_hash,
+            model_version=self.model_version)
+        if self._pending_rows + part.n_images > self.batch_rows:
+            self.flush_pending()
+        self._pending.append((part.row, item))
+        self._pending_rows += part.n_images
+
+    def flush_pending(self) -> None:
+        if not self._pending:
+            return
+        items, self._pending, self._pending_rows = self._pending, [], 0
+        try:
+            self.store.upsert([it for _, it in items])
+            self.summary.written += len(items)
+            return
+        except StoreError as exc:
+            log.warning("batch upsert of %d products failed (%s); retrying one by one", len(items), exc)
+        # Isolate the product Milvus rejects; if every one fails the store itself is down and
+        # the job must stop (a re-run resumes where it stopped).
+        failures: list[tuple[int, StoredProduct, str]] = []
+        for row, item in items:
+            try:
+                self.store.upsert([item])
+                self.summary.written += 1
+            except StoreError as exc:
+                failures.append((row, item, str(exc)))
+        if failures and len(failures) == len(items):
+            raise StoreError(f"every write of a {len(items)}-product batch failed: {failures[0][2]}")
+        for row, item, reason in failures:
+            self.errors.add(IngestError(row, "write", reason, item.product.product_id))
+
+    def close(self) -> None:
+        self.flush_pending()
+        for pid, part in self._partial.items():  # defensive: some image rows never came
+            self.errors.add(IngestError(part.row, "images", "not every image was embedded", pid))
+        self._partial.clear()
+
+
+def consume_all(writer: StoreWriter, batches: Iterable[dict[str, np.ndarray]]) -> None:
+    for batch in batches:
+        writer.consume(batch)
+    writer.close()
