@@ -1,0 +1,193 @@
+"""The Ray Data ingest job for real: local Ray with 2 CPUs, milvus-lite, packaged weights.
+
+One Ray instance serves the whole module (the kill-and-resume drivers join it as subprocesses),
+and it has exactly 2 CPUs on purpose: an earlier pipeline whose actors reserved most of a
+2-CPU cluster never scheduled a read and hung, so every job here runs under a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback-only local Ray
+
+import ray  # noqa: E402
+
+from lookalike.catalog import demo  # noqa: E402
+from lookalike.config import Settings  # noqa: E402
+from lookalike.ingest import IngestOptions, run_ingest  # noqa: E402
+from lookalike.store.milvus import MilvusStore  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+GOOD = 40  # valid products with readable images
+IMAGE_DIM, TEXT_DIM = 1280, 384
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def make_catalogue(out: Path, n_good: int) -> tuple[Path, dict[int, str]]:
+    """demo.build's real photos plus deliberately bad rows; returns (manifest, {row: field})."""
+    manifest = demo.build(out, n_good)
+    (out / "images" / "corrupt.jpg").write_bytes(b"this is not a jpeg")
+    good = manifest.read_text().splitlines()
+    bad = [
+        json.dumps({"title": "no id", "images": ["images/fm-00000-0.jpg"]}),             # product_id
+        json.dumps({"product_id": "neg", "price": -3, "images": ["images/fm-00000-0.jpg"]}),  # price
+        '{"product_id": "broken", ',                                                     # invalid JSON
+        json.dumps({"product_id": "missing-image", "images": ["images/nope.jpg"]}),      # images
+        json.dumps({"product_id": "corrupt-image", "images": ["images/corrupt.jpg"]}),   # images
+        good[0],                                                                         # duplicate id
+    ]
+    fields = ["product_id", "price", "*", "images", "images", "product_id"]
+    # Bad rows interleaved at known 1-based positions: 3, 6, 9, ...
+    lines, expected = [], {}
+    bad_iter = iter(zip(bad, fields))
+    for line in good:
+        lines.append(line)
+        if len(lines) % 3 == 2:
+            nxt = next(bad_iter, None)
+            if nxt:
+                lines.append(nxt[0])
+                expected[len(lines)] = nxt[1]
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest, expected
+
+
+def settings_for(lite_server, name: str) -> Settings:
+    return Settings(data_dir=lite_server.data_dir, lite_port=lite_server.port, collection=name,
+                    port=free_port())
+
+
+def open_store(settings: Settings) -> MilvusStore:
+    return MilvusStore.from_settings(settings, image_dim=IMAGE_DIM, text_dim=TEXT_DIM)
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, str]]:
+    return make_catalogue(tmp_path_factory.mktemp("catalogue"), GOOD)
+
+
+@pytest.mark.timeout(420)
+def test_ingest_counts_rerun_changes_and_delete_missing(ray_cluster, lite_server, catalogue,
+                                                         tmp_path: Path) -> None:
+    manifest, bad_rows = catalogue
+    settings = settings_for(lite_server, "t_ingest_main")
+    errors_out = tmp_path / "errors.jsonl"
+
+    first = run_ingest(IngestOptions(manifest, errors_out=errors_out), settings)
+    assert (first.read, first.embedded, first.written, first.skipped, first.failed) == (
+        GOOD + len(bad_rows), GOOD, GOOD, 0, len(bad_rows))
+    reported = {e["row"]: e["field"] for e in map(json.loads, errors_out.read_text().splitlines())}
+    assert reported == bad_rows
+    store = open_store(settings)
+    try:
+        assert store.count() == GOOD
+        # Vectors are the embedders' own, per image, in image order (regrouping is right).
+        two = next(r for r in store.get([f"fm-{i:05d}" for i in range(GOOD)], with_vectors=True).values()
+                   if len(r.product.images) == 2)
+        assert len(two.image_vectors) == 2
+        assert two.model_version == first.model_version
+        from lookalike.embedding import ImageEmbedder
+        from lookalike.images import decode_image
+
+        direct = ImageEmbedder(num_threads=1).embed(
+            [decode_image(Path(p).read_bytes()) for p in two.product.images])
+        np.testing.assert_allclose(np.stack(two.image_vectors), direct, atol=1e-4)
+
+        again = run_ingest(IngestOptions(manifest), settings)
+        assert (again.embedded, again.written, again.skipped, again.failed) == (0, 0, GOOD, len(bad_rows))
+        assert store.count() == GOOD
+
+        # Change two titles and one photo, drop three products, then --delete-missing.
+        by_id: dict[str, dict] = {}
+        for line in manifest.read_text().splitlines():
+            if line.startswith('{"product_id": "fm-'):
+                by_id.setdefault(json.loads(line)["product_id"], json.loads(line))
+        rows = list(by_id.values())
+        assert len(rows) == GOOD
+        rows[1]["title"] = "Renamed one"
+        rows[2]["title"] = "Renamed two"
+        photo = manifest.parent / rows[3]["images"][0]
+        shutil.copy(manifest.parent / rows[4]["images"][0], photo)
+        kept = rows[:-3]
+        # Image paths are relative to the manifest: the new one sits beside the images.
+        changed = manifest.parent / "changed.jsonl"
+        changed.write_text("\n".join(json.dumps(r) for r in kept) + "\n")
+        third = run_ingest(IngestOptions(changed, delete_missing=True), settings)
+        assert (third.embedded, third.written, third.skipped, third.deleted, third.failed) == (
+            3, 3, len(kept) - 3, 3, 0)
+        assert store.count() == len(kept)
+        assert store.get([rows[1]["product_id"]])[rows[1]["product_id"]].product.title == "Renamed one"
+    finally:
+        store.drop()
+        store.close()
+
+
+def _summary_from(stderr: str) -> dict:
+    for line in stderr.splitlines():
+        if line.startswith("{") and '"event":"ingest_summary"' in line:
+            return json.loads(line)
+    raise AssertionError(f"no ingest_summary line in:\n{stderr[-3000:]}")
+
+
+@pytest.mark.timeout(420)
+def test_killed_job_resumes_exactly_without_re_embedding(ray_cluster, lite_server,
+                                                          tmp_path: Path) -> None:
+    n = 120
+    manifest = demo.build(tmp_path / "cat", n)
+    settings = settings_for(lite_server, "t_ingest_resume")
+    env = {**os.environ, "LOOKALIKE_DATA_DIR": str(settings.data_dir),
+           "LOOKALIKE_LITE_PORT": str(settings.lite_port), "LOOKALIKE_COLLECTION": settings.collection,
+           "LOOKALIKE_PORT": str(settings.port), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, str(REPO / "ingest_job.py"), "--manifest", str(manifest),
+           "--ray-address", ray_cluster, "--write-batch", "8"]
+    store = open_store(settings)
+    try:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        written = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if store.client.has_collection(settings.collection):
+                written = store.count()
+                if written > 0:
+                    break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the job finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        time.sleep(1.0)  # a request already sent when the driver died still lands
+        before = store.count()
+        assert 0 < before < n
+
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = _summary_from(done.stderr)
+        assert store.count() == n
+        assert summary["skipped_unchanged"] == before  # nothing written before was re-embedded
+        assert summary["embedded"] == summary["written"] == n - before
+        assert summary["failed"] == 0
+    finally:
+        if store.client.has_collection(settings.collection):
+            store.drop()
+        store.close()
