@@ -422,10 +422,19 @@ def create_api(service: SearchService, settings: Settings, *,
     if (WEB_DIR / "index.html").exists():
         from fastapi.staticfiles import StaticFiles
 
-        app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+        class _WebFiles(StaticFiles):
+            # The page's assets are not fingerprinted: browsers revalidate them (a cheap 304 via
+            # ETag) so a deploy never leaves a stale app.js next to a new index.html.
+            async def get_response(self, path: str, scope: Any) -> Response:
+                response = await super().get_response(path, scope)
+                response.headers.setdefault("Cache-Control", "no-cache")
+                return response
+
+        app.mount("/static", _WebFiles(directory=WEB_DIR), name="static")
 
         @app.get("/", include_in_schema=False)
         async def index() -> FileResponse:
-            return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+            return FileResponse(WEB_DIR / "index.html", media_type="text/html",
+                                headers={"Cache-Control": "no-cache"})
 
     return app
