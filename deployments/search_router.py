@@ -51,5 +51,6 @@ class SearchRouter:
         return {}
 
     def __serve_build_asgi_app__(self) -> Any:
+        # Serve's proxy already echoes X-Request-ID (the id it also hands to this app).
         return create_api(self.service, self.settings, readiness=self._ready,
-                          observer=request_observer())
+                          observer=request_observer(), echo_request_id=False)

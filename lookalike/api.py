@@ -145,8 +145,12 @@ RequestObserver = Callable[[dict[str, Any]], None]
 
 def create_api(service: SearchService, settings: Settings, *,
                readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None,
-               observer: RequestObserver | None = None) -> FastAPI:
-    """`observer` receives one record per request (request id, endpoint, type, status, timings)."""
+               observer: RequestObserver | None = None, echo_request_id: bool = True) -> FastAPI:
+    """`observer` receives one record per request (request id, endpoint, type, status, timings).
+
+    `echo_request_id=False` where a proxy in front already answers with X-Request-ID (Ray
+    Serve does, with the same id it puts into the request), so clients never get it twice.
+    """
     app = FastAPI(title="lookalike", version="1", description="Similar-product search API")
     admin_key = settings.resolved_admin_key()
 
@@ -160,7 +164,8 @@ def create_api(service: SearchService, settings: Settings, *,
         except Exception:  # an unhandled bug: still answer in JSON, and record it
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             response = error_response(500, "internal", "internal error")
-        response.headers["x-request-id"] = request_id
+        if echo_request_id:
+            response.headers["x-request-id"] = request_id
         if observer is not None:
             route = request.scope.get("route")
             record = {
