@@ -106,7 +106,8 @@ def newer_mask(
             if j is not None and key_seqs[j] > target_seqs[i]:
                 mask[i] = True
         return mask if mask.any() else None
-    keys = key_pks if isinstance(key_pks, pa.Array) else pa.array(list(key_pks), type=target_pks.type)
+    keys = (key_pks if isinstance(key_pks, pa.Array)
+            else pa.array(list(key_pks), type=target_pks.type))
     if keys.type != target_pks.type:
         keys = keys.cast(target_pks.type)
     pos = pc.index_in(target_pks, value_set=keys)

@@ -114,6 +114,8 @@ def search(client: MilvusClient, name: str, queries: np.ndarray, k: int,
            expr: str = "") -> list[list[tuple[str, float]]]:
     res = client.search(name, data=queries.tolist(), anns_field="v", limit=k, filter=expr,
                         search_params=SEARCH, output_fields=["cat"], consistency_level="Strong")
+    for hits in res:  # entities are materialised for the returned rows
+        assert all(h["entity"]["cat"] == "ab"[int(h["pk"][1:]) % 2] for h in hits)
     return [[(h["pk"], float(h["distance"])) for h in hits] for hits in res]
 
 
@@ -181,7 +183,8 @@ def test_patched_results_equal_exact_search_and_unpatched(
 # -- index parameters -------------------------------------------------------------------------
 
 
-def products(n: int, rng: np.random.Generator, image_dim: int, text_dim: int) -> list[StoredProduct]:
+def products(n: int, rng: np.random.Generator, image_dim: int, text_dim: int
+             ) -> list[StoredProduct]:
     # One category: the partition key then puts every row in one segment, big enough for IVF.
     return [StoredProduct(Product(product_id=f"sku{i}", title=f"item {i}", category="shoes"),
                           rng.standard_normal((1, image_dim)).astype(np.float32),
@@ -248,7 +251,8 @@ def test_search_params_reach_the_server_side_index(tmp_path: Path) -> None:
             col._wait_for_bg()  # noqa: SLF001 - in-process: wait for the background build
             hits = store.search(image_vector=items[0].image_vectors[0], top_k=5)
             assert hits and hits[0].product.product_id == "sku0"
-            indexes = [seg.indexes["image_vector"] for seg in col._segments_snapshot()]  # noqa: SLF001
+            segments = col._segments_snapshot()  # noqa: SLF001
+            indexes = [seg.indexes["image_vector"] for seg in segments]
             assert indexes and all(check(ix._index) for ix in indexes)  # noqa: SLF001
             store.close()
     finally:
