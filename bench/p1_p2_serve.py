@@ -1,0 +1,182 @@
+"""P1/P2: the Serve app against the raw models, measured in one run on this machine.
+
+    .venv/bin/python bench/p1_p2_serve.py [--products 500] [--duration 20]
+
+P1 = image-search saturation QPS / raw image embedder best-batch images/s   (target >= 0.8)
+P2 = text-search p50 - (one-query text encode p50 + one store search p50)  (target <= 5 ms)
+Order matters on 2 cores: raw models are measured before Ray starts, so nothing competes.
+Writes bench/results/p1_p2.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from bench.common import free_port, machine, summary_ms, write_result  # noqa: E402
+from lookalike.catalog import demo, load_manifest  # noqa: E402
+from lookalike.config import Settings  # noqa: E402
+from lookalike.embedding import ImageEmbedder, TextEmbedder  # noqa: E402
+from lookalike.images import decode_image  # noqa: E402
+from lookalike.indexing import batched, embed_products  # noqa: E402
+from lookalike.store import MilvusStore  # noqa: E402
+from lookalike.store.lite_server import LiteServer  # noqa: E402
+
+
+def raw_image_throughput(embedder: ImageEmbedder, images: list[Image.Image]) -> dict[int, float]:
+    """img/s per batch size, preprocessing included (the app does it too), all cores."""
+    out: dict[int, float] = {}
+    embedder.embed(images[:4])  # warm-up
+    for bs in (1, 2, 4, 8, 16, 32):
+        n = max(64, bs * 4)
+        start = time.perf_counter()
+        done = 0
+        while done < n:
+            chunk = [images[(done + i) % len(images)] for i in range(bs)]
+            embedder.embed(chunk)
+            done += bs
+        out[bs] = round(done / (time.perf_counter() - start), 2)
+    return out
+
+
+async def saturate(url: str, payloads: list[bytes], concurrency: int, duration: float) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + duration
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(
+            max_connections=concurrency, max_keepalive_connections=concurrency)) as client:
+        async def worker(w: int) -> None:
+            nonlocal errors
+            i = w
+            while time.perf_counter() < stop:
+                data = payloads[i % len(payloads)]
+                i += concurrency
+                t = time.perf_counter()
+                r = await client.post("/v1/search", files={"image": ("q.jpg", data, "image/jpeg")},
+                                      data={"top_k": "10"})
+                if r.status_code == 200:
+                    latencies.append(time.perf_counter() - t)
+                else:
+                    errors += 1
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return {"concurrency": concurrency, "qps": round(len(latencies) / elapsed, 2), "errors": errors,
+            **summary_ms(latencies)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--products", type=int, default=500)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--text-queries", type=int, default=200)
+    ap.add_argument("--proxy", choices=["optimized", "default"], default="optimized",
+                    help="optimized: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (direct ingress)")
+    args = ap.parse_args()
+    if args.proxy == "optimized":
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+
+    work = Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
+    manifest = demo.build(work / "catalogue", args.products)
+    products, _ = load_manifest(manifest)
+    images = [decode_image(Path(p.images[0]).read_bytes()) for p in products[:64]]
+    payloads = [Path(p.images[0]).read_bytes() for p in products]
+
+    # 1. Raw models, nothing else running.
+    torch.set_num_threads(os.cpu_count() or 2)
+    ie, te = ImageEmbedder(), TextEmbedder()
+    raw = raw_image_throughput(ie, images)
+    best_bs, best_ips = max(raw.items(), key=lambda kv: kv[1])
+    print(f"raw image embedder img/s by batch: {raw} -> best {best_ips} at batch {best_bs}")
+
+    # 2. Store + catalogue.
+    server = LiteServer(work / "data", free_port())
+    server.ensure_running()
+    settings = Settings(data_dir=work / "data", lite_port=server.port, port=free_port(),
+                        collection="bench", admin_key="bench")
+    store = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
+    store.ensure_collection()
+    for chunk in batched(products, 64):
+        store.upsert(embed_products(chunk, image_embedder=ie, text_embedder=te))
+
+    # 3. P2's parts in-process: one text encode, one store search (sequential, warm).
+    queries = [f"{c} {k}" for c in ("red", "blue", "black", "green", "yellow") for k in
+               ("dress", "sneaker", "bag", "coat", "shirt", "boots", "t-shirt", "sandal")]
+    te.embed(queries[:1])
+    encode_s, search_s = [], []
+    for i in range(args.text_queries):
+        q = queries[i % len(queries)]
+        t = time.perf_counter()
+        v = te.embed([q])[0]
+        encode_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        store.search(text_vector=v, top_k=10)
+        search_s.append(time.perf_counter() - t)
+    del ie, te
+
+    # 4. The app.
+    import ray
+    from ray import serve
+
+    import serve_app
+
+    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
+    serve.run(serve_app.build_app({"settings": settings.model_dump(mode="json")}),
+              name="lookalike", route_prefix="/")
+    url = f"http://127.0.0.1:{settings.port}"
+    with httpx.Client(base_url=url, timeout=60) as c:
+        for _ in range(10):
+            c.get("/v1/search", params={"q": "warm up"})
+        text_s = []
+        for i in range(args.text_queries):
+            t = time.perf_counter()
+            r = c.get("/v1/search", params={"q": queries[i % len(queries)], "top_k": 10})
+            text_s.append(time.perf_counter() - t)
+            r.raise_for_status()
+        c.post("/v1/search", files={"image": ("q.jpg", payloads[0], "image/jpeg")}).raise_for_status()
+    sat = [asyncio.run(saturate(url, payloads, conc, args.duration)) for conc in args.concurrency]
+    serve.shutdown()
+    ray.shutdown()
+    server.stop()
+
+    best = max(sat, key=lambda s: s["qps"])
+    text = summary_ms(text_s)
+    enc, srch = summary_ms(encode_s), summary_ms(search_s)
+    p1 = best["qps"] / best_ips
+    p2 = text["p50_ms"] - (enc["p50_ms"] + srch["p50_ms"])
+    result = {
+        "machine": machine(), "products": args.products, "proxy": args.proxy,
+        "raw_image_img_per_s_by_batch": raw, "raw_best_img_per_s": best_ips,
+        "image_saturation": sat, "P1": round(p1, 3), "P1_target": ">= 0.8",
+        "text_search_http": text, "text_encode_one": enc, "store_search_one": srch,
+        "P2_ms": round(p2, 3), "P2_target": "<= 5 ms",
+    }
+    print(f"\n| metric | value | target |\n|---|---|---|\n"
+          f"| raw image embedder (best batch {best_bs}) | {best_ips} img/s | |\n"
+          f"| image search saturation (c={best['concurrency']}) | {best['qps']} QPS, p99 {best['p99_ms']} ms | |\n"
+          f"| **P1** | **{p1:.3f}** | >= 0.8 |\n"
+          f"| text search p50 over HTTP | {text['p50_ms']} ms | |\n"
+          f"| one text encode p50 + one store search p50 | {enc['p50_ms']} + {srch['p50_ms']} ms | |\n"
+          f"| **P2** | **{p2:.2f} ms** | <= 5 ms |")
+    print("wrote", write_result("p1_p2", result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
