@@ -1,0 +1,11 @@
+# lookalike on Ray: the image for the Ray head and workers (docker-compose.yml, cluster.yaml).
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md ./
+COPY lookalike ./lookalike
+COPY deployments ./deployments
+COPY web ./web
+COPY serve_app.py ingest_job.py serve_config.yaml ./
+RUN pip install --no-cache-dir -c constraints.txt -e .
+ENV HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
