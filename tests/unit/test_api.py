@@ -1,0 +1,88 @@
+"""The API's error mapping and observer, in-process (a stub store: pure HTTP logic only)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from lookalike.api import create_api
+from lookalike.catalog import Product
+from lookalike.config import Settings
+from lookalike.search import SearchService
+from lookalike.store.base import Hit, StoreError
+
+
+class DownStore:
+    """A store whose database is unreachable."""
+
+    def __getattr__(self, name: str):
+        def fail(*args, **kwargs):
+            raise StoreError("connection refused")
+        return fail
+
+
+class OneProductStore:
+    def search(self, **kwargs):
+        return [Hit(Product("p1", title="t", color="red", price=3.0, images=("/x.jpg",)), 0.9)]
+
+    def count(self) -> int:
+        return 1
+
+
+async def embed(_: object) -> np.ndarray:
+    return np.ones(4, dtype=np.float32)
+
+
+def make_client(store: object, tmp_path: Path, records: list | None = None) -> TestClient:
+    service = SearchService(store=store, embed_image=embed, embed_text=embed, media_dir=tmp_path)
+    settings = Settings(data_dir=tmp_path, admin_key="k")
+    return TestClient(create_api(service, settings, observer=records.append if records is not None else None),
+                      raise_server_exceptions=False)
+
+
+def jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_store_down_is_503_not_500(tmp_path: Path) -> None:
+    client = make_client(DownStore(), tmp_path)
+    for resp in (client.get("/v1/search", params={"q": "x"}), client.get("/v1/products/p1"),
+                 client.post("/v1/search", files={"image": ("a.jpg", jpeg(), "image/jpeg")})):
+        assert resp.status_code == 503
+        assert resp.json()["error"]["code"] == "store_unavailable"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+    assert client.get("/healthz").status_code == 200
+
+
+def test_observer_gets_one_record_per_request(tmp_path: Path) -> None:
+    records: list[dict] = []
+    client = make_client(OneProductStore(), tmp_path, records)
+    resp = client.get("/v1/search", params={"q": "red", "color": "red", "top_k": 3},
+                      headers={"x-request-id": "abc"})
+    assert resp.status_code == 200 and resp.headers["x-request-id"] == "abc"
+    client.get("/v1/search", params={"q": "red", "top_k": 0})
+    ok, bad = records
+    assert ok["request_id"] == "abc" and ok["endpoint"] == "/v1/search" and ok["type"] == "text"
+    assert ok["status"] == 200 and ok["top_k"] == 3 and ok["filters"] == {"colors": ["red"]}
+    assert ok["total_ms"] >= ok["embed_ms"] >= 0 and "search_ms" in ok and ok["error_code"] is None
+    assert bad["status"] == 422 and bad["error_code"] == "invalid_parameter"
+
+
+@pytest.mark.parametrize("kind,kwargs", [
+    ("image", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}}),
+    ("hybrid", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"text": "red"}}),
+    ("text", {"json": {"text": "red"}}),
+])
+def test_request_type_is_recorded(tmp_path: Path, kind: str, kwargs: dict) -> None:
+    records: list[dict] = []
+    client = make_client(OneProductStore(), tmp_path, records)
+    assert client.post("/v1/search", **kwargs).status_code == 200
+    assert records[0]["type"] == kind
