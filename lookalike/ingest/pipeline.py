@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import ray
 import ray.data
-from ray.data import ActorPoolStrategy, ExecutionResources, TaskPoolStrategy
+from ray.data import ActorPoolStrategy, Datasource, ExecutionResources, ReadTask, TaskPoolStrategy
+from ray.data.block import BlockMetadata
 
 from lookalike.config import Settings
 from lookalike.ingest.fetch import FetchLimits
@@ -62,10 +65,37 @@ def make_plan(opts: IngestOptions) -> Plan:
                           text_batch=opts.text_batch, max_image_actors=opts.max_image_actors)
 
 
-def build_dataset(refs: list[Any], plan: Plan, settings: Settings,
+def _read_chunk(ref: Any) -> list[pa.Table]:
+    return [ray.get(ref)]
+
+
+class WorklistSource(Datasource):
+    """The pre-pass's chunks, already in the object store, as a Ray Data source.
+
+    Why not ray.data.from_arrow_refs: it runs one metadata task per table before anything
+    starts (thousands for a large catalogue); the driver already knows rows and bytes.
+    """
+
+    def __init__(self, chunks: list[tuple[Any, int, int]]) -> None:
+        self.chunks = chunks  # (object ref, rows, bytes)
+
+    def estimate_inmemory_data_size(self) -> int:
+        return sum(size for _, _, size in self.chunks)
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                       data_context: Any = None) -> list[ReadTask]:
+        return [ReadTask(partial(_read_chunk, ref),
+                         BlockMetadata(num_rows=rows, size_bytes=size, exec_stats=None, input_files=None))
+                for ref, rows, size in self.chunks]
+
+
+def build_dataset(chunks: list[tuple[Any, int, int]], plan: Plan, settings: Settings,
                   dims: dict[str, Any]) -> ray.data.Dataset:
     model_settings = settings.model_copy(update={"device": plan.device})
-    ds = ray.data.from_arrow_refs(refs)
+    # Fractional CPUs on the read too: Ray's default of 1 CPU a task is what starved the trial
+    # pipeline of reads once the actors held their share.
+    ds = ray.data.read_datasource(WorklistSource(chunks), num_cpus=plan.prepare_cpus,
+                                  compute=TaskPoolStrategy(size=plan.prepare_tasks))
     ds = ds.map_batches(
         prepare_batch, batch_size=PREPARE_BATCH, batch_format="numpy",
         fn_kwargs={"limits": FetchLimits.from_settings(settings), "model_name": settings.image_model},
@@ -88,6 +118,10 @@ def _probe(settings: Settings, plan: Plan) -> dict[str, Any]:
     # max_calls=1: the worker exits afterwards instead of idling with both models in memory.
     task = ray.remote(num_cpus=plan.prepare_cpus, max_calls=1)(probe_models)
     return ray.get(task.remote(settings.model_copy(update={"device": "cpu"})))
+
+
+def _put(table: pa.Table) -> tuple[Any, int, int]:
+    return ray.put(table), table.num_rows, table.nbytes
 
 
 def delete_missing(store: MilvusStore, keep: set[str]) -> int:
@@ -118,19 +152,19 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
             object_store_memory=opts.in_flight_bytes)
         keep: set[str] = set()
         # One object per prepare batch: Ray Data runs one task per input block, so 1,000-row
-        # blocks would serialise the image reads behind a single task.
-        # take() copies the rows: a pickled slice could drag the whole chunk's buffers along.
-        refs = [ray.put(table.take(list(range(start, min(start + PREPARE_BATCH, table.num_rows)))))
-                for table in iter_chunks(opts.manifest, store_lookup(store), summary.model_version,
-                                         summary, errors, keep)
-                for start in range(0, table.num_rows, PREPARE_BATCH)]
+        # blocks would serialise the image reads behind a single task. take() copies the rows
+        # (a pickled slice could drag the whole chunk's buffers along).
+        chunks = [_put(table.take(list(range(start, min(start + PREPARE_BATCH, table.num_rows)))))
+                  for table in iter_chunks(opts.manifest, store_lookup(store), summary.model_version,
+                                           summary, errors, keep)
+                  for start in range(0, table.num_rows, PREPARE_BATCH)]
         writer = StoreWriter(store, summary, errors, summary.model_version, opts.write_batch)
-        if refs:
-            for batch in build_dataset(refs, plan, settings, probe).iter_batches(
+        if chunks:
+            for batch in build_dataset(chunks, plan, settings, probe).iter_batches(
                     batch_size=None, batch_format="numpy", prefetch_batches=1):
                 writer.consume(batch)
         writer.close()
-        del refs
+        del chunks
         if opts.delete_missing:
             # Products whose images failed this time are still listed, so they are kept.
             summary.deleted = delete_missing(store, keep)

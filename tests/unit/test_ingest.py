@@ -1,0 +1,280 @@
+"""The ingest job's pure helpers, without Ray: sizing, image reads, prepare, regrouping, counts."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.catalog.product import Product
+from lookalike.ingest.fetch import FetchLimits, ImageFetchError, fetch, image_digest
+from lookalike.ingest.plan import Plan, check, plan_resources
+from lookalike.ingest.stages import (
+    EMBED,
+    FAILED,
+    UNCHANGED,
+    prepare_batch,
+    prepare_product,
+    product_from_json,
+    product_to_json,
+)
+from lookalike.ingest.summary import ErrorSink, IngestError, Summary
+from lookalike.ingest.worklist import iter_chunks
+from lookalike.ingest.writer import StoreWriter
+from lookalike.store.base import StoreError
+
+# -- resource sizing --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 8, 16, 64])
+def test_plan_leaves_room_for_tasks_on_every_cluster_size(cpus: int) -> None:
+    plan = plan_resources(cpus)
+    assert plan.reserved_cpus() + plan.prepare_cpus * plan.prepare_tasks <= cpus
+    assert plan.prepare_tasks >= 1 and plan.prepare_cpus < 1
+    assert plan.image_actors >= 1 and plan.device == "cpu"
+
+
+def test_two_cpu_plan_matches_the_measured_sweet_spot() -> None:
+    plan = plan_resources(2)
+    assert (plan.image_actors, plan.image_threads, plan.image_batch) == (1, 2, 8)
+    assert plan.prepare_tasks >= 2  # reads keep flowing beside the actors
+
+
+def test_check_rejects_the_plan_that_hung() -> None:
+    # Embedders 2 x 0.5 CPU + writers 2 x 0.25 reserved 1.5 of 2 CPUs; reads asked for 1 CPU.
+    hung = Plan(image_actors=2, image_cpus=0.5, image_gpus=0, image_threads=1, image_batch=32,
+                text_actors=2, text_cpus=0.25, text_gpus=0, text_threads=1, text_batch=256,
+                prepare_cpus=1.0, prepare_tasks=1, device="cpu")
+    with pytest.raises(ValueError, match="CPUs"):
+        check(hung, 2)
+
+
+def test_gpu_plan_splits_gpus_between_embedders() -> None:
+    plan = plan_resources(16, 2, num_gpus=2)
+    assert plan.device == "cuda" and plan.image_actors == 2
+    assert plan.image_actors * plan.image_gpus + plan.text_gpus <= 2
+    assert plan.image_batch > 8
+    with pytest.raises(ValueError, match="GPUs"):
+        plan_resources(16, 0, num_gpus=1)
+
+
+# -- image reads ------------------------------------------------------------------------------
+
+
+def _jpeg(color: tuple[int, int, int] = (200, 30, 40), size: int = 64) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_read_local_limits_and_reasons(tmp_path: Path) -> None:
+    ok = tmp_path / "a.jpg"
+    ok.write_bytes(_jpeg())
+    limits = FetchLimits(max_bytes=100_000)
+    assert fetch(str(ok), limits) == ok.read_bytes()
+    with pytest.raises(ImageFetchError, match="no such file"):
+        fetch(str(tmp_path / "missing.jpg"), limits)
+    with pytest.raises(ImageFetchError, match="is a directory"):
+        fetch(str(tmp_path), limits)
+    with pytest.raises(ImageFetchError, match="limit"):
+        fetch(str(ok), FetchLimits(max_bytes=10))
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    calls: dict[str, int] = {}
+    body = _jpeg()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        n = self.calls[self.path] = self.calls.get(self.path, 0) + 1
+        if self.path == "/flaky" and n == 1:
+            self.send_error(503)
+            return
+        if self.path == "/slow":
+            time.sleep(1.0)
+        if self.path == "/gone":
+            self.send_error(404)
+            return
+        body = self.body * (50 if self.path == "/big" else 1)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_base() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_retries_then_succeeds_and_fails_fast_on_404(http_base: str) -> None:
+    limits = FetchLimits(max_bytes=100_000, timeout_s=5, retries=2, backoff_s=0.01)
+    assert fetch(f"{http_base}/flaky", limits) == _Handler.body
+    assert _Handler.calls["/flaky"] == 2
+    with pytest.raises(ImageFetchError, match=r"HTTP 404 \(1 attempt\)"):
+        fetch(f"{http_base}/gone", limits)
+    assert _Handler.calls["/gone"] == 1
+
+
+def test_download_size_limit_and_timeout(http_base: str) -> None:
+    with pytest.raises(ImageFetchError, match="limit"):
+        fetch(f"{http_base}/big", FetchLimits(max_bytes=len(_Handler.body) * 10, retries=0))
+    with pytest.raises(ImageFetchError, match=r"timed out .*\(2 attempts\)"):
+        fetch(f"{http_base}/slow", FetchLimits(timeout_s=0.2, retries=1, backoff_s=0.01))
+
+
+# -- prepare ----------------------------------------------------------------------------------
+
+
+def test_prepare_product_embed_unchanged_failed(tmp_path: Path) -> None:
+    a, b, bad = tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "bad.jpg"
+    a.write_bytes(_jpeg((10, 10, 10)))
+    b.write_bytes(_jpeg((250, 250, 250)))
+    bad.write_bytes(b"not an image")
+    limits = FetchLimits()
+    p = Product("p1", title="Red dress", images=(str(a), str(b)))
+    status, chash, reason, pixels = prepare_product(p, "", limits, "tf_efficientnet_lite0")
+    assert status == EMBED and reason == "" and len(pixels) == 2
+    assert chash == p.content_hash((image_digest(a.read_bytes()), image_digest(b.read_bytes())))
+    assert len(pixels[0]) == 3 * 224 * 224 * 4  # float32 CHW, what ImageEmbedder.__call__ takes
+    assert prepare_product(p, chash, limits, "tf_efficientnet_lite0")[:3] == (UNCHANGED, chash, "")
+    # Same metadata, new photo bytes: the hash changes, so it is re-embedded.
+    b.write_bytes(_jpeg((0, 0, 250)))
+    assert prepare_product(p, chash, limits, "tf_efficientnet_lite0")[0] == EMBED
+    status, _, reason, _ = prepare_product(Product("p2", images=(str(bad),)), "", limits,
+                                           "tf_efficientnet_lite0")
+    assert status == FAILED and "bad.jpg" in reason and "not a readable image" in reason
+
+
+def test_prepare_batch_one_row_per_image_and_markers(tmp_path: Path) -> None:
+    a = tmp_path / "a.jpg"
+    a.write_bytes(_jpeg())
+    products = [Product("two", title="t", images=(str(a), str(a))),
+                Product("gone", images=(str(tmp_path / "nope.jpg"),))]
+    batch = {"row": np.array([4, 7]), "product_id": np.array(["two", "gone"], dtype=object),
+             "product": np.array([product_to_json(p) for p in products], dtype=object),
+             "stored_hash": np.array(["", ""], dtype=object)}
+    out = prepare_batch(batch, limits=FetchLimits(), model_name="tf_efficientnet_lite0")
+    assert list(out["product_id"]) == ["two", "two", "gone"]
+    assert list(out["image_index"]) == [0, 1, -1]
+    assert list(out["status"]) == [EMBED, EMBED, FAILED]
+    assert list(out["row"]) == [4, 4, 7]
+    assert [bool(t) for t in out["text"]] == [True, False, False]  # text once per product
+    assert out["pixels"][2] == b""
+    assert product_from_json(out["product"][0]) == products[0]
+
+
+# -- manifest pre-pass --------------------------------------------------------------------------
+
+
+def test_iter_chunks_keeps_row_numbers_and_ignores_hashes_from_other_models(tmp_path: Path) -> None:
+    lines = [json.dumps({"product_id": f"p{i}", "images": ["x.jpg"]}) for i in range(5)]
+    lines.insert(2, json.dumps({"product_id": "bad", "price": "abc", "images": ["x.jpg"]}))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    stored = {"p0": ("h0", "v1"), "p1": ("h1", "old-model")}
+    summary = Summary()
+    errors = ErrorSink(summary)
+    seen: set[str] = set()
+    tables = list(iter_chunks(manifest, lambda ids: {i: stored[i] for i in ids if i in stored},
+                              "v1", summary, errors, seen, chunk_rows=2))
+    rows = [r for t in tables for r in t.to_pylist()]
+    assert [r["row"] for r in rows] == [1, 2, 4, 5, 6]
+    assert [r["stored_hash"] for r in rows[:2]] == ["h0", ""]  # p1 was made by another model
+    assert summary.read == 6 and summary.failed == 1 and seen == {f"p{i}" for i in range(5)}
+
+
+# -- the writer ---------------------------------------------------------------------------------
+
+
+class _ListStore:
+    """A stand-in that records upsert calls (the real store is covered by integration tests)."""
+
+    def __init__(self, reject: set[str] = frozenset(), down: bool = False) -> None:
+        self.calls: list[list[str]] = []
+        self.reject, self.down = reject, down
+
+    def upsert(self, items: list) -> int:
+        ids = [it.product.product_id for it in items]
+        if self.down or self.reject & set(ids):
+            raise StoreError("rejected")
+        self.calls.append(ids)
+        return len(items)
+
+
+def _rows(spec: list[tuple[str, int, int, str]]) -> dict[str, np.ndarray]:
+    """(product_id, n_images, image_index, status) -> an output batch of the pipeline."""
+    n = len(spec)
+    return {
+        "row": np.arange(1, n + 1), "product_id": np.array([s[0] for s in spec], dtype=object),
+        "product": np.array([product_to_json(Product(s[0], images=("x",) * max(s[1], 1)))
+                             for s in spec], dtype=object),
+        "content_hash": np.array(["h"] * n, dtype=object),
+        "status": np.array([s[3] for s in spec], dtype=object),
+        "reason": np.array(["boom" if s[3] == FAILED else "" for s in spec], dtype=object),
+        "n_images": np.array([s[1] for s in spec]), "image_index": np.array([s[2] for s in spec]),
+        "image_vector": np.array([[float(s[2])] * 4 for s in spec], dtype=np.float32),
+        "text_vector": np.ones((n, 3), dtype=np.float32),
+    }
+
+
+def test_writer_regroups_out_of_order_images_and_never_splits_a_product() -> None:
+    store, summary = _ListStore(), Summary()
+    writer = StoreWriter(store, summary, ErrorSink(summary), "v", batch_rows=3)
+    writer.consume(_rows([("a", 2, 1, EMBED), ("b", 1, 0, EMBED), ("c", 0, -1, UNCHANGED)]))
+    writer.consume(_rows([("d", 2, 0, EMBED), ("a", 2, 0, EMBED), ("e", 0, -1, FAILED)]))
+    writer.consume(_rows([("d", 2, 1, EMBED)]))
+    writer.close()
+    assert store.calls == [["b", "a"], ["d"]]  # 3 rows then 2: "d" did not fit beside them
+    assert (summary.embedded, summary.images_embedded, summary.written) == (3, 5, 3)
+    assert (summary.skipped, summary.failed) == (1, 1)
+
+
+def test_writer_isolates_a_rejected_product_and_stops_when_the_store_is_down() -> None:
+    store, summary = _ListStore(reject={"b"}), Summary()
+    writer = StoreWriter(store, summary, ErrorSink(summary), "v")
+    writer.consume(_rows([("a", 1, 0, EMBED), ("b", 1, 0, EMBED)]))
+    writer.close()
+    assert store.calls == [["a"]] and summary.written == 1 and summary.failed == 1
+    down = StoreWriter(_ListStore(down=True), Summary(), ErrorSink(Summary()), "v")
+    down.consume(_rows([("a", 1, 0, EMBED)]))
+    with pytest.raises(StoreError, match="every write"):
+        down.close()
+
+
+# -- reporting ----------------------------------------------------------------------------------
+
+
+def test_summary_is_one_json_line_and_errors_go_to_jsonl(tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from lookalike.logs import JsonFormatter
+
+    summary = Summary(read=10, embedded=7, images_embedded=9, written=7, skipped=2)
+    sink = ErrorSink(summary, tmp_path / "errors.jsonl")
+    sink.add(IngestError(3, "price", "not a number", "p3"))
+    sink.close()
+    assert json.loads((tmp_path / "errors.jsonl").read_text()) == {
+        "row": 3, "field": "price", "reason": "not a number", "product_id": "p3"}
+    summary.finish()
+    with caplog.at_level(logging.INFO, logger="lookalike.ingest"):
+        summary.emit()
+    line = JsonFormatter().format(caplog.records[-1])
+    data = json.loads(line)
+    assert "\n" not in line and data["event"] == "ingest_summary" and data["logger"] == "lookalike.ingest"
+    assert (data["read"], data["written"], data["skipped_unchanged"], data["failed"]) == (10, 7, 2, 1)
+    assert "written" in summary.table() and "skipped (unchanged)" in summary.table()
