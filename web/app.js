@@ -316,8 +316,12 @@
         text.textContent = name === "size" ? value : cap(value);
         const count = document.createElement("span");
         count.className = "count";
-        count.textContent = counts[value];
-        count.setAttribute("aria-label", `${counts[value]} products`);
+        const n = counts[value];
+        count.append(String(n));
+        const unit = document.createElement("span");
+        unit.className = "visually-hidden";
+        unit.textContent = n === 1 ? " product" : " products";
+        count.append(unit);
         label.append(text, count);
         const wrap = document.createElement("div");
         wrap.className = "opt";
@@ -354,8 +358,7 @@
     const n = Object.values(selectedFacetValues()).reduce((a, v) => a + v.length, 0) +
       (el.minPrice.value.trim() || el.maxPrice.value.trim() ? 1 : 0);
     filterCount.hidden = n === 0;
-    filterCount.textContent = String(n);
-    filterCount.setAttribute("aria-label", `${n} active`);
+    filterCount.innerHTML = `${n}<span class="visually-hidden"> active</span>`;
   }
 
   let filterTimer = 0;
