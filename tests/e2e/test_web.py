@@ -1,0 +1,243 @@
+"""The search page in a real browser: headless Chromium (playwright) against the running app.
+
+One browser for the module, a fresh context (cookies, cache, viewport) per test. Screenshots go
+to artifacts/ at the repository root for people to look at; the tests never compare pixels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lookalike.catalog.product import Product
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 30_000  # the first query also warms the embedders
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"{CHROMIUM} is missing (Debian: apt-get install chromium)"),
+]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = sync_api.expect
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, app_url: str, **context_args):
+    context = browser.new_context(locale="en-US", **context_args)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.js_errors = []  # uncaught exceptions in the page's own scripts
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    page.goto(app_url + "/")
+    # The facets come from GET /v1/facets: the page is ready once the colour filter is built.
+    expect(page.locator('.facet-options[data-facet="color"] input').first).to_be_attached()
+    return page
+
+
+@pytest.fixture
+def page(browser, app_url: str):
+    page = open_page(browser, app_url, viewport={"width": 1280, "height": 900})
+    yield page
+    errors = list(page.js_errors)
+    page.context.close()
+    assert not errors, f"uncaught script errors: {errors}"
+
+
+@pytest.fixture
+def products(catalogue: tuple[Path, list[Product]]) -> list[Product]:
+    return catalogue[1]
+
+
+def search(page) -> None:
+    """Press Search and wait for the search to finish (results, empty state or error)."""
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#results")).to_have_attribute("aria-busy", "false")
+
+
+def result_cards(page):
+    return page.locator("#results > li.card:not(.skeleton)")
+
+
+def images_loaded(locator) -> bool:
+    return locator.evaluate_all("imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)")
+
+
+def screenshot(page, name: str, *, full_page: bool = True) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.mouse.move(0, 0)  # no hover styles in the picture
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def test_image_upload_finds_that_product_first(page, products: list[Product]) -> None:
+    target = products[3]
+    page.get_by_label("Choose a photo to search with").set_input_files(target.images[0])
+    expect(page.locator("#preview-img")).to_be_visible()
+
+    search(page)
+
+    cards = result_cards(page)
+    expect(cards.first).to_be_visible()
+    assert cards.count() == 12  # the default "Show up to 12 results"
+    first = cards.first
+    assert first.get_attribute("data-product-id") == target.product_id
+    expect(first.get_by_role("button", name=target.title)).to_be_visible()
+    expect(first.locator(".card-color")).to_have_text(target.color, ignore_case=True)
+    expect(first.locator(".card-price")).to_contain_text(f"{target.price:.2f}")
+    assert float(first.locator(".score-value").inner_text()) > 0.99  # the same photo
+    expect(page.locator("#status")).to_contain_text("12 products found by photo")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert first.locator("img").get_attribute("alt") == target.title
+    expect(page.get_by_role("alert")).to_be_hidden()
+    screenshot(page, "search-results.png")
+
+
+def test_text_query_with_colour_filter_shows_only_that_colour(page, products: list[Product]) -> None:
+    colour, n_colour = Counter(p.color for p in products).most_common(1)[0]
+    box = page.get_by_role("group", name="Colour").get_by_role(
+        "checkbox", name=re.compile(rf"^{re.escape(colour)}\b", re.I))
+    box.check()
+    expect(page.locator("#filter-count")).to_have_text("1 active")
+    page.get_by_label("Description", exact=True).fill("comfortable everyday clothes")
+
+    search(page)
+
+    cards = result_cards(page)
+    expect(cards.first).to_be_visible()
+    shown = cards.count()
+    assert 1 <= shown <= min(n_colour, 12)
+    assert set(cards.evaluate_all("cs => cs.map(c => c.dataset.color)")) == {colour}
+    assert set(t.strip().lower() for t in cards.locator(".card-color").all_inner_texts()) == {colour}
+
+    # Changing a filter after a search re-runs it: a second colour widens the results.
+    other = next(c for c, _ in Counter(p.color for p in products).most_common() if c != colour)
+    page.get_by_role("group", name="Colour").get_by_role(
+        "checkbox", name=re.compile(rf"^{re.escape(other)}\b", re.I)).check()
+    expect(page.locator("#results .card[data-color='%s']" % other).first).to_be_visible()
+    assert set(cards.evaluate_all("cs => cs.map(c => c.dataset.color)")) <= {colour, other}
+
+
+def test_invalid_file_shows_the_api_error_and_the_page_keeps_working(page, products: list[Product]) -> None:
+    page.get_by_label("Choose a photo to search with").set_input_files(
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"these are not pixels"})
+
+    search(page)
+
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text("not an image")  # the API's own message
+    expect(result_cards(page)).to_have_count(0)
+    expect(page.get_by_role("button", name="Search", exact=True)).to_be_enabled()
+
+    # Recover: drop the bad file, search by text.
+    page.get_by_role("button", name="Remove photo").click()
+    page.get_by_label("Description", exact=True).fill("bag")
+    search(page)
+    expect(alert).to_be_hidden()
+    expect(result_cards(page).first).to_be_visible()
+
+    # And a good photo works again through the same file input.
+    page.get_by_label("Description", exact=True).fill("")
+    page.get_by_label("Choose a photo to search with").set_input_files(products[0].images[0])
+    search(page)
+    expect(alert).to_be_hidden()
+    assert result_cards(page).first.get_attribute("data-product-id") == products[0].product_id
+
+
+def test_clicking_a_result_opens_the_product_with_images_and_more_like_this(
+        page, products: list[Product]) -> None:
+    target = next(p for p in products if len(p.images) > 1)
+    page.get_by_label("Choose a photo to search with").set_input_files(target.images[0])
+    search(page)
+    opener = result_cards(page).first.get_by_role("button", name=target.title)
+    opener.click()
+
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("heading", level=2)).to_have_text(target.title)
+    assert dialog.evaluate("d => d.contains(document.activeElement)")  # focus moved into it
+    expect(dialog.locator(".facts")).to_contain_text(target.product_id)
+
+    photos = dialog.get_by_role("group", name="Product photos").get_by_role("button")
+    expect(photos).to_have_count(len(target.images))
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#product-dialog .product-image')]"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+    photos.nth(1).click()
+    expect(photos.nth(1)).to_have_attribute("aria-pressed", "true")
+    expect(dialog.locator(".gallery-main")).to_have_attribute(
+        "src", f"/v1/products/{target.product_id}/images/1")
+
+    similar = dialog.locator("#similar-list > li.card")
+    expect(similar.first).to_be_visible()
+    ids = similar.evaluate_all("cs => cs.map(c => c.dataset.productId)")
+    assert ids and target.product_id not in ids
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#similar-list img')].every(i => i.complete && i.naturalWidth > 0)")
+    screenshot(page, "product-dialog.png", full_page=False)
+
+    # "More like this" opens that product in the same dialog.
+    similar.first.get_by_role("button").click()
+    expect(dialog.locator(".facts")).to_contain_text(ids[0])
+
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert opener.evaluate("b => b === document.activeElement")  # focus returns to the result
+
+
+def test_phone_width_layout(browser, app_url: str) -> None:
+    page = open_page(browser, app_url, viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                     is_mobile=True, has_touch=True)
+    try:
+        page.get_by_label("Description", exact=True).fill("sneaker")
+        search(page)
+        cards = result_cards(page)
+        expect(cards.first).to_be_visible()
+        # Two columns, nothing wider than the screen.
+        lefts = {round(b["x"]) for b in cards.evaluate_all(
+            "cs => cs.map(c => c.getBoundingClientRect().toJSON())")}
+        assert len(lefts) == 2
+        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        # Filters fold away behind a labelled toggle.
+        toggle = page.get_by_role("button", name="Show filters")
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+        expect(page.get_by_role("group", name="Colour")).to_be_hidden()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
+        screenshot(page, "search-results-phone.png")
+        toggle.click()
+        expect(page.get_by_role("group", name="Colour")).to_be_visible()
+        assert not page.js_errors
+    finally:
+        page.context.close()
+
+
+def test_controls_are_labelled(page) -> None:
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, button')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                     && !(e.textContent || '').trim())
+        .map(e => e.id || e.outerHTML.slice(0, 80))""")
+    assert unlabelled == []
+    assert page.locator("#status").get_attribute("aria-live") == "polite"
+    expect(page.get_by_role("heading", name="Results")).to_be_visible()
