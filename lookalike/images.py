@@ -35,10 +35,11 @@ def decode_image(data: bytes) -> Image.Image:
         img = Image.open(io.BytesIO(data))
         img.load()
         return to_rgb(img)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise InvalidImageError(f"not a readable image: {exc.__class__.__name__}") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImageError(f"not a readable image: {exc}") from exc
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError("the image has too many pixels") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(
+            "the file could not be read as an image (JPEG, PNG, WebP, GIF, BMP or TIFF)") from exc
 
 
 def sniff_content_type(data: bytes) -> str | None:
