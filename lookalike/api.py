@@ -138,6 +138,23 @@ def check_product_id(product_id: str) -> str:
     return product_id
 
 
+def _mount_offline_docs(app: FastAPI) -> None:
+    """Swagger UI from the swagger-ui-bundle wheel: FastAPI's default loads it from a CDN,
+    which leaves /docs blank on an offline laptop or a locked-down cluster."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="lookalike API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+
 # -- the app -------------------------------------------------------------------------------------
 
 RequestObserver = Callable[[dict[str, Any]], None]
@@ -151,7 +168,9 @@ def create_api(service: SearchService, settings: Settings, *,
     `echo_request_id=False` where a proxy in front already answers with X-Request-ID (Ray
     Serve does, with the same id it puts into the request), so clients never get it twice.
     """
-    app = FastAPI(title="lookalike", version="1", description="Similar-product search API")
+    app = FastAPI(title="lookalike", version="1", description="Similar-product search API",
+                  docs_url=None, redoc_url=None)
+    _mount_offline_docs(app)
     admin_key = settings.resolved_admin_key()
 
     @app.middleware("http")

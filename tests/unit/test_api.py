@@ -86,3 +86,10 @@ def test_request_type_is_recorded(tmp_path: Path, kind: str, kwargs: dict) -> No
     client = make_client(OneProductStore(), tmp_path, records)
     assert client.post("/v1/search", **kwargs).status_code == 200
     assert records[0]["type"] == kind
+
+
+def test_docs_need_no_cdn(tmp_path: Path) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    page = client.get("/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
