@@ -219,7 +219,10 @@ def _segment_set_masks(segs: List[Any], pk_field: str) -> List[Optional[np.ndarr
     if cacheable:
         for c, m in zip(caches, masks):
             if len(c.sets) >= _SET_CACHE_SIZE:
-                c.sets.pop(next(iter(c.sets)))
+                try:  # concurrent searches may evict the same entry
+                    c.sets.pop(next(iter(c.sets)), None)
+                except (RuntimeError, StopIteration):
+                    pass
             c.sets[key] = m
     return masks
 
