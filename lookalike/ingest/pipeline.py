@@ -114,10 +114,27 @@ def build_dataset(chunks: list[tuple[Any, int, int]], plan: Plan, settings: Sett
         compute=ActorPoolStrategy(size=plan.text_actors))
 
 
+_PROBED: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _model_key(settings: Settings) -> tuple[Any, ...]:
+    key: list[Any] = [settings.image_model, settings.image_weights, settings.text_model]
+    for value in (settings.image_weights, settings.text_model):
+        path = Path(value)
+        if path.exists():  # a local checkpoint or model dir may be replaced in place
+            key.append(path.stat().st_mtime_ns)
+    return tuple(key)
+
+
 def _probe(settings: Settings, plan: Plan) -> dict[str, Any]:
-    # max_calls=1: the worker exits afterwards instead of idling with both models in memory.
-    task = ray.remote(num_cpus=plan.prepare_cpus, max_calls=1)(probe_models)
-    return ray.get(task.remote(settings.model_copy(update={"device": "cpu"})))
+    """Model versions and dims, remembered for this process (repeated runs in one process, as
+    in tests and notebooks, load the models once instead of every time)."""
+    key = _model_key(settings)
+    if key not in _PROBED:
+        # max_calls=1: the worker exits afterwards instead of idling with both models in memory.
+        task = ray.remote(num_cpus=plan.prepare_cpus, max_calls=1)(probe_models)
+        _PROBED[key] = ray.get(task.remote(settings.model_copy(update={"device": "cpu"})))
+    return _PROBED[key]
 
 
 def _put(table: pa.Table) -> tuple[Any, int, int]:

@@ -43,12 +43,22 @@ class Summary:
     seconds: float = 0.0
     model_version: str = ""
     errors_shown: int = 0
+    # When the first and the last embedded product reached the writer: the span between them is
+    # the steady state, without Ray start-up, model loading and the final flush.
+    first_vector_at: float | None = None
+    last_vector_at: float | None = None
+
+    def vector_arrived(self) -> None:
+        now = time.monotonic()
+        self.first_vector_at = self.first_vector_at or now
+        self.last_vector_at = now
 
     def finish(self) -> None:
         self.seconds = time.monotonic() - self.started
 
     def as_dict(self) -> dict[str, Any]:
         secs = max(self.seconds, 1e-9)
+        steady = (self.last_vector_at - self.first_vector_at) if self.first_vector_at else 0.0
         return {
             "event": "ingest_summary", "read": self.read, "embedded": self.embedded,
             "images_embedded": self.images_embedded, "written": self.written,
@@ -56,6 +66,9 @@ class Summary:
             "seconds": round(self.seconds, 3),
             "products_per_s": round(self.written / secs, 2),
             "images_per_s": round(self.images_embedded / secs, 2),
+            "warmup_s": round(self.first_vector_at - self.started, 3) if self.first_vector_at else None,
+            "steady_seconds": round(steady, 3),
+            "steady_images_per_s": round(self.images_embedded / steady, 2) if steady > 0 else None,
             "model_version": self.model_version,
         }
 

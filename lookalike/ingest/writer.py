@@ -74,6 +74,7 @@ class StoreWriter:
 
     def _complete(self, part: _Partial) -> None:
         self.summary.embedded += 1
+        self.summary.vector_arrived()
         self.summary.images_embedded += part.n_images
         item = StoredProduct(
             product=product_from_json(part.product),
