@@ -258,3 +258,24 @@ def test_search_params_reach_the_server_side_index(tmp_path: Path) -> None:
     finally:
         server.stop(grace=1)
         db.close()
+
+
+def test_describe_index_reports_real_progress(lite_server: LiteServer,
+                                              unpatched_server: LiteServer) -> None:
+    """Patched DescribeIndex counts the stored rows that have an index (old upserted copies
+    included) and says InProgress until all do; stock milvus-lite echoes the live row count
+    with Finished at once. Two flushed segments of 300 + 100 rows, 300 live."""
+    for server, want_total in ((lite_server, 400), (unpatched_server, 300)):
+        client = MilvusClient(uri=server.uri)
+        name = "lite_patch_progress"
+        if client.has_collection(name):
+            client.drop_collection(name)
+        writer = Writer(client, name)
+        writer.upsert(range(300))
+        writer.flush()
+        writer.upsert(range(100))
+        writer.flush()
+        info = wait_indexed(client, name)
+        assert (info["indexed_rows"], info["total_rows"]) == (want_total, want_total), info
+        client.drop_collection(name)
+        client.close()
