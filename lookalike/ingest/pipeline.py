@@ -162,11 +162,12 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
     probe = _probe(settings, plan)
     summary.model_version = probe["model_version"]
     store = MilvusStore.from_settings(settings, image_dim=probe["image_dim"], text_dim=probe["text_dim"])
+    ctx = ray.data.DataContext.get_current()
+    saved_limits = ctx.execution_options.resource_limits
     try:
-        store.ensure_collection()
-        ctx = ray.data.DataContext.get_current()
         ctx.execution_options.resource_limits = ExecutionResources(
             object_store_memory=opts.in_flight_bytes)
+        store.ensure_collection()
         keep: set[str] = set()
         # One object per prepare batch: Ray Data runs one task per input block, so 1,000-row
         # blocks would serialise the image reads behind a single task. take() copies the rows
@@ -182,11 +183,15 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
                 writer.consume(batch)
         writer.close()
         del chunks
-        if opts.delete_missing:
+        if opts.delete_missing and not keep:
+            # A wrong file or a broken export must not wipe the catalogue.
+            log.warning("--delete-missing ignored: the manifest has no valid product")
+        elif opts.delete_missing:
             # Products whose images failed this time are still listed, so they are kept.
             summary.deleted = delete_missing(store, keep)
         store.flush()
     finally:
+        ctx.execution_options.resource_limits = saved_limits  # leave the caller's context as it was
         errors.close()
         store.close()
     summary.finish()
