@@ -40,8 +40,8 @@ def image_digest(data: bytes) -> str:
 
     Why bytes and not path+mtime+size: the ingest job reads every image anyway (changed rows
     need the bytes, and for URLs there is no mtime), sha256 runs at ~1 GB/s against ~50 images/s
-    for the model, and content addressing means a touched or re-copied catalogue re-embeds
-    nothing while an image replaced behind the same URL is re-embedded.
+    for the model, and content addressing means a touched file (new mtime, same bytes)
+    re-embeds nothing while an image replaced behind the same URL or path is re-embedded.
     """
     return hashlib.sha256(data).hexdigest()
 
