@@ -18,30 +18,30 @@ vectorised masks (lookalike/store/lite_masks.py):
   re-normalises the candidate matrix per query; HNSW pre-filters use a bitmap selector
   instead of building a hash set of every visible id per query.
 
-Anything else (filters, materialisation, merge order) is milvus-lite's own code path.
+The executor and its caches live in lite_executor.py; this module installs them plus the
+write-version hooks, the index-side fixes and DescribeIndex progress. Filters, merge order
+and projection stay milvus-lite's own code.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import itertools
 import logging
 import os
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from lookalike.store import lite_executor
 from lookalike.store import lite_masks as lm
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_VERSION = "3.2.2"
 ENV_SWITCH = "LOOKALIKE_LITE_PATCH"
-_serials = itertools.count(1)
 _applied = False
 _apply_lock = threading.Lock()
-_SET_CACHE_SIZE = 8  # distinct in-scope segment sets remembered per segment (partition searches)
 
 
 def installed_version() -> str | None:
@@ -95,9 +95,9 @@ def _install() -> None:
 
     _track_memtable(memtable.MemTable)
     _track_delta_index(delta_index.DeltaIndex)
-    collection_mod.Segment = _cached_segment_class(segment.Segment)
-    executor_indexed.execute_search_with_index = execute_search_with_index
-    collection_mod.execute_search_with_index = execute_search_with_index
+    collection_mod.Segment = lite_executor.cached_segment_class(segment.Segment)
+    executor_indexed.execute_search_with_index = lite_executor.execute_search_with_index
+    collection_mod.execute_search_with_index = lite_executor.execute_search_with_index
     _patch_brute_force(brute_force.BruteForceIndex)
     _patch_faiss_hnsw(faiss_hnsw.FaissHnswIndex)
     _patch_describe_index(servicer_mod.MilvusServicer)
@@ -113,7 +113,7 @@ def _track_memtable(cls: Any) -> None:
 
     def __init__(self: Any, *a: Any, **kw: Any) -> None:
         init(self, *a, **kw)
-        self._lk_serial = next(_serials)
+        self._lk_serial = next(lite_executor.serials)
         self._lk_version = 0
         self._lk_cache: Dict[Any, Any] = {}
 
@@ -160,461 +160,11 @@ def _track_delta_index(cls: Any) -> None:
         if cached is not None and cached[0] == version:
             return cached[1]
         copy = frozen_copy(self)
-        copy._lk_serial = next(_serials)
+        copy._lk_serial = next(lite_executor.serials)
         self._lk_frozen = (version, copy)
         return copy
 
     cls.add_batch, cls.gc_below, cls.frozen_copy = add_batch_, gc_below_, frozen_copy_
-
-
-def _cached_segment_class(base: Any) -> Any:
-    """Segment with one extra slot holding lookalike's per-segment caches."""
-
-    class CachedSegment(base):  # type: ignore[misc, valid-type]
-        __slots__ = ("_lk",)
-
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **kw)
-            self._lk = _SegmentCache(next(_serials))
-
-    CachedSegment.__name__ = CachedSegment.__qualname__ = "Segment"
-    return CachedSegment
-
-
-class _SegmentCache:
-    __slots__ = ("serial", "pk_arrow", "sets", "deletes", "memtable", "inv_norms")
-
-    def __init__(self, serial: int) -> None:
-        self.serial = serial
-        self.pk_arrow: Any = None
-        self.sets: Dict[Tuple[int, ...], Optional[np.ndarray]] = {}
-        self.deletes: Tuple[Any, Optional[np.ndarray]] = (None, None)
-        self.memtable: Tuple[Any, Optional[np.ndarray]] = (None, None)
-        self.inv_norms: Dict[str, np.ndarray] = {}
-
-
-def _seg_cache(seg: Any) -> _SegmentCache:
-    # Segments created before apply() (or by tests) get a throw-away cache: correct, uncached.
-    return getattr(seg, "_lk", None) or _SegmentCache(0)
-
-
-def _pk_arrow(seg: Any, pk_field: str, cache: _SegmentCache) -> Any:
-    if cache.pk_arrow is None:
-        cache.pk_arrow = lm.as_arrow(seg.table.column(pk_field))
-    return cache.pk_arrow
-
-
-# -- visibility masks -------------------------------------------------------------------------
-
-
-def _segment_set_masks(segs: List[Any], pk_field: str) -> List[Optional[np.ndarray]]:
-    """Newest-copy masks among the in-scope segments, cached per set of segments."""
-    caches = [_seg_cache(s) for s in segs]
-    key = tuple(c.serial for c in caches)
-    cacheable = all(key)
-    if cacheable and all(key in c.sets for c in caches):
-        return [c.sets[key] for c in caches]
-    masks = lm.max_seq_masks([_pk_arrow(s, pk_field, c) for s, c in zip(segs, caches)],
-                             [s.seqs for s in segs])
-    if cacheable:
-        for c, m in zip(caches, masks):
-            if len(c.sets) >= _SET_CACHE_SIZE:
-                try:  # concurrent searches may evict the same entry
-                    c.sets.pop(next(iter(c.sets)), None)
-                except (RuntimeError, StopIteration):
-                    pass
-            c.sets[key] = m
-    return masks
-
-
-def _delete_shadow(seg: Any, pk_field: str, delta_index: Any, delete_keys: Tuple[list, np.ndarray]
-                   ) -> Optional[np.ndarray]:
-    """Rows of *seg* with a flushed delete of larger seq (cached per frozen delete map)."""
-    cache = _seg_cache(seg)
-    token = getattr(delta_index, "_lk_serial", None)
-    if token is not None and cache.serial and cache.deletes[0] == token:
-        return cache.deletes[1]
-    keys, seqs = delete_keys
-    mask = lm.newer_mask(_pk_arrow(seg, pk_field, cache), seg.seqs, keys, seqs,
-                         target_index=seg.pk_to_row)
-    if token is not None and cache.serial:
-        cache.deletes = (token, mask)
-    return mask
-
-
-def _memtable_shadow(seg: Any, pk_field: str, mt_key: Any, mt_keys: Tuple[list, np.ndarray]
-                     ) -> Optional[np.ndarray]:
-    """Rows of *seg* shadowed by a newer memtable insert or delete (cached per memtable write)."""
-    cache = _seg_cache(seg)
-    if mt_key is not None and cache.serial and cache.memtable[0] == mt_key:
-        return cache.memtable[1]
-    keys, seqs = mt_keys
-    mask = lm.newer_mask(_pk_arrow(seg, pk_field, cache), seg.seqs, keys, seqs,
-                         target_index=seg.pk_to_row)
-    if mt_key is not None and cache.serial:
-        cache.memtable = (mt_key, mask)
-    return mask
-
-
-def _delete_map_arrays(delta_index: Any) -> Tuple[list, np.ndarray]:
-    cached = getattr(delta_index, "_lk_arrays", None)
-    if cached is not None:
-        return cached
-    m = delta_index._map  # noqa: SLF001 - read-only use of the frozen copy
-    out = (list(m.keys()), np.fromiter(m.values(), dtype=np.uint64, count=len(m)))
-    if getattr(delta_index, "_lk_serial", None) is not None:
-        delta_index._lk_arrays = out
-    return out
-
-
-# -- memtable snapshot ------------------------------------------------------------------------
-
-
-class _MemtableView:
-    """Everything the executor needs from the memtable, computed once per memtable write."""
-
-    __slots__ = ("pks", "seqs", "vecs", "row_refs", "table", "deletes", "shadow_keys",
-                 "pk_arrow", "pk_index", "masks", "inv_norms")
-
-    def __init__(self, pks: list, seqs: np.ndarray, vecs: np.ndarray, row_refs: list,
-                 table: Any, deletes: Dict[Any, Tuple[int, str]]) -> None:
-        self.pks, self.seqs, self.vecs, self.row_refs, self.table = pks, seqs, vecs, row_refs, table
-        self.deletes = deletes
-        # Newest memtable seq per pk, from live rows and local deletes alike: what shadows a
-        # segment row. (A pk is never both live and locally deleted in a MemTable.)
-        newest: Dict[Any, int] = {pk: int(s) for pk, s in zip(pks, seqs.tolist())}
-        for pk, (dseq, _part) in deletes.items():
-            if dseq > newest.get(pk, -1):
-                newest[pk] = dseq
-        self.shadow_keys = (list(newest), np.fromiter(newest.values(), dtype=np.uint64,
-                                                      count=len(newest)))
-        self.pk_arrow: Any = None
-        self.pk_index: Optional[Dict[Any, int]] = None
-        self.masks: Dict[Any, Optional[np.ndarray]] = {}
-        self.inv_norms: Optional[np.ndarray] = None
-
-
-def _memtable_view(memtable: Any, vector_field: str, partition_names: Optional[List[str]],
-                   include_table: bool) -> Tuple[Any, _MemtableView]:
-    """(cache key, view) for the memtable's current contents; key None when not trackable."""
-    serial = getattr(memtable, "_lk_serial", None)
-    with memtable._lock:  # noqa: SLF001 - version and contents read together
-        if serial is None:
-            pks, seqs, vecs, refs, table = memtable.to_search_snapshot(
-                vector_field=vector_field, partition_names=partition_names,
-                include_table=include_table)
-            return None, _MemtableView(pks, seqs, vecs, refs, table,
-                                       memtable.delete_index_snapshot())
-        # The key names the memtable state (and partition scope) that segment masks depend
-        # on; the view itself is also per vector field.
-        key = (serial, memtable._lk_version,
-               tuple(partition_names) if partition_names is not None else None)
-        cache = memtable._lk_cache
-        hit = cache.get((key, vector_field, include_table)) or (
-            None if include_table else cache.get((key, vector_field, True)))
-        if hit is not None:
-            return key, hit
-        pks, seqs, vecs, refs, table = _search_snapshot(memtable, vector_field, partition_names,
-                                                        include_table)
-        view = _MemtableView(pks, seqs, vecs, refs, table, memtable.delete_index_snapshot())
-        for k in [k for k in cache if k[0] != key]:
-            del cache[k]
-        cache[(key, vector_field, include_table)] = view
-        return key, view
-
-
-def _search_snapshot(memtable: Any, vector_field: Optional[str],
-                     partition_names: Optional[List[str]], include_table: bool) -> tuple:
-    """MemTable.to_search_snapshot with the vectors gathered by numpy, not one as_py per row.
-
-    Falls back to milvus-lite's own method for nullable vector columns with nulls.
-    """
-    import pyarrow as pa
-
-    batches = tuple(memtable._insert_batches)  # noqa: SLF001 - caller holds the memtable lock
-    items = list(memtable._pk_index.items())  # noqa: SLF001
-    if vector_field is not None and any(
-            b.column(vector_field).null_count for b in batches):
-        return memtable.to_search_snapshot(vector_field=vector_field,
-                                           partition_names=partition_names,
-                                           include_table=include_table)
-    if partition_names is not None:
-        wanted = set(partition_names)
-        parts: Dict[int, list] = {}
-        kept = []
-        for item in items:
-            b, r, _ = item[1]
-            if b not in parts:
-                parts[b] = batches[b].column("_partition").to_pylist()
-            if parts[b][r] in wanted:
-                kept.append(item)
-        items = kept
-    pks = [pk for pk, _ in items]
-    m = len(items)
-    b_idx = np.fromiter((p[0] for _, p in items), dtype=np.int64, count=m)
-    r_idx = np.fromiter((p[1] for _, p in items), dtype=np.int64, count=m)
-    seqs = np.fromiter((p[2] for _, p in items), dtype=np.uint64, count=m)
-    row_refs = list(zip(b_idx.tolist(), r_idx.tolist()))
-    if vector_field is not None and m:
-        dim = batches[0].schema.field(vector_field).type.list_size
-        vecs = np.empty((m, dim), dtype=np.float32)
-        order = np.argsort(b_idx, kind="stable")
-        bounds = np.flatnonzero(np.diff(b_idx[order])) + 1
-        for group in np.split(order, bounds):
-            col = batches[int(b_idx[group[0]])].column(vector_field)
-            flat = col.flatten().to_numpy(zero_copy_only=False)
-            vecs[group] = flat.reshape(len(col), dim)[r_idx[group]]
-    else:
-        vecs = np.zeros((0, 0), dtype=np.float32)
-    table = None
-    if include_table:
-        if not m or not batches:
-            table = memtable._data_schema.empty_table()  # noqa: SLF001
-        else:
-            offsets = np.cumsum([0] + [b.num_rows for b in batches])
-            table = pa.Table.from_batches(batches).take(pa.array(offsets[b_idx] + r_idx))
-            if "_partition" in table.column_names:
-                table = table.drop(["_partition"])
-    return pks, seqs, vecs, row_refs, table
-
-
-# -- the executor -----------------------------------------------------------------------------
-
-
-def execute_search_with_index(
-    query_vectors: np.ndarray,
-    segments: Any,
-    memtable: Any,
-    delta_index: Any,
-    top_k: int,
-    metric_type: str,
-    pk_field: str,
-    vector_field: str,
-    partition_names: Optional[List[str]] = None,
-    compiled_filter: Any = None,
-    output_fields: Optional[List[str]] = None,
-    indexed_filter_plan: Any = None,
-    project_record_fn: Optional[Callable[[dict], dict]] = None,
-    search_params: Optional[Dict[str, Any]] = None,
-) -> List[List[dict]]:
-    """Drop-in for milvus_lite.search.executor_indexed.execute_search_with_index (3.2.2).
-
-    Same signature, same results; steps 1-3 (visibility + recall) are vectorised and cached,
-    step 4 (merge + materialisation) is milvus-lite's code unchanged.
-    """
-    from milvus_lite.index.brute_force import BruteForceIndex
-
-    if query_vectors.ndim == 1:
-        query_vectors = query_vectors.reshape(1, -1)
-    if query_vectors.dtype != np.float32:
-        query_vectors = query_vectors.astype(np.float32, copy=False)
-    nq = int(query_vectors.shape[0])
-    if nq == 0 or top_k <= 0:
-        return [[] for _ in range(nq)]
-
-    partition_filter = set(partition_names) if partition_names else None
-    in_scope = [s for s in segments
-                if s.num_rows > 0 and (partition_filter is None or s.partition in partition_filter)]
-    mt_key, mt = _memtable_view(memtable, vector_field, partition_names,
-                                include_table=compiled_filter is not None)
-    mt_pks = mt.pks
-    if not in_scope and not mt_pks:
-        return [[] for _ in range(nq)]
-
-    # ── 1. visibility: newest copy, not deleted (vectorised, cached) ──
-    set_masks = _segment_set_masks(in_scope, pk_field)
-    delete_keys = _delete_map_arrays(delta_index)
-    delta_token = getattr(delta_index, "_lk_serial", None)
-    seg_visible: List[Optional[np.ndarray]] = []
-    for seg, set_mask in zip(in_scope, set_masks):
-        seg_visible.append(lm.combine(
-            set_mask,
-            _delete_shadow(seg, pk_field, delta_index, delete_keys),
-            _memtable_shadow(seg, pk_field, mt_key, mt.shadow_keys),
-            invert=(False, True, True)))
-    mt_visible: Optional[np.ndarray] = None
-    if mt_pks:
-        mkey = (tuple(_seg_cache(s).serial for s in in_scope), delta_token)
-        cacheable = mt_key is not None and delta_token is not None and all(mkey[0])
-        if cacheable and mkey in mt.masks:
-            mt_visible = mt.masks[mkey]
-        else:
-            mt_visible = _memtable_visible(mt, in_scope, pk_field, delete_keys)
-            if cacheable:
-                if len(mt.masks) >= _SET_CACHE_SIZE:
-                    mt.masks.clear()
-                mt.masks[mkey] = mt_visible
-
-    # ── 2. optional per-source filter masks (milvus-lite's own evaluation) ──
-    seg_filter_masks: Dict[int, np.ndarray] = {}
-    mt_filter_mask: Optional[np.ndarray] = None
-    if compiled_filter is not None:
-        from milvus_lite.search.filter import evaluate_mask
-        from milvus_lite.search.indexed_filter import evaluate_segment_filter
-        for seg in in_scope:
-            seg_filter_masks[id(seg)] = evaluate_segment_filter(seg, compiled_filter,
-                                                                indexed_filter_plan)
-        if mt_pks and mt.table is not None:
-            mt_filter_mask = evaluate_mask(compiled_filter, mt.table)
-
-    # ── 3. per-source recall ──
-    per_query: List[List[Tuple[float, int, int]]] = [[] for _ in range(nq)]
-    sources: List[Any] = []
-
-    def recall(source_idx: int, n: int, visible: Optional[np.ndarray], vectors: np.ndarray,
-               index: Any, inv_norms: Callable[[], np.ndarray]) -> None:
-        if n == 0:
-            return
-        if visible is not None and not visible.any():
-            return
-        if index is None and metric_type == "COSINE":
-            local_ids, dists = lm.cosine_topk(query_vectors, vectors, inv_norms(), top_k, visible)
-        else:
-            if index is None:
-                index = BruteForceIndex.build(vectors, metric_type)
-            local_ids, dists = index.search(query_vectors, top_k, valid_mask=visible,
-                                            params=search_params)
-        ids_l, d_l = local_ids.tolist(), dists.tolist()
-        for q in range(nq):
-            out = per_query[q]
-            for lid, dist in zip(ids_l[q], d_l[q]):
-                if lid < 0:
-                    break  # padding from here on
-                out.append((float(dist), source_idx, lid))
-
-    for seg, visible in zip(in_scope, seg_visible):
-        seg_vectors, null_mask = seg.vector_data(vector_field)
-        sources.append(seg)
-        fmask = seg_filter_masks.get(id(seg))
-        if null_mask is not None:
-            fmask = null_mask if fmask is None else (fmask & null_mask)
-        if fmask is not None:
-            visible = lm.combine(visible, fmask.astype(bool))
-        cache = _seg_cache(seg)
-        index = seg.indexes.get(vector_field)
-
-        def seg_norms(cache: _SegmentCache = cache, v: np.ndarray = seg_vectors) -> np.ndarray:
-            if vector_field not in cache.inv_norms:
-                cache.inv_norms[vector_field] = lm.inverse_norms(v)
-            return cache.inv_norms[vector_field]
-
-        if index is not None:
-            cache.inv_norms.pop(vector_field, None)  # indexed now: the norms are dead weight
-        recall(len(sources) - 1, seg.num_rows, visible, seg_vectors, index, seg_norms)
-
-    if mt_pks:
-        sources.append(None)
-        visible = mt_visible
-        if mt_filter_mask is not None:
-            visible = lm.combine(visible, mt_filter_mask.astype(bool))
-
-        def mt_norms() -> np.ndarray:
-            if mt.inv_norms is None:
-                mt.inv_norms = lm.inverse_norms(mt.vecs)
-            return mt.inv_norms
-
-        recall(len(sources) - 1, len(mt_pks), visible, mt.vecs, None, mt_norms)
-
-    n_segments = len(in_scope)
-
-    # ── 4. global merge + entity projection (milvus-lite's projection and order) ──
-    if project_record_fn is not None:
-        project_entity = project_record_fn
-    elif output_fields is None:
-        def project_entity(record: dict) -> dict:
-            return {k: v for k, v in record.items() if k != pk_field and k != vector_field}
-    else:
-        keep = set(output_fields)
-        keep.discard(pk_field)
-
-        def project_entity(record: dict) -> dict:
-            return {k: record[k] for k in keep if k in record}
-
-    # Materialise only the winners, one Arrow take per segment, and only the columns the
-    # projection can use: milvus-lite converts every column of every winner cell by cell,
-    # vectors included, which costs more than the search itself (the product path over-fetches
-    # 100 rows for group-by).
-    needed = None
-    if output_fields is not None and "*" not in output_fields:
-        needed = set(output_fields) | {pk_field, "$meta"}
-    winners: List[List[Tuple[float, int, int]]] = []
-    by_segment: Dict[int, set] = {}
-    for q in range(nq):
-        candidates = per_query[q]
-        candidates.sort(key=lambda c: (c[0], c[1], c[2]))
-        winners.append(candidates[:top_k])
-        for _dist, source_idx, local_id in winners[-1]:
-            if source_idx < n_segments:
-                by_segment.setdefault(source_idx, set()).add(local_id)
-    records: Dict[Tuple[int, int], dict] = {}
-    for source_idx, ids in by_segment.items():
-        ordered = sorted(ids)
-        for local_id, rec in zip(ordered, _segment_rows(in_scope[source_idx], ordered, needed)):
-            records[(source_idx, local_id)] = rec
-
-    def materialize(source_idx: int, local_id: int) -> dict:
-        if source_idx < n_segments:
-            return records[(source_idx, local_id)]
-        batch_idx, row_idx = mt.row_refs[local_id]
-        return memtable.materialize_row(batch_idx, row_idx)
-
-    def source_pk(source_idx: int, local_id: int) -> Any:
-        return in_scope[source_idx].pks[local_id] if source_idx < n_segments else mt_pks[local_id]
-
-    results: List[List[dict]] = []
-    for q in range(nq):
-        hits: List[dict] = []
-        for dist, source_idx, local_id in winners[q]:
-            record = materialize(source_idx, local_id)
-            pk = record.get(pk_field) if pk_field in record else source_pk(source_idx, local_id)
-            hits.append({"id": pk, "distance": dist, "entity": project_entity(record)})
-        results.append(hits)
-    return results
-
-
-def _segment_rows(seg: Any, row_ids: List[int], needed: Optional[set]) -> List[dict]:
-    """Segment.row_to_dict for several rows at once, limited to *needed* columns (None: all)."""
-    import json
-
-    import pyarrow as pa
-
-    names = [n for n in seg.table.schema.names
-             if n != "_seq" and (needed is None or n in needed)]
-    rows = seg.table.select(names).take(pa.array(row_ids, type=pa.int64())).to_pylist()
-    for row in rows:
-        meta = row.get("$meta")
-        if isinstance(meta, str):  # dynamic fields unpacked to the top level, as row_to_dict
-            try:
-                decoded = json.loads(meta)
-            except (json.JSONDecodeError, ValueError):
-                decoded = None
-            if isinstance(decoded, dict):
-                row.update(decoded)
-        elif isinstance(meta, dict):
-            row.update(meta)
-    return rows
-
-
-def _memtable_visible(mt: _MemtableView, segs: List[Any], pk_field: str,
-                      delete_keys: Tuple[list, np.ndarray]) -> Optional[np.ndarray]:
-    """Memtable rows not shadowed by a newer segment copy, flushed delete or local delete."""
-    if mt.pk_arrow is None:
-        import pyarrow as pa
-        mt.pk_arrow = pa.array(mt.pks)
-        mt.pk_index = {pk: i for i, pk in enumerate(mt.pks)}
-    shadows = []
-    for seg in segs:
-        seg_pks = _pk_arrow(seg, pk_field, _seg_cache(seg))
-        shadows.append(lm.newer_mask(mt.pk_arrow, mt.seqs, seg_pks, seg.seqs,
-                                     target_index=mt.pk_index, key_index=seg.pk_to_row))
-    keys, seqs = delete_keys
-    shadows.append(lm.newer_mask(mt.pk_arrow, mt.seqs, keys, seqs, target_index=mt.pk_index))
-    local = list(mt.deletes.items())
-    shadows.append(lm.newer_mask(mt.pk_arrow, mt.seqs, [k for k, _ in local],
-                                 np.fromiter((e[0] for _, e in local), dtype=np.uint64,
-                                             count=len(local)),
-                                 target_index=mt.pk_index))
-    return lm.combine(*shadows, invert=[True] * len(shadows))
 
 
 # -- index-side fixes -------------------------------------------------------------------------

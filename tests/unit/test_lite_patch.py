@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from lookalike.store import lite_masks as lm
-from lookalike.store import lite_patch
+from lookalike.store import lite_executor, lite_patch
 
 
 def reference_visible(sources, deletes, mt_deletes):
@@ -173,7 +173,7 @@ def test_memtable_snapshot_matches_milvus_lite(tmp_path) -> None:
         for parts in (None, ["_default"], ["p2"]):
             for include_table in (False, True):
                 want = mt.to_search_snapshot("v", parts, include_table)
-                got = lite_patch._search_snapshot(mt, "v", parts, include_table)  # noqa: SLF001
+                got = lite_executor._search_snapshot(mt, "v", parts, include_table)  # noqa: SLF001
                 assert got[0] == want[0] and got[3] == want[3]
                 np.testing.assert_array_equal(got[1], want[1])
                 np.testing.assert_array_equal(got[2], want[2])
