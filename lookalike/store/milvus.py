@@ -114,7 +114,10 @@ class MilvusStore:
         """Create the collection and indexes if missing, check dims, and load it."""
         try:
             if not self.client.has_collection(self.collection):
-                schema = build_schema(image_dim=self.image_dim, text_dim=self.text_dim)
+                # milvus-lite runs one HNSW search per partition (16 by default) and has no
+                # nodes to spread them over, so the partition key only pays off on Milvus proper.
+                schema = build_schema(image_dim=self.image_dim, text_dim=self.text_dim,
+                                      partition_key=not getattr(self.settings, "embedded", False))
                 self.client.create_collection(
                     self.collection, schema=schema,
                     index_params=build_index_params(self.client, self.settings),

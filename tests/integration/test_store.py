@@ -178,3 +178,20 @@ def test_supervisor_restarts_a_killed_server(tmp_path) -> None:
             pytest.fail("the supervisor did not bring the server back")
     finally:
         server.stop()
+
+
+def test_remote_uri_uses_category_partition_key(lite_server: LiteServer) -> None:
+    """The same code against a Milvus URI (here the lite server addressed as a remote one)."""
+    settings = Settings(data_dir=lite_server.data_dir, milvus_uri=lite_server.uri,
+                        collection="remote_style")
+    store = open_store(settings)
+    try:
+        fields = {f["name"]: f for f in store.client.describe_collection("remote_style")["fields"]}
+        assert fields["category"].get("is_partition_key") is True
+        store.upsert(make_items(20))
+        hits = store.search(text_vector=make_items(1)[0].text_vector, top_k=10,
+                            filters=Filters(categories=("bag",)))
+        assert hits and all(h.product.category == "bag" for h in hits)
+    finally:
+        store.drop()
+        store.close()
