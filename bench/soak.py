@@ -23,7 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+try:
+    import psutil
+except ImportError:  # not a project dependency; Ray vendors it and puts it on sys.path
+    import ray  # noqa: F401
+    import psutil
 
 from bench.p5_compare import RESULTS, ROOT, free_port, prepare_store, stop, wait_ready
 from bench.stress import LoadConfig, format_table, parse_mix, run_load
