@@ -29,7 +29,7 @@ from ray.data.block import BlockMetadata
 from lookalike.config import Settings
 from lookalike.ingest.fetch import FetchLimits
 from lookalike.ingest.plan import Plan, plan_resources
-from lookalike.ingest.stages import ImageStage, TextStage, prepare_batch, probe_models
+from lookalike.ingest.stages import ImageStage, PrepareStage, TextStage, probe_models
 from lookalike.ingest.summary import ErrorSink, Summary
 from lookalike.ingest.worklist import iter_chunks, store_lookup
 from lookalike.ingest.writer import StoreWriter
@@ -38,7 +38,10 @@ from lookalike.store.milvus import WRITE_BATCH_ROWS, MilvusStore
 
 log = logging.getLogger("lookalike.ingest")
 
-PREPARE_BATCH = 8  # products per prepare call: small blocks keep the stream smooth
+PREPARE_BATCH = 8  # products per prepare call: small batches keep the stream smooth
+# Products per worklist block (one read task each): enough blocks for every prepare actor to
+# have work, few enough that per-task overhead stays negligible (20k products: 313 reads).
+WORKLIST_BLOCK = 64
 # Object-store budget for rows in flight. Preprocessed pixels are 600 KB an image and prepare
 # outruns the image model ~5x, so without a cap Ray Data would queue gigabytes ahead of it.
 IN_FLIGHT_BYTES = 256 * 1024 * 1024
@@ -92,14 +95,15 @@ class WorklistSource(Datasource):
 def build_dataset(chunks: list[tuple[Any, int, int]], plan: Plan, settings: Settings,
                   dims: dict[str, Any]) -> ray.data.Dataset:
     model_settings = settings.model_copy(update={"device": plan.device})
-    # Fractional CPUs on the read too: Ray's default of 1 CPU a task is what starved the trial
-    # pipeline of reads once the actors held their share.
-    ds = ray.data.read_datasource(WorklistSource(chunks), num_cpus=plan.prepare_cpus,
-                                  compute=TaskPoolStrategy(size=plan.prepare_tasks))
+    # A small fractional CPU on the reads: Ray's default of 1 CPU a task is what starved the
+    # trial pipeline of reads once the actors held their share.
+    ds = ray.data.read_datasource(WorklistSource(chunks), num_cpus=plan.read_cpus,
+                                  compute=TaskPoolStrategy(size=max(2, plan.prepare_actors)))
     ds = ds.map_batches(
-        prepare_batch, batch_size=PREPARE_BATCH, batch_format="numpy",
-        fn_kwargs={"limits": FetchLimits.from_settings(settings), "model_name": settings.image_model},
-        num_cpus=plan.prepare_cpus, compute=TaskPoolStrategy(size=plan.prepare_tasks))
+        PrepareStage, batch_size=PREPARE_BATCH, batch_format="numpy",
+        fn_constructor_kwargs={"limits": FetchLimits.from_settings(settings),
+                               "model_name": settings.image_model},
+        num_cpus=plan.prepare_cpus, compute=ActorPoolStrategy(size=plan.prepare_actors))
     ds = ds.map_batches(
         ImageStage, batch_size=plan.image_batch, batch_format="numpy",
         fn_constructor_kwargs={"settings": model_settings, "num_threads": plan.image_threads,
@@ -132,7 +136,7 @@ def _probe(settings: Settings, plan: Plan) -> dict[str, Any]:
     key = _model_key(settings)
     if key not in _PROBED:
         # max_calls=1: the worker exits afterwards instead of idling with both models in memory.
-        task = ray.remote(num_cpus=plan.prepare_cpus, max_calls=1)(probe_models)
+        task = ray.remote(num_cpus=plan.read_cpus, max_calls=1)(probe_models)
         _PROBED[key] = ray.get(task.remote(settings.model_copy(update={"device": "cpu"})))
     return _PROBED[key]
 
@@ -169,13 +173,13 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
             object_store_memory=opts.in_flight_bytes)
         store.ensure_collection()
         keep: set[str] = set()
-        # One object per prepare batch: Ray Data runs one task per input block, so 1,000-row
-        # blocks would serialise the image reads behind a single task. take() copies the rows
-        # (a pickled slice could drag the whole chunk's buffers along).
-        chunks = [_put(table.take(list(range(start, min(start + PREPARE_BATCH, table.num_rows)))))
+        # Small blocks: Ray Data hands a whole block to one prepare actor, so 1,000-row blocks
+        # would leave the others idle. take() copies the rows (a pickled slice could drag the
+        # whole chunk's buffers along).
+        chunks = [_put(table.take(list(range(start, min(start + WORKLIST_BLOCK, table.num_rows)))))
                   for table in iter_chunks(opts.manifest, store_lookup(store), summary.model_version,
                                            summary, errors, keep)
-                  for start in range(0, table.num_rows, PREPARE_BATCH)]
+                  for start in range(0, table.num_rows, WORKLIST_BLOCK)]
         writer = StoreWriter(store, summary, errors, summary.model_version, opts.write_batch)
         if chunks:
             for batch in build_dataset(chunks, plan, settings, probe).iter_batches(

@@ -1,4 +1,4 @@
-"""The ingest job's Ray Data stages: prepare (tasks) and the two embedder actor pools.
+"""The ingest job's Ray Data stages: prepare, then the image and text embedders (actor pools).
 
 Rows flow one per *image* after `prepare_batch`. Products that need no embedding (unchanged
 since the last run) or cannot be (an image failed) travel as a single marker row with empty
@@ -10,6 +10,7 @@ Serve deployments use, on the rows that need it, so stored and query vectors alw
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -49,9 +50,19 @@ def _columns() -> dict[str, list[Any]]:
                             "n_images", "image_index", "text", "pixels")}
 
 
-def prepare_product(product: Product, stored_hash: str, limits: FetchLimits, model_name: str,
-                    client: Any = None) -> tuple[str, str, str, list[bytes]]:
-    """(status, content_hash, reason, per-image pixel bytes) for one product.
+def read_images(product: Product, limits: FetchLimits, client: Any = None) -> list[bytes] | str:
+    """Every image's bytes, or the reason one could not be read."""
+    try:
+        return [fetch(ref, limits, client) for ref in product.images]
+    except ImageFetchError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - one odd image must never stop the job
+        return f"{exc.__class__.__name__}: {exc}"
+
+
+def prepare_product(product: Product, stored_hash: str, blobs: list[bytes] | str,
+                    model_name: str) -> tuple[str, str, str, list[bytes]]:
+    """(status, content_hash, reason, per-image pixel bytes) for one product and its image bytes.
 
     The content hash needs every image's bytes, so images are read first; decoding and
     preprocessing (the costly part, and the torch import) only happen for products whose hash
@@ -59,12 +70,8 @@ def prepare_product(product: Product, stored_hash: str, limits: FetchLimits, mod
     """
     from lookalike.images import InvalidImageError, decode_image
 
-    blobs: list[bytes] = []
-    try:
-        for ref in product.images:
-            blobs.append(fetch(ref, limits, client))
-    except ImageFetchError as exc:
-        return FAILED, "", str(exc), []
+    if isinstance(blobs, str):
+        return FAILED, "", blobs, []
     content_hash = product.content_hash(tuple(image_digest(b) for b in blobs))
     if stored_hash and stored_hash == content_hash:
         return UNCHANGED, content_hash, "", []
@@ -78,32 +85,43 @@ def prepare_product(product: Product, stored_hash: str, limits: FetchLimits, mod
     return EMBED, content_hash, "", [np.ascontiguousarray(px).tobytes() for px in pixels]
 
 
-def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits,
-                  model_name: str) -> dict[str, np.ndarray]:
-    """Ray Data task: product rows -> image rows (plus one marker row per skipped product)."""
+def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits, model_name: str,
+                  pool: ThreadPoolExecutor | None = None, client: Any = None) -> dict[str, np.ndarray]:
+    """Product rows -> image rows (plus one marker row per skipped product).
+
+    Images are read on `pool`'s threads: reads wait on disks and CDNs, not on the CPU, and a
+    batch of URLs fetched one by one would leave the embedders idle.
+    """
+    products = [product_from_json(str(p)) for p in batch["product"]]
+    own = client is None
+    client = client or new_client(limits)
+    try:
+        reads = list((pool.map if pool else map)(lambda p: read_images(p, limits, client), products))
+    finally:
+        if own:
+            client.close()
     out = _columns()
-    with new_client(limits) as client:
-        for row, pid, pjson, stored in zip(batch["row"], batch["product_id"], batch["product"],
-                                           batch["stored_hash"]):
-            product = product_from_json(str(pjson))
-            try:
-                status, chash, reason, pixels = prepare_product(product, str(stored or ""), limits,
-                                                                model_name, client)
-            except Exception as exc:  # noqa: BLE001 - one odd image must never stop the job
-                status, chash, reason, pixels = FAILED, "", f"{exc.__class__.__name__}: {exc}", []
-            entries = pixels if status == EMBED else [b""]
-            for i, px in enumerate(entries):
-                out["row"].append(int(row))
-                out["product_id"].append(str(pid))
-                out["product"].append(str(pjson))
-                out["content_hash"].append(chash)
-                out["status"].append(status)
-                out["reason"].append(reason)
-                out["n_images"].append(len(entries))
-                out["image_index"].append(i if status == EMBED else -1)
-                # Text is embedded once per product, on its first image row.
-                out["text"].append(product.text() if status == EMBED and i == 0 else "")
-                out["pixels"].append(px)
+    for row, pid, pjson, stored, product, blobs in zip(batch["row"], batch["product_id"],
+                                                       batch["product"], batch["stored_hash"],
+                                                       products, reads):
+        try:
+            status, chash, reason, pixels = prepare_product(product, str(stored or ""), blobs,
+                                                            model_name)
+        except Exception as exc:  # noqa: BLE001 - one odd image must never stop the job
+            status, chash, reason, pixels = FAILED, "", f"{exc.__class__.__name__}: {exc}", []
+        entries = pixels if status == EMBED else [b""]
+        for i, px in enumerate(entries):
+            out["row"].append(int(row))
+            out["product_id"].append(str(pid))
+            out["product"].append(str(pjson))
+            out["content_hash"].append(chash)
+            out["status"].append(status)
+            out["reason"].append(reason)
+            out["n_images"].append(len(entries))
+            out["image_index"].append(i if status == EMBED else -1)
+            # Text is embedded once per product, on its first image row.
+            out["text"].append(product.text() if status == EMBED and i == 0 else "")
+            out["pixels"].append(px)
     cols: dict[str, np.ndarray] = {}
     for k, v in out.items():
         if k in ("row", "n_images", "image_index"):
@@ -113,6 +131,21 @@ def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits,
             arr[:] = v
             cols[k] = arr
     return cols
+
+
+class PrepareStage:
+    """Actor: read, hash, decode and preprocess. An actor rather than tasks because a task's
+    worker process may be reaped whenever the stream pauses, and every new one pays the torch
+    import again (seconds of CPU on a small machine)."""
+
+    def __init__(self, limits: FetchLimits, model_name: str, io_threads: int = 8) -> None:
+        self.limits, self.model_name = limits, model_name
+        self.pool = ThreadPoolExecutor(io_threads, thread_name_prefix="image-read")
+        self.client = new_client(limits)  # httpx clients are thread-safe; keep-alive across batches
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return prepare_batch(batch, limits=self.limits, model_name=self.model_name, pool=self.pool,
+                             client=self.client)
 
 
 class _LazyStage:

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from lookalike.ingest.stages import (
     UNCHANGED,
     prepare_batch,
     prepare_product,
+    read_images,
     product_from_json,
     product_to_json,
 )
@@ -38,22 +40,22 @@ from lookalike.store.base import StoreError
 @pytest.mark.parametrize("cpus", [1, 2, 3, 4, 8, 16, 64])
 def test_plan_leaves_room_for_tasks_on_every_cluster_size(cpus: int) -> None:
     plan = plan_resources(cpus)
-    assert plan.reserved_cpus() + plan.prepare_cpus * plan.prepare_tasks <= cpus
-    assert plan.prepare_tasks >= 1 and plan.prepare_cpus < 1
+    assert plan.reserved_cpus() + plan.read_cpus <= cpus  # a read task always fits
+    assert plan.read_cpus < 1 and plan.prepare_actors >= 1
     assert plan.image_actors >= 1 and plan.device == "cpu"
 
 
 def test_two_cpu_plan_matches_the_measured_sweet_spot() -> None:
     plan = plan_resources(2)
     assert (plan.image_actors, plan.image_threads, plan.image_batch) == (1, 2, 8)
-    assert plan.prepare_tasks >= 2  # reads keep flowing beside the actors
+    assert plan.prepare_actors == 2 and plan.reserved_cpus() + 2 * plan.read_cpus <= 2
 
 
 def test_check_rejects_the_plan_that_hung() -> None:
     # Embedders 2 x 0.5 CPU + writers 2 x 0.25 reserved 1.5 of 2 CPUs; reads asked for 1 CPU.
     hung = Plan(image_actors=2, image_cpus=0.5, image_gpus=0, image_threads=1, image_batch=32,
                 text_actors=2, text_cpus=0.25, text_gpus=0, text_threads=1, text_batch=256,
-                prepare_cpus=1.0, prepare_tasks=1, device="cpu")
+                prepare_actors=0, prepare_cpus=0, read_cpus=1.0, device="cpu")
     with pytest.raises(ValueError, match="CPUs"):
         check(hung, 2)
 
@@ -146,19 +148,21 @@ def test_prepare_product_embed_unchanged_failed(tmp_path: Path) -> None:
     a.write_bytes(_jpeg((10, 10, 10)))
     b.write_bytes(_jpeg((250, 250, 250)))
     bad.write_bytes(b"not an image")
-    limits = FetchLimits()
+    limits, model = FetchLimits(), "tf_efficientnet_lite0"
     p = Product("p1", title="Red dress", images=(str(a), str(b)))
-    status, chash, reason, pixels = prepare_product(p, "", limits, "tf_efficientnet_lite0")
+    status, chash, reason, pixels = prepare_product(p, "", read_images(p, limits), model)
     assert status == EMBED and reason == "" and len(pixels) == 2
     assert chash == p.content_hash((image_digest(a.read_bytes()), image_digest(b.read_bytes())))
     assert len(pixels[0]) == 3 * 224 * 224 * 4  # float32 CHW, what ImageEmbedder.__call__ takes
-    assert prepare_product(p, chash, limits, "tf_efficientnet_lite0")[:3] == (UNCHANGED, chash, "")
+    assert prepare_product(p, chash, read_images(p, limits), model)[:3] == (UNCHANGED, chash, "")
     # Same metadata, new photo bytes: the hash changes, so it is re-embedded.
     b.write_bytes(_jpeg((0, 0, 250)))
-    assert prepare_product(p, chash, limits, "tf_efficientnet_lite0")[0] == EMBED
-    status, _, reason, _ = prepare_product(Product("p2", images=(str(bad),)), "", limits,
-                                           "tf_efficientnet_lite0")
+    assert prepare_product(p, chash, read_images(p, limits), model)[0] == EMBED
+    corrupt = Product("p2", images=(str(bad),))
+    status, _, reason, _ = prepare_product(corrupt, "", read_images(corrupt, limits), model)
     assert status == FAILED and "bad.jpg" in reason  # the decoder's own words follow the path
+    missing = Product("p3", images=(str(a), str(tmp_path / "nope.jpg")))
+    assert read_images(missing, limits) == f"{tmp_path / 'nope.jpg'}: no such file"
 
 
 def test_prepare_batch_one_row_per_image_and_markers(tmp_path: Path) -> None:
@@ -169,7 +173,8 @@ def test_prepare_batch_one_row_per_image_and_markers(tmp_path: Path) -> None:
     batch = {"row": np.array([4, 7]), "product_id": np.array(["two", "gone"], dtype=object),
              "product": np.array([product_to_json(p) for p in products], dtype=object),
              "stored_hash": np.array(["", ""], dtype=object)}
-    out = prepare_batch(batch, limits=FetchLimits(), model_name="tf_efficientnet_lite0")
+    with ThreadPoolExecutor(4) as pool:
+        out = prepare_batch(batch, limits=FetchLimits(), model_name="tf_efficientnet_lite0", pool=pool)
     assert list(out["product_id"]) == ["two", "two", "gone"]
     assert list(out["image_index"]) == [0, 1, -1]
     assert list(out["status"]) == [EMBED, EMBED, FAILED]
