@@ -149,11 +149,15 @@ def test_metrics_reach_the_prometheus_endpoint(traffic: dict[str, str],
             ("ray_lookalike_embed_batch_size_count", {"deployment": "image"}),
             ("ray_lookalike_embed_batch_size_count", {"deployment": "text"}),
             ("ray_lookalike_milvus_search_latency_ms_count", {"type": "similar"}),
+            # Each replica reports on its own ~10 s clock: wait for every series asserted below.
+            ("ray_lookalike_requests_total", {"type": "delete", "status": "401"}),
+            ("ray_lookalike_requests_total", {"endpoint": "/v1/products/{product_id}", "status": "404"}),
+            ("ray_lookalike_embed_latency_ms_count", {"type": "hybrid"}),
         ])
         return samples if ready else None
 
-    samples = poll(scrape, 60, 2)  # Ray's report interval is ~10 s
-    assert samples, "lookalike metrics did not appear on the Ray metrics endpoint within 60 s"
+    samples = poll(scrape, 120, 2)  # Ray's report interval is ~10 s per replica
+    assert samples, "lookalike metrics did not appear on the Ray metrics endpoint within 120 s"
     assert total(samples, "ray_lookalike_requests_total", endpoint="/v1/search", type="text",
                  status="200") >= 1
     assert total(samples, "ray_lookalike_requests_total", endpoint="/v1/products/{product_id}",
