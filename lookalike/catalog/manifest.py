@@ -32,6 +32,9 @@ class RowError:
     row: int  # 1-based data row number (header not counted)
     field: str
     reason: str
+    # Set when the row's id was valid: a product whose row went bad is still "in the
+    # manifest", so --delete-missing must not delete it (a typo must never lose data).
+    product_id: str | None = None
 
     def __str__(self) -> str:
         return f"row {self.row}: {self.field}: {self.reason}"
@@ -107,12 +110,12 @@ def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None) -> Pr
         try:
             values[name] = _text(raw, name, MAX_TEXT if name in ("title", "description") else 100)
         except ValueError as exc:
-            return RowError(row, name, str(exc))
+            return RowError(row, name, str(exc), pid)
     for name, fn in (("price", lambda v: _price(v)), ("images", lambda v: _images(v, base_dir))):
         try:
             values[name] = fn(raw.get(name))
         except (ValueError, json.JSONDecodeError, TypeError) as exc:
-            return RowError(row, name, str(exc))
+            return RowError(row, name, str(exc), pid)
     attributes = {k: _plain(v) for k, v in raw.items() if k not in CORE_FIELDS and not _empty(v)}
     return Product(**values, attributes=attributes)
 

@@ -60,6 +60,8 @@ def iter_chunks(manifest: Path, lookup: Lookup, model_version: str, summary: Sum
         summary.read += 1
         if isinstance(item, RowError):
             errors.add(IngestError(item.row, item.field, item.reason))
+            if seen is not None and item.product_id:
+                seen.add(item.product_id)  # still listed: --delete-missing keeps it
             continue
         chunk.append((row, item))
         if seen is not None:

@@ -201,7 +201,8 @@ def test_iter_chunks_keeps_row_numbers_and_ignores_hashes_from_other_models(tmp_
     rows = [r for t in tables for r in t.to_pylist()]
     assert [r["row"] for r in rows] == [1, 2, 4, 5, 6]
     assert [r["stored_hash"] for r in rows[:2]] == ["h0", ""]  # p1 was made by another model
-    assert summary.read == 6 and summary.failed == 1 and seen == {f"p{i}" for i in range(5)}
+    assert summary.read == 6 and summary.failed == 1
+    assert seen == {f"p{i}" for i in range(5)} | {"bad"}  # still listed, so never deleted
 
 
 # -- the writer ---------------------------------------------------------------------------------
@@ -283,3 +284,14 @@ def test_summary_is_one_json_line_and_errors_go_to_jsonl(tmp_path: Path,
     assert "\n" not in line and data["event"] == "ingest_summary" and data["logger"] == "lookalike.ingest"
     assert (data["read"], data["written"], data["skipped_unchanged"], data["failed"]) == (10, 7, 2, 1)
     assert "written" in summary.table() and "skipped (unchanged)" in summary.table()
+
+
+def test_a_row_that_went_bad_still_counts_as_listed_for_delete_missing(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"product_id": "ok", "images": ["a.jpg"]}\n'
+                        '{"product_id": "typo", "price": "12,50", "images": ["b.jpg"]}\n'
+                        '{"product_id": "", "images": ["c.jpg"]}\n')
+    summary = Summary()
+    seen: set[str] = set()
+    list(iter_chunks(manifest, lambda ids: {}, "v", summary, ErrorSink(summary), seen))
+    assert seen == {"ok", "typo"}

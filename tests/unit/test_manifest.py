@@ -75,3 +75,10 @@ def test_content_hash_tracks_changes() -> None:
     assert p.content_hash(("d1",)) == Product("a", title="t", images=("x.jpg",)).content_hash(("d1",))
     assert p.content_hash(("d1",)) != p.content_hash(("d2",))
     assert p.content_hash() != Product("a", title="t2", images=("x.jpg",)).content_hash()
+
+
+def test_row_errors_carry_the_product_id_when_it_was_valid() -> None:
+    bad_price = parse_row({"product_id": "p9", "price": "cheap", "images": "a.jpg"}, 4)
+    assert isinstance(bad_price, RowError) and bad_price.product_id == "p9"
+    no_id = parse_row({"product_id": "", "images": "a.jpg"}, 5)
+    assert isinstance(no_id, RowError) and no_id.product_id is None
