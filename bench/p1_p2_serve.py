@@ -79,6 +79,36 @@ async def saturate(url: str, payloads: list[bytes], concurrency: int, duration: 
             **summary_ms(latencies)}
 
 
+def _role(cmdline: str) -> str:
+    for key, role in (("ImageEmbedderDeployment", "image embedder replicas"),
+                      ("TextEmbedderDeployment", "text embedder replica"),
+                      ("SearchRouter", "router (ingress) replicas"), ("ProxyActor", "Serve proxy"),
+                      ("lite_launcher", "milvus-lite server"), ("p1_p2_serve", "load client (this process)"),
+                      ("ServeController", "Serve controller"), ("raylet", "Ray raylet/GCS"),
+                      ("gcs_server", "Ray raylet/GCS")):
+        if key in cmdline:
+            return role
+    return "other"
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of every process on the machine, grouped by what it is."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or []) or proc.name()
+            t = proc.info["cpu_times"]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if t is None:
+            continue
+        role = _role(cmd)
+        out[role] = out.get(role, 0.0) + t.user + t.system
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--products", type=int, default=500)
@@ -150,7 +180,18 @@ def main() -> int:
             text_s.append(time.perf_counter() - t)
             r.raise_for_status()
         c.post("/v1/search", files={"image": ("q.jpg", payloads[0], "image/jpeg")}).raise_for_status()
-    sat = [asyncio.run(saturate(url, payloads, conc, args.duration)) for conc in args.concurrency]
+    sat = []
+    for conc in args.concurrency:
+        before, t0 = cpu_by_role(), time.perf_counter()
+        run = asyncio.run(saturate(url, payloads, conc, args.duration))
+        after, wall = cpu_by_role(), time.perf_counter() - t0
+        # Where the two cores went during the run: CPU-seconds per wall-second, per role.
+        run["cores_used_by"] = {k: round((after.get(k, 0) - before.get(k, 0)) / wall, 3)
+                                for k in sorted(after) if after.get(k, 0) - before.get(k, 0) > 0.01 * wall}
+        run["cpu_ms_per_request"] = {k: round(v * 1000 / max(run["qps"], 1e-9), 2)
+                                     for k, v in run["cores_used_by"].items()}
+        print(f"c={conc}: {run['qps']} QPS; cores used by {run['cores_used_by']}")
+        sat.append(run)
     serve.shutdown()
     ray.shutdown()
     server.stop()
