@@ -11,7 +11,7 @@ CATALOGUE="$LOOKALIKE_DATA_DIR/demo"
 
 cleanup() {
   trap - EXIT INT TERM
-  [ -n "${SERVE_PID:-}" ] && kill -INT "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
+  [ -n "${WATCH_PID:-}" ] && kill "$WATCH_PID" 2>/dev/null || true
   $PY -m lookalike.store.lite_server stop >/dev/null 2>&1 || true
   echo "demo stopped"
 }
@@ -24,22 +24,25 @@ fi
 # Idempotent: a second demo run finds every product unchanged and embeds nothing.
 $PY ingest_job.py --manifest "$CATALOGUE/manifest.jsonl"
 
-sed "s/port: 8000/port: $LOOKALIKE_PORT/" serve_config.yaml > "$LOOKALIKE_DATA_DIR/serve_config.yaml"
-RAY_SERVE_THROUGHPUT_OPTIMIZED=1 .venv/bin/serve run "$LOOKALIKE_DATA_DIR/serve_config.yaml" &
-SERVE_PID=$!
+CONFIG="$LOOKALIKE_DATA_DIR/serve_config.yaml"
+sed "s/port: 8000/port: $LOOKALIKE_PORT/" serve_config.yaml > "$CONFIG"
 URL="http://127.0.0.1:$LOOKALIKE_PORT"
-for _ in $(seq 1 180); do
-  if curl -fsS "$URL/readyz" >/dev/null 2>&1; then break; fi
-  kill -0 "$SERVE_PID" 2>/dev/null || { echo "serve run exited"; exit 1; }
-  sleep 1
-done
-curl -fsS "$URL/readyz"; echo
-cat <<MSG
 
-  lookalike is ready:  $URL
-  API docs:            $URL/docs
-  admin key (PUT/DELETE): $(cat "$LOOKALIKE_DATA_DIR/admin.key" 2>/dev/null || echo "\$LOOKALIKE_ADMIN_KEY")
-
-  Press Ctrl-C to stop.
-MSG
-wait "$SERVE_PID"
+# Prints the URL once the app answers. In the background, so that `serve run` stays in the
+# foreground: Ctrl-C then reaches it directly (background jobs of a script ignore SIGINT).
+announce() {
+  for _ in $(seq 1 300); do
+    if curl -fsS "$URL/readyz" >/dev/null 2>&1; then
+      curl -fsS "$URL/readyz"; echo
+      printf '\n  lookalike is ready:  %s\n  API docs:            %s/docs\n' "$URL" "$URL"
+      printf '  admin key (PUT/DELETE): %s\n\n  Press Ctrl-C to stop.\n' \
+        "$(cat "$LOOKALIKE_DATA_DIR/admin.key" 2>/dev/null || echo "\$LOOKALIKE_ADMIN_KEY")"
+      return 0
+    fi
+    sleep 1
+  done
+  echo "the app did not become ready in 300 s; see the log above" >&2
+}
+announce &
+WATCH_PID=$!
+RAY_SERVE_THROUGHPUT_OPTIMIZED=1 .venv/bin/serve run "$CONFIG"
