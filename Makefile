@@ -45,7 +45,7 @@ bench: setup
 	$(PY) bench/p1_p2_serve.py
 
 report: setup
-	$(PY) bench/report.py
+	$(PY) -m bench.report
 
 stop:
 	-$(PY) -m lookalike.store.lite_server stop

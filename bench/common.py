@@ -18,9 +18,8 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
+def host() -> dict[str, Any]:
+    """CPU model, cores and RAM (no heavy imports)."""
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -30,8 +29,13 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem, 1),
-            "python": platform.python_version(), "torch": torch.__version__,
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem, 1)}
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {**host(), "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "host": socket.gethostname()}
 
 

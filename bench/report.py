@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `python bench/report.py` as well as `python -m bench.report`
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -54,22 +55,15 @@ BENCHES = (
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, RAM, Python and torch versions (torch read in a child: keep this light)."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    from bench.common import host
+
     versions = subprocess.run(
         [sys.executable, "-c", "import json, platform, torch, ray; print(json.dumps({"
          "'python': platform.python_version(), 'torch': torch.__version__, "
          "'ray': ray.__version__}))"],
         capture_output=True, text=True, timeout=120)
     info = json.loads(versions.stdout) if versions.returncode == 0 else {}
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(ram, 1), **info,
+    return {**host(), **info,
             "platform": f"{os.uname().sysname} {os.uname().release}"}
 
 
