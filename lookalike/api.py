@@ -24,118 +24,26 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lookalike.catalog.manifest import PRODUCT_ID, RowError, parse_row
-from lookalike.catalog.product import Product
+from lookalike.api_params import (
+    ApiError,
+    check_product_id,
+    error_response,
+    filters_from_query,
+    hit_json,
+    make_filters,
+    parse_top_k,
+    parse_weight,
+    product_json,
+)
+from lookalike.catalog.manifest import RowError, parse_row
 from lookalike.config import Settings
 from lookalike.fetch import FetchError, TooLargeError, fetch_bytes
 from lookalike.images import InvalidImageError, decode_image
 from lookalike.search import NotFoundError, SearchQuery, SearchService
-from lookalike.store.base import Filters, Hit, StoreError
+from lookalike.store.base import Filters, StoreError
 
 log = logging.getLogger("lookalike.api")
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    resp = JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
-                        headers=headers)
-    resp.headers["x-error-code"] = code  # read by the request observer for logs and metrics
-    return resp
-
-
-# -- parsing helpers (pure) ----------------------------------------------------------------------
-
-def split_values(values: list[str] | None) -> tuple[str, ...]:
-    """`?color=red&color=blue` and `?color=red,blue` both mean "red or blue"."""
-    out: list[str] = []
-    for v in values or []:
-        out.extend(p.strip() for p in str(v).split(",") if p.strip())
-    return tuple(dict.fromkeys(out))
-
-
-def parse_float(value: Any, name: str) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ApiError(422, "invalid_parameter", f"{name} must be a number") from None
-    if f != f or f in (float("inf"), float("-inf")) or f < 0:
-        raise ApiError(422, "invalid_parameter", f"{name} must be a finite number >= 0")
-    return f
-
-
-def parse_top_k(value: Any, max_top_k: int) -> int:
-    if value is None or value == "":
-        return 10
-    try:
-        k = int(value)
-    except (TypeError, ValueError):
-        raise ApiError(422, "invalid_parameter", "top_k must be an integer") from None
-    if not 1 <= k <= max_top_k:
-        raise ApiError(422, "invalid_parameter", f"top_k must be between 1 and {max_top_k}")
-    return k
-
-
-def parse_weight(value: Any) -> float:
-    if value is None or value == "":
-        return 0.5
-    w = parse_float(value, "image_weight")
-    if w is None or w > 1:
-        raise ApiError(422, "invalid_parameter", "image_weight must be between 0 and 1")
-    return w
-
-
-def make_filters(*, categories: Any, colors: Any, sizes: Any, min_price: Any, max_price: Any) -> Filters:
-    def as_list(v: Any) -> list[str]:
-        if v is None:
-            return []
-        if isinstance(v, str):
-            return [v]
-        if isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v):
-            return [str(x) for x in v]
-        raise ApiError(422, "invalid_parameter", "filters must be strings or lists of strings")
-
-    f = Filters(categories=split_values(as_list(categories)), colors=split_values(as_list(colors)),
-                sizes=split_values(as_list(sizes)), min_price=parse_float(min_price, "min_price"),
-                max_price=parse_float(max_price, "max_price"))
-    if f.min_price is not None and f.max_price is not None and f.min_price > f.max_price:
-        raise ApiError(422, "invalid_parameter", "min_price must not exceed max_price")
-    return f
-
-
-def filters_from_query(request: Request) -> Filters:
-    q = request.query_params
-    return make_filters(categories=q.getlist("category"), colors=q.getlist("color"),
-                        sizes=q.getlist("size"), min_price=q.get("min_price"),
-                        max_price=q.get("max_price"))
-
-
-def hit_json(hit: Hit) -> dict[str, Any]:
-    p = hit.product
-    return {"product_id": p.product_id, "score": round(hit.score, 6), "title": p.title,
-            "category": p.category, "color": p.color, "size": p.size, "price": p.price,
-            "image_url": f"/v1/products/{p.product_id}/images/{hit.image_index}",
-            "attributes": p.attributes}
-
-
-def product_json(p: Product) -> dict[str, Any]:
-    d = p.to_dict()
-    d.pop("images")
-    d["image_urls"] = [f"/v1/products/{p.product_id}/images/{n}" for n in range(len(p.images))]
-    return d
-
-
-def check_product_id(product_id: str) -> str:
-    if not PRODUCT_ID.match(product_id):
-        raise ApiError(422, "invalid_product_id", "product_id: 1-128 letters, digits, . _ : -")
-    return product_id
 
 
 def _mount_offline_docs(app: FastAPI) -> None:

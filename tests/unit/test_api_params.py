@@ -1,6 +1,6 @@
 import pytest
 
-from lookalike.api import ApiError, make_filters, parse_top_k, parse_weight, split_values
+from lookalike.api_params import ApiError, make_filters, parse_top_k, parse_weight, split_values
 
 
 def test_split_values_accepts_repeats_and_commas() -> None:
