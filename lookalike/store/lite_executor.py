@@ -81,33 +81,32 @@ def _segment_set_masks(segs: List[Any], pk_field: str) -> List[Optional[np.ndarr
     return masks
 
 
+def _shadow(seg: Any, pk_field: str, slot: str, key: Any, newer: Tuple[list, np.ndarray]
+            ) -> Optional[np.ndarray]:
+    """Rows of *seg* whose pk has a newer entry in *newer* (keys, seqs), cached in the
+    segment's *slot* ("deletes" or "memtable") for as long as *key* (the write version) holds."""
+    cache = _seg_cache(seg)
+    cached_key, cached_mask = getattr(cache, slot)
+    if key is not None and cache.serial and cached_key == key:
+        return cached_mask
+    keys, seqs = newer
+    mask = lm.newer_mask(_pk_arrow(seg, pk_field, cache), seg.seqs, keys, seqs,
+                         target_index=seg.pk_to_row)
+    if key is not None and cache.serial:
+        setattr(cache, slot, (key, mask))
+    return mask
+
+
 def _delete_shadow(seg: Any, pk_field: str, delta_index: Any, delete_keys: Tuple[list, np.ndarray]
                    ) -> Optional[np.ndarray]:
     """Rows of *seg* with a flushed delete of larger seq (cached per frozen delete map)."""
-    cache = _seg_cache(seg)
-    token = getattr(delta_index, "_lk_serial", None)
-    if token is not None and cache.serial and cache.deletes[0] == token:
-        return cache.deletes[1]
-    keys, seqs = delete_keys
-    mask = lm.newer_mask(_pk_arrow(seg, pk_field, cache), seg.seqs, keys, seqs,
-                         target_index=seg.pk_to_row)
-    if token is not None and cache.serial:
-        cache.deletes = (token, mask)
-    return mask
+    return _shadow(seg, pk_field, "deletes", getattr(delta_index, "_lk_serial", None), delete_keys)
 
 
 def _memtable_shadow(seg: Any, pk_field: str, mt_key: Any, mt_keys: Tuple[list, np.ndarray]
                      ) -> Optional[np.ndarray]:
     """Rows of *seg* shadowed by a newer memtable insert or delete (cached per memtable write)."""
-    cache = _seg_cache(seg)
-    if mt_key is not None and cache.serial and cache.memtable[0] == mt_key:
-        return cache.memtable[1]
-    keys, seqs = mt_keys
-    mask = lm.newer_mask(_pk_arrow(seg, pk_field, cache), seg.seqs, keys, seqs,
-                         target_index=seg.pk_to_row)
-    if mt_key is not None and cache.serial:
-        cache.memtable = (mt_key, mask)
-    return mask
+    return _shadow(seg, pk_field, "memtable", mt_key, mt_keys)
 
 
 def _delete_map_arrays(delta_index: Any) -> Tuple[list, np.ndarray]:
