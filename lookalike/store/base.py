@@ -11,6 +11,14 @@ import numpy as np
 from lookalike.catalog.product import Product
 
 
+API_SOURCE = "api"  # the source of products written through PUT /v1/products/...
+
+
+def catalog_source(name: str) -> str:
+    """The source of a catalogue's products (ingest_job.py --source NAME)."""
+    return f"catalog:{name}"
+
+
 class StoreError(RuntimeError):
     """The vector database failed or is unreachable."""
 
@@ -50,6 +58,7 @@ class StoredProduct:
     text_vector: np.ndarray  # (text_dim,)
     content_hash: str = ""
     model_version: str = ""
+    source: str = API_SOURCE
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class Hit:
     product: Product
     score: float
     image_index: int = 0  # which of the product's images matched best
+    write_version: int = 0
 
 
 @dataclass
@@ -68,6 +78,15 @@ class Record:
     model_version: str = ""
     image_vectors: list[np.ndarray] = field(default_factory=list)
     text_vector: np.ndarray | None = None
+    source: str = ""
+    write_version: int = 0
+    image_rows: int = 0  # rows stored for the newest version (one per image when intact)
+    versions: int = 1  # distinct stored versions; > 1 after an interrupted or racing write
+
+    @property
+    def intact(self) -> bool:
+        """One version, one row per listed image: what a completed write leaves."""
+        return self.versions == 1 and self.image_rows == len(self.product.images)
 
 
 class ProductStore(Protocol):
@@ -82,11 +101,12 @@ class ProductStore(Protocol):
         filters: Filters = Filters(),
         top_k: int = 10,
         exclude_ids: Sequence[str] = (),
+        image_vectors: Sequence[np.ndarray] = (),
     ) -> list[Hit]: ...
     def get(self, product_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, Record]: ...
     def delete(self, product_ids: Sequence[str]) -> int: ...
     def count(self) -> int: ...
-    def content_hashes(self, product_ids: Sequence[str]) -> dict[str, str]: ...
-    def iter_product_ids(self) -> Iterator[str]: ...
+    def repair(self, product_ids: Sequence[str]) -> None: ...
+    def iter_product_ids(self, *, source: str | None = None) -> Iterator[str]: ...
     def facets(self) -> dict[str, dict[str, int]]: ...
     def flush(self) -> None: ...

@@ -3,12 +3,19 @@
 The same code talks to the embedded milvus-lite server and to a Milvus standalone/cluster;
 only the URI differs. Every read uses Strong consistency so a write is visible to the next
 search (the API promises "searchable at once").
+
+Writes are versioned (schema.py says why): a product write inserts all of the product's rows
+under a new write version in one request, then deletes the product's older versions. Readers
+keep only the newest version of each product, so a crash between the two steps, or two
+replicas writing one product at once, is never seen as a mix of two writes; the next write, a
+search that meets the leftover rows, or a resuming ingest removes them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections import Counter, defaultdict
@@ -16,13 +23,15 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from pymilvus import AnnSearchRequest, MilvusClient, MilvusException, WeightedRanker
+from pymilvus import MilvusClient, MilvusException
 
 from lookalike.catalog.product import Product
+from lookalike.store import fusion
 from lookalike.store.base import Filters, Hit, Record, StoredProduct, StoreError
 from lookalike.store.schema import (
     NO_PRICE,
     PRODUCT_FIELDS,
+    REQUIRED_FIELDS,
     build_index_params,
     build_schema,
     row_pk,
@@ -32,6 +41,22 @@ from lookalike.store.schema import (
 log = logging.getLogger(__name__)
 CONSISTENCY = "Strong"
 WRITE_BATCH_ROWS = 1000
+ID_CHUNK = 1000  # product ids per `in [...]` filter
+STALE_RETRIES = 3  # searches re-run at most this often to drop older versions they met
+
+_version_lock = threading.Lock()
+_last_version = 0
+
+
+def new_write_version() -> int:
+    """Unique, time-ordered write version: microseconds since the epoch x 1000 plus a random
+    part, so two processes writing in the same microsecond still differ; strictly increasing
+    within a process. Across hosts the newer clock wins (last writer wins)."""
+    global _last_version
+    with _version_lock:
+        candidate = time.time_ns() // 1000 * 1000 + secrets.randbelow(1000)
+        _last_version = max(candidate, _last_version + 1)
+        return _last_version
 
 
 def _literal(value: str) -> str:
@@ -59,6 +84,20 @@ def filter_expression(filters: Filters, exclude_ids: Sequence[str] = ()) -> str:
     if exclude_ids:
         parts.append(f"not ({_in('product_id', exclude_ids)})")
     return " and ".join(parts)
+
+
+def _older_than(cutoffs: dict[str, int]) -> str:
+    """Rows of these products older than the given version of each."""
+    by_cutoff: dict[int, list[str]] = defaultdict(list)
+    for pid, version in cutoffs.items():
+        by_cutoff[version].append(pid)
+    return " or ".join(f"({_in('product_id', pids)} and write_version < {int(v)})"
+                       for v, pids in by_cutoff.items())
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _product_from_row(row: dict[str, Any]) -> Product:
@@ -132,6 +171,12 @@ class MilvusStore:
     def _check_dims(self) -> None:
         desc = self.client.describe_collection(self.collection)
         dims = {f["name"]: f.get("params", {}).get("dim") for f in desc["fields"]}
+        missing = [f for f in REQUIRED_FIELDS if f not in dims]
+        if missing:
+            raise StoreError(
+                f"collection {self.collection} was made by an older lookalike (no "
+                f"{', '.join(missing)} field): use another LOOKALIKE_COLLECTION, or drop it and "
+                "re-ingest")
         want = {"image_vector": self.image_dim, "text_vector": self.text_dim}
         for name, dim in want.items():
             if dims.get(name) is not None and int(dims[name]) != dim:
@@ -148,47 +193,83 @@ class MilvusStore:
     # -- writes ----------------------------------------------------------------------------------
 
     def upsert(self, items: Sequence[StoredProduct]) -> int:
-        rows: list[dict[str, Any]] = []
-        by_count: dict[int, list[str]] = defaultdict(list)
+        """Write whole products: all rows of one product go in one request, under one new
+        write version, then the products' older versions are deleted."""
+        version = new_write_version()
+        batches: list[list[dict[str, Any]]] = [[]]
         for item in items:
-            p = item.product
-            vectors = np.asarray(item.image_vectors, dtype=np.float32).reshape(-1, self.image_dim)
-            if len(vectors) == 0:
-                raise ValueError(f"product {p.product_id} has no image vector")
-            text_vec = np.asarray(item.text_vector, dtype=np.float32).reshape(self.text_dim).tolist()
-            by_count[len(vectors)].append(p.product_id)
-            for n, vec in enumerate(vectors):
-                rows.append({
-                    "pk": row_pk(p.product_id, n), "product_id": p.product_id, "image_index": n,
-                    "title": p.title, "description": p.description, "category": p.category,
-                    "color": p.color, "size": p.size,
-                    "price": NO_PRICE if p.price is None else float(p.price),
-                    "images": list(p.images), "attributes": p.attributes,
-                    "content_hash": item.content_hash, "model_version": item.model_version,
-                    "image_vector": vec.tolist(), "text_vector": text_vec,
-                })
+            rows = self._rows(item, version)
+            if batches[-1] and len(batches[-1]) + len(rows) > WRITE_BATCH_ROWS:
+                batches.append([])  # never split a product over two requests
+            batches[-1].extend(rows)
+        pids = list(dict.fromkeys(item.product.product_id for item in items))
         try:
             with self._write_lock:
-                for start in range(0, len(rows), WRITE_BATCH_ROWS):
-                    self.client.upsert(self.collection, rows[start:start + WRITE_BATCH_ROWS])
-                # A product that now has fewer images loses its old extra rows, after the new
-                # rows are in, so it never disappears from search in between.
-                for n, pids in by_count.items():
-                    self.client.delete(self.collection,
-                                       filter=f"{_in('product_id', pids)} and image_index >= {n}")
+                for batch in batches:
+                    if batch:
+                        self.client.upsert(self.collection, batch)
+                self._retire_older(pids, version)
         except MilvusException as exc:
             raise StoreError(f"upsert failed: {exc}") from exc
         return len(items)
 
+    def _rows(self, item: StoredProduct, version: int) -> list[dict[str, Any]]:
+        p = item.product
+        vectors = np.asarray(item.image_vectors, dtype=np.float32).reshape(-1, self.image_dim)
+        if len(vectors) == 0:
+            raise ValueError(f"product {p.product_id} has no image vector")
+        text_vec = np.asarray(item.text_vector, dtype=np.float32).reshape(self.text_dim).tolist()
+        return [{
+            "pk": row_pk(p.product_id, version, n), "product_id": p.product_id, "image_index": n,
+            "title": p.title, "description": p.description, "category": p.category,
+            "color": p.color, "size": p.size,
+            "price": NO_PRICE if p.price is None else float(p.price),
+            "images": list(p.images), "attributes": p.attributes,
+            "content_hash": item.content_hash, "model_version": item.model_version,
+            "write_version": version, "source": item.source,
+            "image_vector": vec.tolist(), "text_vector": text_vec,
+        } for n, vec in enumerate(vectors)]
+
+    def _versions(self, product_ids: Sequence[str]) -> dict[str, list[int]]:
+        """Every stored write version of each product (each version has an image 0 row)."""
+        out: dict[str, list[int]] = defaultdict(list)
+        for chunk in _chunks(list(product_ids), ID_CHUNK):
+            for row in self._query(f"{_in('product_id', chunk)} and image_index == 0",
+                                   ["product_id", "write_version"]):
+                out[row["product_id"]].append(int(row["write_version"]))
+        return out
+
+    def _retire_older(self, product_ids: Sequence[str], version: int) -> None:
+        """Delete every version older than the newest stored one. If a racing write stored a
+        newer version than ours, ours is the one retired: the newest write wins either way,
+        whichever request reached the store first (the caller holds the write lock)."""
+        cutoffs: dict[str, int] = {}
+        for pid, versions in self._versions(product_ids).items():
+            newest = max(version, *versions)
+            if min(versions) < newest:
+                cutoffs[pid] = newest
+        for chunk in _chunks(list(cutoffs), ID_CHUNK):
+            self.client.delete(self.collection,
+                               filter=_older_than({pid: cutoffs[pid] for pid in chunk}))
+
+    def repair(self, product_ids: Sequence[str]) -> None:
+        """Finish interrupted writes: drop all but the newest version of these products."""
+        try:
+            with self._write_lock:
+                self._retire_older(list(product_ids), 0)
+        except MilvusException as exc:
+            raise StoreError(f"repair failed: {exc}") from exc
+
     def delete(self, product_ids: Sequence[str]) -> int:
         if not product_ids:
             return 0
-        existing = self.content_hashes(product_ids)
+        existing = list(self._versions(product_ids))
         if not existing:
             return 0
         try:
             with self._write_lock:
-                self.client.delete(self.collection, filter=_in("product_id", list(existing)))
+                for chunk in _chunks(existing, ID_CHUNK):
+                    self.client.delete(self.collection, filter=_in("product_id", chunk))
         except MilvusException as exc:
             raise StoreError(f"delete failed: {exc}") from exc
         return len(existing)
@@ -236,43 +317,133 @@ class MilvusStore:
         filters: Filters = Filters(),
         top_k: int = 10,
         exclude_ids: Sequence[str] = (),
+        image_vectors: Sequence[np.ndarray] = (),
     ) -> list[Hit]:
-        if image_vector is None and text_vector is None:
+        """One result per product, best first.
+
+        Several `image_vectors` (a product's photos, for "similar") search at once: each
+        product scores by its best match over them. Scores: with one modality, the raw cosine;
+        with an image and a text vector, w * (1 + image cosine) / 2 + (1 - w) * (1 + text
+        cosine) / 2, exact per product (fusion.py). The two scales differ: never compare a
+        hybrid score with a single-modality one.
+        """
+        queries = [np.asarray(v, np.float32).tolist() for v in image_vectors]
+        if image_vector is not None:
+            queries.insert(0, np.asarray(image_vector, np.float32).tolist())
+        if not queries and text_vector is None:
             raise ValueError("search needs an image vector, a text vector or both")
-        expr = filter_expression(filters, exclude_ids)
-        common: dict[str, Any] = {"limit": top_k, "output_fields": PRODUCT_FIELDS,
-                                  "group_by_field": "product_id", "consistency_level": CONSISTENCY}
+        base = filter_expression(filters, exclude_ids)
+        older: dict[str, int] = {}
+        for _ in range(STALE_RETRIES):
+            expr = " and ".join(f"({e})" for e in (base, older and f"not ({_older_than(older)})")
+                                if e)
+            hits = self._search_once(queries, text_vector, image_weight, expr, top_k)
+            stale = self._stale(hits)
+            if not stale:
+                break
+            # An interrupted or racing write left older rows that out-ranked the newest
+            # version: search again without them, and finish that write's cleanup.
+            older.update(stale)
+            self.repair(list(stale))
+        return hits
+
+    def _search_once(self, queries: list[list[float]], text_vector: np.ndarray | None,
+                     image_weight: float, expr: str, top_k: int) -> list[Hit]:
+        if queries and text_vector is not None:
+            return self._hybrid(queries, np.asarray(text_vector, np.float32).tolist(),
+                                float(image_weight), expr, top_k)
+        field, data = (("image_vector", queries) if queries
+                       else ("text_vector", [np.asarray(text_vector, np.float32).tolist()]))
+        best = self._grouped(field, data, expr, top_k)
+        hits = [Hit(_product_from_row(e), score, int(e.get("image_index") or 0),
+                    int(e.get("write_version") or 0)) for score, e in best.values()]
+        return sorted(hits, key=lambda h: -h.score)[:top_k]
+
+    def _grouped(self, field: str, data: list[list[float]], expr: str,
+                 limit: int) -> dict[str, tuple[float, dict[str, Any]]]:
+        """{product_id: (best cosine, its row)} over one or several query vectors."""
         try:
-            if image_vector is not None and text_vector is not None:
-                reqs = [
-                    AnnSearchRequest([np.asarray(image_vector, np.float32).tolist()], "image_vector",
-                                     self._search_params, limit=top_k, expr=expr or None),
-                    AnnSearchRequest([np.asarray(text_vector, np.float32).tolist()], "text_vector",
-                                     self._search_params, limit=top_k, expr=expr or None),
-                ]
-                w = float(image_weight)
-                res = self.client.hybrid_search(self.collection, reqs, WeightedRanker(w, 1.0 - w),
-                                                **common)
-            else:
-                field, vec = (("image_vector", image_vector) if image_vector is not None
-                              else ("text_vector", text_vector))
-                res = self.client.search(self.collection, data=[np.asarray(vec, np.float32).tolist()],
-                                         anns_field=field, filter=expr,
-                                         search_params=self._search_params, **common)
+            res = self.client.search(self.collection, data=data, anns_field=field, filter=expr,
+                                     limit=limit, output_fields=PRODUCT_FIELDS,
+                                     group_by_field="product_id", search_params=self._search_params,
+                                     consistency_level=CONSISTENCY)
         except MilvusException as exc:
             raise StoreError(f"search failed: {exc}") from exc
-        hits: list[Hit] = []
-        seen: set[str] = set()
-        for hit in res[0] if res else []:
-            entity = hit.get("entity", hit)
-            pid = entity["product_id"]
-            if pid in seen:  # group_by already returns one per product; be sure of it
+        best: dict[str, tuple[float, dict[str, Any]]] = {}
+        for per_query in res or []:
+            for hit in per_query:
+                entity = hit.get("entity", hit)
+                score = float(hit["distance"])
+                if entity["product_id"] not in best or score > best[entity["product_id"]][0]:
+                    best[entity["product_id"]] = (score, entity)
+        return best
+
+    def _hybrid(self, queries: list[list[float]], text: list[float], w: float, expr: str,
+                top_k: int) -> list[Hit]:
+        """Image + text, fused per product (lookalike/store/fusion.py says how and why)."""
+        limit = fusion.candidate_limit(top_k)
+        while True:
+            image = self._grouped("image_vector", queries, expr, limit)
+            texts = self._grouped("text_vector", [text], expr, limit)
+            floors = {name: (min(s for s, _ in got.values()) if len(got) >= limit else None)
+                      for name, got in (("image", image), ("text", texts))}
+            image.update(self._image_cosines([p for p in texts if p not in image], queries, expr))
+            text_cos = {pid: s for pid, (s, _) in texts.items()}
+            text_cos.update(self._text_cosines([p for p in image if p not in texts], text, expr))
+            scores = fusion.fuse({p: s for p, (s, _) in image.items()}, text_cos, w)
+            ranked = sorted(scores, key=lambda p: -scores[p])[:top_k]
+            if limit >= fusion.MAX_CANDIDATES or fusion.complete(
+                    [scores[p] for p in ranked], top_k, image_floor=floors["image"],
+                    text_floor=floors["text"], image_weight=w):
+                break
+            limit = min(fusion.MAX_CANDIDATES, limit * 4)
+        rows = {pid: row for pid, (_, row) in texts.items()}
+        rows.update({pid: row for pid, (_, row) in image.items()})
+        return [Hit(_product_from_row(rows[p]), scores[p], int(image[p][1].get("image_index") or 0),
+                    int(rows[p].get("write_version") or 0)) for p in ranked]
+
+    def _image_cosines(self, pids: list[str], queries: list[list[float]],
+                       expr: str) -> dict[str, tuple[float, dict[str, Any]]]:
+        """Exact best image cosine of products the image search did not return."""
+        if not pids:
+            return {}
+        rows = self._query(" and ".join(f"({e})" for e in (_in("product_id", pids), expr) if e),
+                           ["product_id", "image_index", "write_version", "image_vector"])
+        newest: dict[str, int] = {}
+        for r in rows:
+            newest[r["product_id"]] = max(newest.get(r["product_id"], 0), int(r["write_version"]))
+        q = np.asarray(queries, np.float32)
+        out: dict[str, tuple[float, dict[str, Any]]] = {}
+        for r in rows:
+            if int(r["write_version"]) != newest[r["product_id"]]:
                 continue
-            seen.add(pid)
-            hits.append(Hit(_product_from_row(entity), float(hit["distance"]),
-                            int(entity.get("image_index") or 0)))
-        hits.sort(key=lambda h: -h.score)
-        return hits[:top_k]
+            score = float(np.max(q @ np.asarray(r["image_vector"], np.float32)))
+            if r["product_id"] not in out or score > out[r["product_id"]][0]:
+                out[r["product_id"]] = (score, {"image_index": r["image_index"]})
+        return out
+
+    def _text_cosines(self, pids: list[str], text: list[float], expr: str) -> dict[str, float]:
+        """Exact text cosine of products the text search did not return."""
+        if not pids:
+            return {}
+        rows = self._query(" and ".join(f"({e})" for e in (_in("product_id", pids), expr,
+                                                           "image_index == 0") if e),
+                           ["product_id", "write_version", "text_vector"])
+        q = np.asarray(text, np.float32)
+        out: dict[str, tuple[int, float]] = {}
+        for r in rows:
+            if r["product_id"] not in out or int(r["write_version"]) > out[r["product_id"]][0]:
+                out[r["product_id"]] = (int(r["write_version"]),
+                                        float(q @ np.asarray(r["text_vector"], np.float32)))
+        return {pid: cos for pid, (_, cos) in out.items()}
+
+    def _stale(self, hits: list[Hit]) -> dict[str, int]:
+        """{product_id: newest version} for hits that came from an older version."""
+        if not hits:
+            return {}
+        newest = {pid: max(vs) for pid, vs in self._versions([h.product.product_id for h in hits]).items()}
+        return {h.product.product_id: newest[h.product.product_id] for h in hits
+                if newest.get(h.product.product_id, h.write_version) > h.write_version}
 
     def _query(self, expr: str, fields: list[str], limit: int | None = None) -> list[dict[str, Any]]:
         try:
@@ -284,40 +455,37 @@ class MilvusStore:
             raise StoreError(f"query failed: {exc}") from exc
 
     def get(self, product_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, Record]:
+        """The newest stored version of each product, with how intact it is (Record.intact)."""
         if not product_ids:
             return {}
-        fields = [*PRODUCT_FIELDS, "content_hash", "model_version"]
+        fields = [*PRODUCT_FIELDS, "content_hash", "model_version", "source"]
         if with_vectors:
             fields += ["image_vector", "text_vector"]
-        rows = sorted(self._query(_in("product_id", product_ids), fields),
-                      key=lambda r: (r["product_id"], r["image_index"]))
+        by_product: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+        for chunk in _chunks(list(product_ids), ID_CHUNK):
+            for row in self._query(_in("product_id", chunk), fields):
+                by_product[row["product_id"]][int(row["write_version"])].append(row)
         out: dict[str, Record] = {}
-        for row in rows:
-            rec = out.get(row["product_id"])
-            if rec is None:
-                rec = out[row["product_id"]] = Record(_product_from_row(row), row["content_hash"],
-                                                      row["model_version"])
+        for pid, versions in by_product.items():
+            version = max(versions)
+            rows = sorted(versions[version], key=lambda r: r["image_index"])
+            rec = out[pid] = Record(_product_from_row(rows[0]), rows[0]["content_hash"],
+                                    rows[0]["model_version"], source=rows[0]["source"],
+                                    write_version=version, image_rows=len(rows),
+                                    versions=len(versions))
             if with_vectors:
-                rec.image_vectors.append(np.asarray(row["image_vector"], dtype=np.float32))
-                rec.text_vector = np.asarray(row["text_vector"], dtype=np.float32)
-        return out
-
-    def content_hashes(self, product_ids: Sequence[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        ids = list(product_ids)
-        for start in range(0, len(ids), 1000):
-            expr = f"{_in('product_id', ids[start:start + 1000])} and image_index == 0"
-            for row in self._query(expr, ["product_id", "content_hash"]):
-                out[row["product_id"]] = row["content_hash"]
+                rec.image_vectors = [np.asarray(r["image_vector"], dtype=np.float32) for r in rows]
+                rec.text_vector = np.asarray(rows[0]["text_vector"], dtype=np.float32)
         return out
 
     def count(self) -> int:
+        # One image-0 row per product version: exact but for a write in progress.
         rows = self._query("image_index == 0", ["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def _iter_rows(self, fields: list[str]) -> Iterator[dict[str, Any]]:
+    def _iter_rows(self, fields: list[str], expr: str = "image_index == 0") -> Iterator[dict[str, Any]]:
         try:
-            it = self.client.query_iterator(self.collection, batch_size=1000, filter="image_index == 0",
+            it = self.client.query_iterator(self.collection, batch_size=1000, filter=expr,
                                             output_fields=fields, consistency_level=CONSISTENCY)
             while batch := it.next():
                 yield from batch
@@ -325,9 +493,14 @@ class MilvusStore:
         except MilvusException as exc:
             raise StoreError(f"scan failed: {exc}") from exc
 
-    def iter_product_ids(self) -> Iterator[str]:
-        for row in self._iter_rows(["product_id"]):
-            yield row["product_id"]
+    def iter_product_ids(self, *, source: str | None = None) -> Iterator[str]:
+        """Every stored product id once (of one source, if given)."""
+        expr = "image_index == 0" + (f" and source == {_literal(source)}" if source is not None else "")
+        seen: set[str] = set()
+        for row in self._iter_rows(["product_id"], expr):
+            if row["product_id"] not in seen:
+                seen.add(row["product_id"])
+                yield row["product_id"]
 
     def facets(self) -> dict[str, dict[str, int]]:
         counts: dict[str, Counter[str]] = {"category": Counter(), "color": Counter(), "size": Counter()}

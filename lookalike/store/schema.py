@@ -1,11 +1,17 @@
 """The collection schema and index parameters, in one place.
 
-Data model: one row per product *image* (primary key "<product_id>#<n>"), each row carrying
-the product's fields and text vector. Why: a shopper's photo may match any of a product's
+Data model: one row per product *image* (primary key "<product_id>#<write_version>#<n>"), each
+row carrying the product's fields and text vector. Why: a shopper's photo may match any of a product's
 photos (front, back, detail), and averaging them into one vector blurs all of them; one row
 per image keeps each photo exact. Searches group by `product_id`, so results stay one per
 product; the text vector is repeated per image row (a few KB per image, cheap against the
 1280-d image vector) so text, image and hybrid searches all read one collection.
+
+Why a write version in the key: Milvus has no multi-request transactions, and a product write
+is two steps (insert the new rows, delete the old ones). With the version in the primary key a
+write never overwrites another write's rows: a crash between the steps, or two replicas writing
+one product at once, leaves whole versions side by side, never a mix of two writes' rows, and
+readers keep only the newest version of each product (see MilvusStore).
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ TEXT_MAX = 16384  # bytes; the manifest caps title/description at 4,000 characte
 SHORT_MAX = 512
 
 PRODUCT_FIELDS = ["product_id", "image_index", "title", "description", "category", "color",
-                  "size", "price", "images", "attributes"]
+                  "size", "price", "images", "attributes", "write_version"]
+# Fields a collection made by this code has; an older collection lacks some and is refused.
+REQUIRED_FIELDS = ("write_version", "source")
 NO_PRICE = -1.0  # Milvus-lite scalar fields are not nullable: -1 means "no price"
 
 
-def row_pk(product_id: str, image_index: int) -> str:
-    return f"{product_id}#{image_index}"
+def row_pk(product_id: str, write_version: int, image_index: int) -> str:
+    return f"{product_id}#{write_version}#{image_index}"
 
 
 def build_schema(*, image_dim: int, text_dim: int, partition_key: bool = True) -> Any:
@@ -43,6 +51,11 @@ def build_schema(*, image_dim: int, text_dim: int, partition_key: bool = True) -
     schema.add_field("attributes", DataType.JSON)
     schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
     schema.add_field("model_version", DataType.VARCHAR, max_length=SHORT_MAX)
+    # Which write made the row (unique per write, ordered by time): readers keep the newest.
+    schema.add_field("write_version", DataType.INT64)
+    # Who owns the product: "catalog:<name>" for a manifest's products, "api" for PUTs, so a
+    # catalogue's --delete-missing never removes products it did not write.
+    schema.add_field("source", DataType.VARCHAR, max_length=SHORT_MAX)
     schema.add_field("image_vector", DataType.FLOAT_VECTOR, dim=image_dim)
     schema.add_field("text_vector", DataType.FLOAT_VECTOR, dim=text_dim)
     return schema
@@ -71,6 +84,6 @@ def build_index_params(client: MilvusClient, settings: Any) -> Any:
         # reaches milvus-lite through pymilvus 3.0.2 (flat keys are silently dropped there).
         params.add_index(field_name=field, index_type=settings.index_type, metric_type="COSINE",
                          params={"params": index_build_params(settings)})
-    for field in ("product_id", "color", "size"):
+    for field in ("product_id", "color", "size", "source"):
         params.add_index(field_name=field, index_type="INVERTED")
     return params
