@@ -27,6 +27,12 @@ import sys
 from pathlib import Path
 
 
+def _source_name(value: str) -> str:
+    if not value or len(value) > 100 or not all(c.isalnum() or c in "._-" for c in value):
+        raise argparse.ArgumentTypeError("1-100 letters, digits, '.', '_' or '-'")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--manifest", type=Path, required=True, help="JSONL, CSV or Parquet manifest")
@@ -34,7 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "or http://host:19530)")
     p.add_argument("--collection", help="overrides LOOKALIKE_COLLECTION")
     p.add_argument("--delete-missing", action="store_true",
-                   help="delete stored products the manifest no longer lists")
+                   help="delete this catalogue's stored products that the manifest no longer "
+                   "lists (never products PUT through the API or of another --source)")
+    p.add_argument("--source", default="default", type=_source_name,
+                   help="the catalogue's name (default 'default'): its products are stored as "
+                   "source 'catalog:NAME'; give each feed its own name")
     p.add_argument("--errors-out", type=Path, help="write every row error here as JSONL")
     p.add_argument("--num-gpus", type=float, default=0.0,
                    help="GPUs for the embedders (runs them on CUDA); default CPU only")
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ray.init(num_cpus=args.num_cpus, include_dashboard=None)
     opts = IngestOptions(manifest=args.manifest, delete_missing=args.delete_missing,
+                         source=args.source,
                          errors_out=args.errors_out, num_gpus=args.num_gpus,
                          image_batch=args.image_batch, text_batch=args.text_batch,
                          write_batch=args.write_batch, max_image_actors=args.image_actors)

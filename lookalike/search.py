@@ -109,8 +109,9 @@ class SearchService:
         rec = (await asyncio.to_thread(self.store.get, [product_id], with_vectors=True)).get(product_id)
         if rec is None:
             raise NotFoundError(product_id)
+        # Every stored photo queries at once; a candidate scores by its best-matching pair.
         hits = await asyncio.to_thread(
-            self.store.search, image_vector=rec.image_vectors[0], text_vector=rec.text_vector,
+            self.store.search, image_vectors=rec.image_vectors, text_vector=rec.text_vector,
             image_weight=0.7, filters=filters, top_k=top_k, exclude_ids=[product_id])
         t.search_ms = _ms(start)
         return SearchOutcome(hits, t)

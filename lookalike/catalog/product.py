@@ -29,8 +29,13 @@ class Product:
         return ". ".join(p for p in parts if p)
 
     def content_hash(self, image_digests: tuple[str, ...] = ()) -> str:
-        """Changes when anything that shapes the stored row changes (resume and idempotence)."""
-        payload = json.dumps([asdict(self), list(image_digests)], sort_keys=True, default=str)
+        """Changes when anything that shapes the stored vectors or fields changes (resume and
+        idempotence): the fields and the images' *pixels*, in order, through their digests.
+        Where the image files live is left out, so moving a catalogue folder (or a CDN
+        rename) re-embeds nothing; the stored references still follow the manifest."""
+        fields = asdict(self)
+        del fields["images"]
+        payload = json.dumps([fields, list(image_digests)], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,3 +37,20 @@ def hub_reachable(host: str = "huggingface.co", timeout_s: float = 2.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of the loaded parameters and buffers, so a model version follows the weights
+    themselves, whichever file, wheel or hub revision they came from."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short, stable digest of everything that shapes a vector (weights, preprocessing,
+    dtype): part of the model version, so resume never keeps vectors of another model."""
+    payload = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]

@@ -12,7 +12,14 @@ import timm
 import torch
 from PIL import Image
 
-from lookalike.embedding.common import hub_reachable, l2_normalise, pick_device, set_torch_threads
+from lookalike.embedding.common import (
+    fingerprint,
+    hub_reachable,
+    l2_normalise,
+    pick_device,
+    set_torch_threads,
+    weights_digest,
+)
 from lookalike.embedding.errors import ModelUnavailableError
 from lookalike.images import to_rgb
 
@@ -26,6 +33,7 @@ class ImagePreprocessor:
     def __init__(self, model_name: str = "tf_efficientnet_lite0") -> None:
         cfg = timm.get_pretrained_cfg(model_name)
         data_cfg = timm.data.resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {})
+        self.config: dict[str, Any] = dict(data_cfg)  # size, interpolation, crop, mean/std
         self.input_size: tuple[int, int, int] = data_cfg["input_size"]
         self.transform = timm.data.create_transform(**data_cfg, is_training=False)
 
@@ -57,12 +65,17 @@ class ImageEmbedder:
         self.model_name = model_name
         self.device = pick_device(device)
         self.model = self._build(model_name, weights)
+        digest = weights_digest(self.model)
         self.model.eval().to(self.device)
         if self.device.type == "cuda":
             self.model.half()
         self.preprocess = ImagePreprocessor(model_name)
         self.dim: int = int(self.model.num_features)
-        self.version = f"{model_name}:{self._weights_tag(weights)}"
+        dtype = str(next(self.model.parameters()).dtype)
+        # The tag stays readable; the fingerprint changes with the weights' bytes, the
+        # preprocessing and the dtype (fp16 on CUDA gives other vectors than fp32).
+        self.version = (f"{model_name}:{self._weights_tag(weights)}"
+                        f"@{fingerprint(digest, self.preprocess.config, dtype)}")
 
     @classmethod
     def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> ImageEmbedder:

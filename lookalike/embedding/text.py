@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,14 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from lookalike.embedding.common import hub_reachable, l2_normalise, pick_device, set_torch_threads
+from lookalike.embedding.common import (
+    fingerprint,
+    hub_reachable,
+    l2_normalise,
+    pick_device,
+    set_torch_threads,
+    weights_digest,
+)
 from lookalike.embedding.errors import ModelUnavailableError
 
 PACKAGED = "packaged"
@@ -35,6 +44,13 @@ def resolve_model_dir(model: str) -> tuple[str, bool]:
     return model, False
 
 
+def _tokenizer_digest(tokenizer: Any) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # fast tokenizers: the whole spec
+    spec = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(),
+                                                                   sort_keys=True)
+    return hashlib.sha256(spec.encode()).hexdigest()
+
+
 class TextEmbedder:
     """Embeds product titles/descriptions and queries into L2-normalised float32 vectors."""
 
@@ -51,10 +67,14 @@ class TextEmbedder:
         self.device = pick_device(device)
         self.max_length = max_length
         self.tokenizer, self.model = self._load(model, name, local_only)
+        digest = weights_digest(self.model)
         self.model.eval().to(self.device)
         self.dim: int = int(self.model.config.hidden_size)
         label = "all-MiniLM-L6-v2:packaged" if model == PACKAGED else model
-        self.version = f"{label}:max{max_length}"
+        # Weights, tokenizer, truncation, pooling and dtype all shape the vectors.
+        self.version = f"{label}:max{max_length}@" + fingerprint(
+            digest, _tokenizer_digest(self.tokenizer), max_length, "mean-pool",
+            str(next(self.model.parameters()).dtype))
 
     @classmethod
     def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> TextEmbedder:

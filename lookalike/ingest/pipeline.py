@@ -34,6 +34,7 @@ from lookalike.ingest.summary import ErrorSink, Summary
 from lookalike.ingest.worklist import iter_chunks, store_lookup
 from lookalike.ingest.writer import StoreWriter
 from lookalike.store.lite_server import LiteServer
+from lookalike.store.base import catalog_source
 from lookalike.store.milvus import WRITE_BATCH_ROWS, MilvusStore
 
 log = logging.getLogger("lookalike.ingest")
@@ -59,6 +60,9 @@ class IngestOptions:
     write_batch: int = WRITE_BATCH_ROWS  # image rows per upsert call
     max_image_actors: int | None = None
     in_flight_bytes: int = IN_FLIGHT_BYTES
+    # The catalogue's name: its products are stored with source "catalog:<name>", and
+    # --delete-missing only ever deletes products of that source.
+    source: str = "default"
 
 
 def make_plan(opts: IngestOptions) -> Plan:
@@ -145,10 +149,11 @@ def _put(table: pa.Table) -> tuple[Any, int, int]:
     return ray.put(table), table.num_rows, table.nbytes
 
 
-def delete_missing(store: MilvusStore, keep: set[str]) -> int:
-    """Remove stored products the manifest no longer lists (ids collected first, then deleted,
-    so the scan never runs over a collection it is changing)."""
-    gone = [pid for pid in store.iter_product_ids() if pid not in keep]
+def delete_missing(store: MilvusStore, keep: set[str], source: str) -> int:
+    """Remove this catalogue's stored products that its manifest no longer lists (ids collected
+    first, then deleted, so the scan never runs over a collection it is changing). Products of
+    other sources (PUT through the API, other catalogues) are never touched."""
+    gone = [pid for pid in store.iter_product_ids(source=source) if pid not in keep]
     deleted = 0
     for start in range(0, len(gone), DELETE_CHUNK):
         deleted += store.delete(gone[start:start + DELETE_CHUNK])
@@ -159,6 +164,7 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
     """Run the job on the connected Ray cluster (ray.init() is the caller's)."""
     summary = Summary()
     errors = ErrorSink(summary, opts.errors_out)
+    source = catalog_source(opts.source)
     if settings.embedded:
         LiteServer.from_settings(settings).ensure_running()
     plan = make_plan(opts)
@@ -177,10 +183,11 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         # would leave the others idle. take() copies the rows (a pickled slice could drag the
         # whole chunk's buffers along).
         chunks = [_put(table.take(list(range(start, min(start + WORKLIST_BLOCK, table.num_rows)))))
-                  for table in iter_chunks(opts.manifest, store_lookup(store), summary.model_version,
+                  for table in iter_chunks(opts.manifest, store_lookup(store, source), summary.model_version,
                                            summary, errors, keep)
                   for start in range(0, table.num_rows, WORKLIST_BLOCK)]
-        writer = StoreWriter(store, summary, errors, summary.model_version, opts.write_batch)
+        writer = StoreWriter(store, summary, errors, summary.model_version, opts.write_batch,
+                             source=source)
         if chunks:
             for batch in build_dataset(chunks, plan, settings, probe).iter_batches(
                     batch_size=None, batch_format="numpy", prefetch_batches=1):
@@ -192,7 +199,7 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
             log.warning("--delete-missing ignored: the manifest has no valid product")
         elif opts.delete_missing:
             # Products whose images failed this time are still listed, so they are kept.
-            summary.deleted = delete_missing(store, keep)
+            summary.deleted = delete_missing(store, keep, source)
         store.flush()
     finally:
         ctx.execution_options.resource_limits = saved_limits  # leave the caller's context as it was

@@ -25,9 +25,14 @@ CHUNK_ROWS = 1000
 Lookup = Callable[[Sequence[str]], dict[str, tuple[str, str]]]
 
 
-def store_lookup(store: Any) -> Lookup:
+def store_lookup(store: Any, source: str) -> Lookup:
+    """What the store holds that a re-run may trust. A product whose stored rows do not match
+    a completed write (an older version left beside it, or fewer rows than its images) or that
+    another source wrote gets no hash, so it is re-embedded and rewritten whole: that is how a
+    resumed job repairs what a crash or a racing write left."""
     def lookup(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        return {pid: (rec.content_hash, rec.model_version) for pid, rec in store.get(ids).items()}
+        return {pid: (rec.content_hash, rec.model_version) for pid, rec in store.get(ids).items()
+                if rec.intact and rec.source == source}
     return lookup
 
 

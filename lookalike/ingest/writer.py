@@ -17,7 +17,7 @@ import numpy as np
 
 from lookalike.ingest.stages import EMBED, FAILED, UNCHANGED, product_from_json
 from lookalike.ingest.summary import ErrorSink, IngestError, Summary
-from lookalike.store.base import StoredProduct, StoreError
+from lookalike.store.base import StoredProduct, StoreError, catalog_source
 from lookalike.store.milvus import WRITE_BATCH_ROWS
 
 log = logging.getLogger("lookalike.ingest")
@@ -35,11 +35,13 @@ class _Partial:
 
 class StoreWriter:
     def __init__(self, store: object, summary: Summary, errors: ErrorSink, model_version: str,
-                 batch_rows: int = WRITE_BATCH_ROWS) -> None:
+                 batch_rows: int = WRITE_BATCH_ROWS, *, source: str = catalog_source("default")
+                 ) -> None:
         self.store = store
         self.summary = summary
         self.errors = errors
         self.model_version = model_version
+        self.source = source
         self.batch_rows = max(1, min(batch_rows, WRITE_BATCH_ROWS))
         self._partial: dict[str, _Partial] = {}
         self._pending: list[tuple[int, StoredProduct]] = []
@@ -80,7 +82,7 @@ class StoreWriter:
             product=product_from_json(part.product),
             image_vectors=np.stack([part.image_vectors[k] for k in range(part.n_images)]),
             text_vector=part.text_vector, content_hash=part.content_hash,
-            model_version=self.model_version)
+            model_version=self.model_version, source=self.source)
         if self._pending_rows + part.n_images > self.batch_rows:
             self.flush_pending()
         self._pending.append((part.row, item))
