@@ -18,7 +18,8 @@ import numpy as np
 from lookalike.catalog.product import Product
 from lookalike.ingest.fetch import FetchLimits, ImageFetchError, fetch, image_digest, new_client
 
-EMBED, UNCHANGED, FAILED = "embed", "unchanged", "failed"
+# RELINK: same pixels and fields, images moved: keep the vectors, rewrite the references.
+EMBED, UNCHANGED, RELINK, FAILED = "embed", "unchanged", "relink", "failed"
 _PREPROCESSORS: dict[str, Any] = {}
 
 
@@ -61,7 +62,7 @@ def read_images(product: Product, limits: FetchLimits, client: Any = None) -> li
 
 
 def prepare_product(product: Product, stored_hash: str, blobs: list[bytes] | str,
-                    model_name: str) -> tuple[str, str, str, list[bytes]]:
+                    model_name: str, relink: bool = False) -> tuple[str, str, str, list[bytes]]:
     """(status, content_hash, reason, per-image pixel bytes) for one product and its image bytes.
 
     The content hash needs every image's bytes, so images are read first; decoding and
@@ -74,7 +75,7 @@ def prepare_product(product: Product, stored_hash: str, blobs: list[bytes] | str
         return FAILED, "", blobs, []
     content_hash = product.content_hash(tuple(image_digest(b) for b in blobs))
     if stored_hash and stored_hash == content_hash:
-        return UNCHANGED, content_hash, "", []
+        return (RELINK if relink else UNCHANGED), content_hash, "", []
     images = []
     for ref, data in zip(product.images, blobs):
         try:
@@ -101,12 +102,13 @@ def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits, model_na
         if own:
             client.close()
     out = _columns()
-    for row, pid, pjson, stored, product, blobs in zip(batch["row"], batch["product_id"],
-                                                       batch["product"], batch["stored_hash"],
-                                                       products, reads):
+    relinks = batch.get("relink", np.zeros(len(products), dtype=bool))
+    for row, pid, pjson, stored, relink, product, blobs in zip(
+            batch["row"], batch["product_id"], batch["product"], batch["stored_hash"], relinks,
+            products, reads):
         try:
             status, chash, reason, pixels = prepare_product(product, str(stored or ""), blobs,
-                                                            model_name)
+                                                            model_name, bool(relink))
         except Exception as exc:  # noqa: BLE001 - one odd image must never stop the job
             status, chash, reason, pixels = FAILED, "", f"{exc.__class__.__name__}: {exc}", []
         entries = pixels if status == EMBED else [b""]

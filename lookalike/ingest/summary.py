@@ -37,6 +37,7 @@ class Summary:
     images_embedded: int = 0
     written: int = 0  # products upserted
     skipped: int = 0  # unchanged since the last run: neither embedded nor written
+    relinked: int = 0  # same pixels, images moved: rewritten with the stored vectors
     failed: int = 0  # bad rows, unreadable images, rejected writes
     deleted: int = 0  # --delete-missing
     started: float = field(default_factory=time.monotonic)
@@ -62,7 +63,8 @@ class Summary:
         return {
             "event": "ingest_summary", "read": self.read, "embedded": self.embedded,
             "images_embedded": self.images_embedded, "written": self.written,
-            "skipped_unchanged": self.skipped, "failed": self.failed, "deleted": self.deleted,
+            "skipped_unchanged": self.skipped, "relinked": self.relinked, "failed": self.failed,
+            "deleted": self.deleted,
             "seconds": round(self.seconds, 3),
             "products_per_s": round(self.written / secs, 2),
             "images_per_s": round(self.images_embedded / secs, 2),
@@ -79,6 +81,7 @@ class Summary:
                  f"  embedded             {d['embedded']:>9}  ({d['images_embedded']} images)",
                  f"  written              {d['written']:>9}",
                  f"  skipped (unchanged)  {d['skipped_unchanged']:>9}",
+                 f"  relinked (moved)     {d['relinked']:>9}",
                  f"  failed               {d['failed']:>9}",
                  f"  deleted              {d['deleted']:>9}",
                  f"  time                 {d['seconds']:>9.1f} s",

@@ -21,8 +21,8 @@ from lookalike.ingest.stages import product_to_json
 from lookalike.ingest.summary import ErrorSink, IngestError, Summary
 
 CHUNK_ROWS = 1000
-# ids -> {product_id: (content_hash, model_version)} of what the store holds
-Lookup = Callable[[Sequence[str]], dict[str, tuple[str, str]]]
+# ids -> {product_id: (content_hash, model_version, image refs)} of what the store holds
+Lookup = Callable[[Sequence[str]], dict[str, tuple[str, str, tuple[str, ...]]]]
 
 
 def store_lookup(store: Any, source: str) -> Lookup:
@@ -30,25 +30,29 @@ def store_lookup(store: Any, source: str) -> Lookup:
     a completed write (an older version left beside it, or fewer rows than its images) or that
     another source wrote gets no hash, so it is re-embedded and rewritten whole: that is how a
     resumed job repairs what a crash or a racing write left."""
-    def lookup(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        return {pid: (rec.content_hash, rec.model_version) for pid, rec in store.get(ids).items()
-                if rec.intact and rec.source == source}
+    def lookup(ids: Sequence[str]) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+        return {pid: (rec.content_hash, rec.model_version, rec.product.images)
+                for pid, rec in store.get(ids).items() if rec.intact and rec.source == source}
     return lookup
 
 
-def chunk_table(products: list[tuple[int, Product]], stored: dict[str, tuple[str, str]],
-                model_version: str) -> pa.Table:
+def chunk_table(products: list[tuple[int, Product]],
+                stored: dict[str, tuple[str, str, tuple[str, ...]]], model_version: str) -> pa.Table:
     """Rows for the pipeline. A stored hash only counts if the same models made the vectors:
-    a model upgrade must re-embed everything even though the products did not change."""
-    hashes = []
+    a model upgrade must re-embed everything even though the products did not change.
+    `relink`: the image references moved (a catalogue folder moved); if the pixels are the
+    same the stored vectors are kept and only the references are rewritten."""
+    hashes, relink = [], []
     for _, p in products:
-        chash, version = stored.get(p.product_id, ("", ""))
+        chash, version, images = stored.get(p.product_id, ("", "", ()))
         hashes.append(chash if version == model_version else "")
+        relink.append(bool(chash) and images != p.images)
     return pa.table({
         "row": pa.array([r for r, _ in products], pa.int64()),
         "product_id": pa.array([p.product_id for _, p in products], pa.string()),
         "product": pa.array([product_to_json(p) for _, p in products], pa.string()),
         "stored_hash": pa.array(hashes, pa.string()),
+        "relink": pa.array(relink, pa.bool_()),
     })
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lookalike.ingest.stages import EMBED, FAILED, UNCHANGED, product_from_json
+from lookalike.ingest.stages import EMBED, FAILED, RELINK, UNCHANGED, product_from_json
 from lookalike.ingest.summary import ErrorSink, IngestError, Summary
 from lookalike.store.base import StoredProduct, StoreError, catalog_source
 from lookalike.store.milvus import WRITE_BATCH_ROWS
@@ -46,6 +46,7 @@ class StoreWriter:
         self._partial: dict[str, _Partial] = {}
         self._pending: list[tuple[int, StoredProduct]] = []
         self._pending_rows = 0
+        self._relink: dict[str, tuple[int, str, str]] = {}  # pid -> (row, product json, hash)
 
     def consume(self, batch: dict[str, np.ndarray]) -> None:
         """One batch of the pipeline's output rows."""
@@ -55,6 +56,10 @@ class StoreWriter:
             row = int(batch["row"][i])
             if status == UNCHANGED:
                 self.summary.skipped += 1
+            elif status == RELINK:
+                self._relink[pid] = (row, str(batch["product"][i]), str(batch["content_hash"][i]))
+                if len(self._relink) >= 500:
+                    self._flush_relinks()
             elif status == FAILED:
                 self.errors.add(IngestError(row, "images", str(batch["reason"][i]), pid))
             elif status == EMBED:
@@ -112,7 +117,27 @@ class StoreWriter:
         for row, item, reason in failures:
             self.errors.add(IngestError(row, "write", reason, item.product.product_id))
 
+    def _flush_relinks(self) -> None:
+        """Rewrite moved products with their stored vectors (same pixels: no re-embedding)."""
+        todo, self._relink = self._relink, {}
+        if not todo:
+            return
+        stored = self.store.get(list(todo), with_vectors=True)
+        for pid, (row, pjson, chash) in todo.items():
+            rec = stored.get(pid)
+            if rec is None or not rec.image_vectors:
+                self.errors.add(IngestError(row, "images", "stored vectors vanished; re-run", pid))
+                continue
+            item = StoredProduct(product_from_json(pjson), np.stack(rec.image_vectors),
+                                 rec.text_vector, chash, rec.model_version, self.source)
+            if self._pending_rows + len(rec.image_vectors) > self.batch_rows:
+                self.flush_pending()
+            self._pending.append((row, item))
+            self._pending_rows += len(rec.image_vectors)
+            self.summary.relinked += 1  # nothing embedded; counted as written when it lands
+
     def close(self) -> None:
+        self._flush_relinks()
         self.flush_pending()
         for pid, part in self._partial.items():  # defensive: some image rows never came
             self.errors.add(IngestError(part.row, "images", "not every image was embedded", pid))

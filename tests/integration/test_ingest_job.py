@@ -27,6 +27,8 @@ import ray  # noqa: E402
 from lookalike.catalog import demo  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
 from lookalike.ingest import IngestOptions, run_ingest  # noqa: E402
+from lookalike.catalog.product import Product  # noqa: E402
+from lookalike.store.base import API_SOURCE, StoredProduct, catalog_source  # noqa: E402
 from lookalike.store.milvus import MilvusStore  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
@@ -118,6 +120,24 @@ def test_ingest_counts_rerun_changes_and_delete_missing(ray_cluster, lite_server
         assert (again.embedded, again.written, again.skipped, again.failed) == (0, 0, GOOD, len(bad_rows))
         assert store.count() == GOOD
 
+        # Moving the catalogue folder re-embeds nothing (the hash follows the pixels), and the
+        # stored references follow the manifest to the new place.
+        moved = tmp_path / "moved"
+        shutil.copytree(manifest.parent, moved)
+        after_move = run_ingest(IngestOptions(moved / manifest.name), settings)
+        assert (after_move.embedded, after_move.relinked, after_move.written) == (0, GOOD, GOOD)
+        rec = store.get([two.product.product_id])[two.product.product_id]
+        assert all(ref.startswith(str(moved)) for ref in rec.product.images)
+        assert rec.intact and rec.content_hash == two.content_hash
+        manifest = moved / manifest.name
+
+        # Products of other sources: one PUT through the API, one from another catalogue.
+        others = [StoredProduct(Product(pid, title=pid, images=("/elsewhere.jpg",)),
+                                np.ones((1, IMAGE_DIM), np.float32) / IMAGE_DIM ** 0.5,
+                                np.ones(TEXT_DIM, np.float32) / TEXT_DIM ** 0.5, "h", "v", source)
+                  for pid, source in (("api-made", API_SOURCE), ("other-feed", catalog_source("b")))]
+        store.upsert(others)
+
         # Change two titles and one photo, drop three products, then --delete-missing.
         by_id: dict[str, dict] = {}
         for line in manifest.read_text().splitlines():
@@ -136,7 +156,9 @@ def test_ingest_counts_rerun_changes_and_delete_missing(ray_cluster, lite_server
         third = run_ingest(IngestOptions(changed, delete_missing=True), settings)
         assert (third.embedded, third.written, third.skipped, third.deleted, third.failed) == (
             3, 3, len(kept) - 3, 3, 0)
-        assert store.count() == len(kept)
+        assert store.count() == len(kept) + 2
+        # --delete-missing deleted only this catalogue's products.
+        assert set(store.get(["api-made", "other-feed"])) == {"api-made", "other-feed"}
         assert store.get([rows[1]["product_id"]])[rows[1]["product_id"]].product.title == "Renamed one"
     finally:
         store.drop()

@@ -45,7 +45,7 @@ def test_image_vectors_are_normalised_and_stable(image_embedder: ImageEmbedder) 
     assert a.shape == (1, 1280) and a.dtype == np.float32
     assert np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-5)
     assert np.allclose(a[0], b[0], atol=1e-4)  # batching does not change a vector
-    assert image_embedder.version == "tf_efficientnet_lite0:packaged"
+    assert image_embedder.version.startswith("tf_efficientnet_lite0:packaged@")
 
 
 def test_ray_data_batch_entry_matches_embed(image_embedder: ImageEmbedder) -> None:
@@ -59,7 +59,7 @@ def test_ray_data_batch_entry_matches_embed(image_embedder: ImageEmbedder) -> No
 def test_random_weights_and_other_timm_models() -> None:
     e = ImageEmbedder("resnet18", weights=None)
     assert e.embed([np.zeros((40, 30, 3), np.uint8)]).shape == (1, 512)
-    assert e.version == "resnet18:random"
+    assert e.version.startswith("resnet18:random@")
 
 
 def test_missing_weights_fail_fast_with_a_hint(tmp_path: Path) -> None:
@@ -97,3 +97,28 @@ def test_unknown_text_model_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ModelUnavailableError, match="LOOKALIKE_TEXT_MODEL"):
         TextEmbedder("someone/not-a-real-model")
     assert time.monotonic() - start < 20
+
+
+def test_model_version_follows_the_weights_not_their_label(tmp_path: Path,
+                                                           image_embedder: ImageEmbedder) -> None:
+    state = {k: v.clone() for k, v in image_embedder.model.state_dict().items()}
+    same, changed = tmp_path / "same.pt", tmp_path / "changed.pt"
+    torch.save(state, same)
+    state["conv_stem.weight"][0, 0, 0, 0] += 0.5  # one weight differs
+    torch.save(state, changed)
+    fingerprint = lambda e: e.version.rsplit("@", 1)[1]  # noqa: E731
+    assert fingerprint(ImageEmbedder(weights=str(same))) == fingerprint(image_embedder)
+    assert fingerprint(ImageEmbedder(weights=str(changed))) != fingerprint(image_embedder)
+    assert image_embedder.version.startswith("tf_efficientnet_lite0:packaged@")
+
+
+def test_model_version_follows_preprocessing_and_dtype(image_embedder: ImageEmbedder,
+                                                       text_embedder: TextEmbedder) -> None:
+    from lookalike.embedding.common import fingerprint
+
+    cfg = dict(image_embedder.preprocess.config)
+    base = fingerprint("w", cfg, "torch.float32")
+    assert fingerprint("w", {**cfg, "crop_pct": 0.9}, "torch.float32") != base
+    assert fingerprint("w", cfg, "torch.float16") != base
+    shorter = TextEmbedder(max_length=64)
+    assert shorter.version != text_embedder.version

@@ -192,7 +192,9 @@ def test_iter_chunks_keeps_row_numbers_and_ignores_hashes_from_other_models(tmp_
     lines.insert(2, json.dumps({"product_id": "bad", "price": "abc", "images": ["x.jpg"]}))
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
-    stored = {"p0": ("h0", "v1"), "p1": ("h1", "old-model")}
+    x = str(tmp_path / "x.jpg")
+    stored = {"p0": ("h0", "v1", (x,)), "p1": ("h1", "old-model", (x,)),
+              "p3": ("h3", "v1", ("/old/place/x.jpg",))}
     summary = Summary()
     errors = ErrorSink(summary)
     seen: set[str] = set()
@@ -201,6 +203,10 @@ def test_iter_chunks_keeps_row_numbers_and_ignores_hashes_from_other_models(tmp_
     rows = [r for t in tables for r in t.to_pylist()]
     assert [r["row"] for r in rows] == [1, 2, 4, 5, 6]
     assert [r["stored_hash"] for r in rows[:2]] == ["h0", ""]  # p1 was made by another model
+    # p3's images moved: its hash still counts (pixels decide), and it is marked for relinking.
+    assert [(r["product_id"], r["relink"]) for r in rows] == [
+        ("p0", False), ("p1", False), ("p2", False), ("p3", True), ("p4", False)]
+    assert rows[3]["stored_hash"] == "h3"
     assert summary.read == 6 and summary.failed == 1
     assert seen == {f"p{i}" for i in range(5)} | {"bad"}  # still listed, so never deleted
 

@@ -77,6 +77,14 @@ def test_content_hash_tracks_changes() -> None:
     assert p.content_hash() != Product("a", title="t2", images=("x.jpg",)).content_hash()
 
 
+def test_content_hash_follows_the_pixels_not_where_the_files_live() -> None:
+    here = Product("a", title="t", images=("/data/cat/x.jpg", "/data/cat/y.jpg"))
+    moved = Product("a", title="t", images=("/mnt/new/x.jpg", "https://cdn.example/y.jpg"))
+    assert here.content_hash(("d1", "d2")) == moved.content_hash(("d1", "d2"))
+    assert here.content_hash(("d1", "d2")) != here.content_hash(("d2", "d1"))  # photo order
+    assert here.content_hash(("d1", "d2")) != here.content_hash(("d1",))
+
+
 def test_row_errors_carry_the_product_id_when_it_was_valid() -> None:
     bad_price = parse_row({"product_id": "p9", "price": "cheap", "images": "a.jpg"}, 4)
     assert isinstance(bad_price, RowError) and bad_price.product_id == "p9"
