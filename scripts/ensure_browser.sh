@@ -15,9 +15,19 @@ if have; then
 fi
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "installing $PACKAGES for the browser tests (apt-get)"
-  # Quiet, but never silenced: a failing update or install shows its own error and stops make.
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES
+  # apt's chatter goes to a log; a failure prints the log's end and stops make, never silently.
+  log="$(mktemp)"
+  trap 'rm -f "$log"' EXIT
+  run() {
+    if ! "$@" >"$log" 2>&1; then
+      echo "error: '$*' failed; its last lines:" >&2
+      tail -n 40 "$log" >&2
+      exit 1
+    fi
+  }
+  export DEBIAN_FRONTEND=noninteractive
+  run apt-get update
+  run apt-get install -y $PACKAGES
   if ! have; then
     echo "error: apt-get installed $PACKAGES but $CHROMIUM or $FONTS is still missing" >&2
     exit 1

@@ -81,3 +81,15 @@ def test_make_browser_says_what_to_install_and_fails_under_ci(tmp_path: Path, ci
     assert done.returncode == code, done.stdout + done.stderr
     assert "no-chromium" in done.stdout + done.stderr
     assert "Chromium and the DejaVu fonts" in done.stdout + done.stderr
+
+
+def test_make_browser_shows_why_an_install_failed(tmp_path: Path) -> None:
+    # Root with an apt-get that fails, as with no network or a bad mirror.
+    for name, body in (("id", "echo 0"), ("apt-get", 'echo "E: mirror unreachable ($*)" >&2; exit 100')):
+        (tmp_path / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "LOOKALIKE_CHROMIUM": str(tmp_path / "no-chromium")}
+    done = subprocess.run(["/bin/bash", str(REPO / "scripts" / "ensure_browser.sh")], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "'apt-get update' failed" in done.stderr and "E: mirror unreachable (update)" in done.stderr
