@@ -19,12 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 # Headless Chromium for the browser tests (Debian packages; playwright never downloads one).
+# Installs them as root; otherwise says what to install, and fails under CI=true.
 browser:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/dejavu ]; then \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
-	  else echo "install chromium (e.g. sudo apt-get install chromium) for the browser tests"; fi; \
-	fi
+	@./scripts/ensure_browser.sh
 
 demo: setup
 	./scripts/demo.sh

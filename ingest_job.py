@@ -1,7 +1,8 @@
 """Ingest a product catalogue manifest into Milvus with Ray Data.
 
 Locally (starts a private Ray instance on loopback, and the embedded milvus-lite server when
-LOOKALIKE_MILVUS_URI is "embedded", the default):
+LOOKALIKE_MILVUS_URI is "embedded", the default, and none is serving yet; both are stopped when
+the job ends, while a server that was already serving is left running):
 
     python ingest_job.py --manifest data/demo/manifest.jsonl
     python ingest_job.py --manifest catalogue.csv --delete-missing --errors-out errors.jsonl
@@ -53,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--write-batch", type=int, default=1000, help="image rows per Milvus upsert")
     p.add_argument("--image-actors", type=int, help="cap on image embedder actors")
     p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
-                   help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one)")
+                   help="Ray cluster to join (default: $RAY_ADDRESS; unset or 'local' starts a "
+                   "private one)")
     p.add_argument("--num-cpus", type=int, help="CPUs for a locally started Ray (default: all)")
     return p.parse_args(argv)
 
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.manifest.is_file():
         print(f"manifest not found: {args.manifest}", file=sys.stderr)
         return 2
-    if not args.ray_address:
+    if not args.ray_address or args.ray_address == "local":
         # A private local Ray binds to loopback only (Ray otherwise picks the LAN address);
         # must be set before ray is imported.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -83,21 +85,32 @@ def main(argv: list[str] | None = None) -> int:
 
     from lookalike.config import Settings
     from lookalike.ingest import IngestOptions, run_ingest
+    from lookalike.store.lite_server import LiteServer
 
     overrides = {k: v for k, v in (("milvus_uri", args.milvus_uri),
                                    ("collection", args.collection)) if v}
     settings = Settings(**overrides)
-    if args.ray_address:
-        ray.init(address=args.ray_address)
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=None)
-    opts = IngestOptions(manifest=args.manifest, delete_missing=args.delete_missing,
-                         source=args.source,
-                         errors_out=args.errors_out, num_gpus=args.num_gpus,
-                         image_batch=args.image_batch, text_batch=args.text_batch,
-                         write_batch=args.write_batch, max_image_actors=args.image_actors)
-    summary = run_ingest(opts, settings)
-    print(summary.table(), flush=True)
+    lite = LiteServer.from_settings(settings) if settings.embedded else None
+    # The job leaves nothing running that it started: an embedded server it had to start is
+    # stopped on the way out; one already serving (the demo's, scripts/demo.sh) is left alone.
+    started_lite = lite.ensure_running() if lite else False
+    try:
+        if args.ray_address and args.ray_address != "local":
+            ray.init(address=args.ray_address)
+        else:
+            # address="local": always a new private Ray, never one a `ray start` on this
+            # machine left in /tmp/ray/ray_current_cluster (address=None would join that).
+            ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=None)
+        opts = IngestOptions(manifest=args.manifest, delete_missing=args.delete_missing,
+                             source=args.source, errors_out=args.errors_out, num_gpus=args.num_gpus,
+                             image_batch=args.image_batch, text_batch=args.text_batch,
+                             write_batch=args.write_batch, max_image_actors=args.image_actors)
+        summary = run_ingest(opts, settings)
+        print(summary.table(), flush=True)
+    finally:
+        ray.shutdown()
+        if started_lite:
+            lite.stop()
     return 0
 
 

@@ -1,10 +1,11 @@
 """The Serve application: image + text embedders composed under the SearchRouter ingress.
 
     serve run serve_config.yaml                 # local Ray, foreground
+    serve run serve_config.gpu.yaml             # the same app, embedders on GPUs
     RAY_AUTH_MODE=token serve deploy serve_config.yaml   # against `ray start --head`
 
 `build_app` is the typed builder named in serve_config.yaml; it does no I/O at import.
-Replicas, autoscaling and batch sizes live in serve_config.yaml.
+Replicas, autoscaling, batch sizes and GPUs live in the Serve config YAML.
 """
 
 from __future__ import annotations
@@ -33,10 +34,8 @@ def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     resolved = settings.model_dump(mode="json")
     # Every replica must check writes against one key: resolve it once, here.
     resolved["admin_key"] = settings.resolved_admin_key()
-    image = ImageEmbedderDeployment
-    text = TextEmbedderDeployment
-    if settings.device == "cuda":
-        image = image.options(ray_actor_options={"num_cpus": 0.5, "num_gpus": 0.5})
-        text = text.options(ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.25})
-    return SearchRouter.bind(image.bind(resolved, args.image_threads),
-                             text.bind(resolved, args.text_threads), resolved)
+    # No resources in code: Serve replaces a deployment's ray_actor_options with the YAML's
+    # whole, so GPUs set here were silently dropped. serve_config.gpu.yaml gives the GPUs; an
+    # embedder told to use CUDA without one fails at start with a message saying so.
+    return SearchRouter.bind(ImageEmbedderDeployment.bind(resolved, args.image_threads),
+                             TextEmbedderDeployment.bind(resolved, args.text_threads), resolved)

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+import ray
 from ray import serve
 
+from deployments.device import check_device
 from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder
 from lookalike.metrics import observe_batch
@@ -23,8 +25,10 @@ from lookalike.metrics import observe_batch
 )
 class ImageEmbedderDeployment:
     def __init__(self, settings: dict[str, Any], num_threads: int = 1) -> None:
+        config = Settings(**settings)
+        check_device(config, type(self).__name__, ray.get_gpu_ids())
         # One torch thread per replica: replicas scale out instead of fighting over cores.
-        self.embedder = ImageEmbedder.from_settings(Settings(**settings), num_threads=num_threads)
+        self.embedder = ImageEmbedder.from_settings(config, num_threads=num_threads)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.embed.set_max_batch_size(int(config.get("max_batch_size", 4)))

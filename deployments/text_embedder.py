@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 
 import numpy as np
+import ray
 from ray import serve
 
+from deployments.device import check_device
 from lookalike.config import Settings
 from lookalike.embedding import TextEmbedder
 from lookalike.metrics import observe_batch
@@ -21,7 +23,9 @@ from lookalike.metrics import observe_batch
 )
 class TextEmbedderDeployment:
     def __init__(self, settings: dict[str, Any], num_threads: int = 1) -> None:
-        self.embedder = TextEmbedder.from_settings(Settings(**settings), num_threads=num_threads)
+        config = Settings(**settings)
+        check_device(config, type(self).__name__, ray.get_gpu_ids())
+        self.embedder = TextEmbedder.from_settings(config, num_threads=num_threads)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.embed.set_max_batch_size(int(config.get("max_batch_size", 16)))

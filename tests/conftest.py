@@ -15,6 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from lookalike.config import Settings  # noqa: E402
 from lookalike.store.lite_server import LiteServer  # noqa: E402
+from tests.prerequisites import pytest_sessionfinish  # noqa: E402,F401  (a hook: CI fails on skips)
 
 
 def free_port() -> int:

@@ -5,7 +5,9 @@
 Each 28x28 greyscale article is rendered as a dark-on-light 224x224 product shot tinted in the
 product's colour, so the photo, the colour filter and the text agree. About a quarter of the
 products get a second photo (the same article mirrored), exercising multi-image products.
-Uses Debian's dataset-fashion-mnist when installed, else the vendored 3,000-image subset.
+Source images (`--source`, env LOOKALIKE_DEMO_SOURCE): "auto" (default) uses Debian's
+dataset-fashion-mnist when installed, else the 3,000-image subset vendored in this package;
+"vendored" and "debian" force one (a forced source that is missing is an error, not a fallback).
 """
 
 from __future__ import annotations
@@ -13,13 +15,23 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-VENDORED = Path(__file__).parent / "data" / "fashion_mnist_subset.npz"
+VENDORED_DIR = Path(__file__).parent / "data"  # package data: ships in the wheel
+Split = Literal["train", "test"]
+Source = Literal["auto", "vendored", "debian"]
+SOURCES = ("auto", "vendored", "debian")
+SOURCE_ENV = "LOOKALIKE_DEMO_SOURCE"
+# split -> (prefix of the original IDX files, vendored subset); scripts/vendor_fashion_mnist.py
+# writes the subsets from the IDX files.
+SPLITS = {"train": ("train", "fashion_mnist_subset.npz"),
+          "test": ("t10k", "fashion_mnist_test_subset.npz")}
 
 CATEGORIES = ["t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
               "bag", "ankle boot"]
@@ -38,22 +50,46 @@ STYLES = ["classic", "relaxed-fit", "slim", "vintage", "everyday", "premium", "l
 BACKGROUND = np.array([246, 244, 240], dtype=np.float32)
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (big-endian dims after a 4-byte magic whose last byte is the rank)."""
     raw = gzip.open(path).read()
     ndim = raw[3]
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def load_source(n: int) -> tuple[np.ndarray, np.ndarray]:
-    if (DEBIAN_DIR / "train-images-idx3-ubyte.gz").exists():
-        images = _read_idx(DEBIAN_DIR / "train-images-idx3-ubyte.gz")
-        labels = _read_idx(DEBIAN_DIR / "train-labels-idx1-ubyte.gz")
+def resolve_source(source: str | None = None) -> str:
+    """The argument, else $LOOKALIKE_DEMO_SOURCE, else "auto"; checked, never guessed."""
+    value = source or os.environ.get(SOURCE_ENV) or "auto"
+    if value not in SOURCES:
+        raise ValueError(f"demo source must be one of {', '.join(SOURCES)}, not {value!r}")
+    return value
+
+
+def _debian_files(split: str, debian_dir: Path) -> tuple[Path, Path]:
+    prefix = SPLITS[split][0]
+    return (debian_dir / f"{prefix}-images-idx3-ubyte.gz",
+            debian_dir / f"{prefix}-labels-idx1-ubyte.gz")
+
+
+def load_source(n: int, *, split: Split = "train", source: str | None = None,
+                debian_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first n (images uint8 (n,28,28), labels uint8 (n,)) of a Fashion-MNIST split."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    source = resolve_source(source)
+    images_gz, labels_gz = _debian_files(split, debian_dir or DEBIAN_DIR)
+    if source == "debian" or (source == "auto" and images_gz.exists()):
+        if not images_gz.exists():
+            raise FileNotFoundError(f"{images_gz} is missing: install Debian's dataset-fashion-mnist "
+                                    "or use --source vendored")
+        images, labels = read_idx(images_gz), read_idx(labels_gz)
     else:
-        data = np.load(VENDORED)
-        images, labels = data["images"], data["labels"]
+        with np.load(VENDORED_DIR / SPLITS[split][1]) as data:
+            images, labels = data["images"], data["labels"]
     if n > len(images):
-        raise ValueError(f"only {len(images)} source images available, asked for {n}")
+        raise ValueError(f"only {len(images)} {split} images available from the {source} source, "
+                         f"asked for {n}")
     return images[:n], labels[:n]
 
 
@@ -75,11 +111,11 @@ def _size_group(category: str) -> str:
 
 
 def build(out_dir: Path, n_products: int = 2000, *, seed: int = 7, second_image_share: float = 0.25,
-          image_format: str = "jpg") -> Path:
+          image_format: str = "jpg", source: str | None = None) -> Path:
     """Write images and manifest.jsonl under out_dir; return the manifest path."""
     out_dir = Path(out_dir)
+    images, labels = load_source(n_products, source=source)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    images, labels = load_source(n_products)
     rng = np.random.default_rng(seed)
     color_names = list(COLORS)
     manifest = out_dir / "manifest.jsonl"
@@ -119,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/demo"))
     parser.add_argument("--products", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--source", choices=SOURCES, default=None,
+                        help=f"source images (default: ${SOURCE_ENV}, else auto)")
     args = parser.parse_args(argv)
-    manifest = build(args.out, args.products, seed=args.seed)
+    manifest = build(args.out, args.products, seed=args.seed, source=args.source)
     print(f"demo catalogue: {args.products} products -> {manifest}")
     return 0
 

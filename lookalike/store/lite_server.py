@@ -72,16 +72,22 @@ class LiteServer:
     def is_serving(self) -> bool:
         return port_open(self.port)
 
-    def ensure_running(self, timeout_s: float = 60.0) -> None:
-        """Idempotent and safe to call from many processes at once."""
+    def ensure_running(self, timeout_s: float = 60.0) -> bool:
+        """Idempotent and safe to call from many processes at once.
+
+        Returns whether this call started the server, so that a caller which owns its lifetime
+        (the ingest job run on its own) stops only a server it started, never one it found.
+        """
         if self.is_serving():
-            return
+            return False
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        started = False
         with open(self.data_dir / "milvus-lite.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.is_serving():
-                return
+                return False
             if self.supervisor_pid() is None:
+                started = True
                 log.info("starting milvus-lite on %s (data %s)", self.uri, self.db_dir)
                 subprocess.Popen(
                     [sys.executable, "-m", "lookalike.store.lite_server", "supervise",
@@ -90,6 +96,7 @@ class LiteServer:
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     close_fds=True)
             _wait_until(self.is_serving, timeout_s, f"milvus-lite on port {self.port}")
+        return started
 
     def stop(self, timeout_s: float = 20.0) -> None:
         pid = self.supervisor_pid()

@@ -6,6 +6,8 @@ to artifacts/ at the repository root for people to look at; the tests never comp
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -14,21 +16,23 @@ from pathlib import Path
 import pytest
 
 from lookalike.catalog.product import Product
+from tests.prerequisites import require
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium (`make browser` installs it); playwright never downloads a browser.
+CHROMIUM = Path(os.environ.get("LOOKALIKE_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 30_000  # the first query also warms the embedders
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (Debian: apt-get install chromium)"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+require(CHROMIUM.exists(), f"{CHROMIUM} is missing",
+        "run `make browser` as root, or `sudo apt-get install chromium fonts-dejavu-core`")
+require(importlib.util.find_spec("playwright") is not None, "playwright is not installed",
+        "`make setup` installs it: pip install -c constraints.txt -e '.[test]'")
+from playwright import sync_api  # noqa: E402
+
 expect = sync_api.expect
 expect.set_options(timeout=TIMEOUT_MS)
 

@@ -1,0 +1,97 @@
+"""Deployment options resolved exactly as Serve resolves them from each Serve config YAML.
+
+Serve builds the app from code, then overrides each deployment with the YAML's `deployments:`
+entries, taking `ray_actor_options` whole (ray.serve._private.application_state
+.override_deployment_info, run by the controller for `serve run` and `serve deploy`). That is
+how GPU options set in code were silently dropped; these tests run the same steps, without Ray.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+import yaml
+from ray._common.utils import import_attr
+from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+from ray.serve._private.application_state import override_deployment_info
+from ray.serve._private.build_app import build_app
+from ray.serve._private.deploy_utils import deploy_args_to_deployment_info
+from ray.serve.schema import ServeDeploySchema
+
+from deployments.device import NoGpuForReplica, check_device
+from lookalike.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+EMBEDDERS = {"ImageEmbedderDeployment", "TextEmbedderDeployment"}
+
+
+def resolve(config_file: str) -> dict[str, Any]:
+    """{deployment name: DeploymentInfo} after the YAML's overrides, as the controller has it."""
+    config = ServeDeploySchema.model_validate(yaml.safe_load((REPO / config_file).read_text()))
+    (app_config,) = config.applications
+    app = call_user_app_builder_with_args_if_necessary(import_attr(app_config.import_path),
+                                                       app_config.args)
+    built = build_app(app, name=app_config.name, default_runtime_env={})
+    infos = {}
+    for d in built.deployments:
+        # What get_deploy_args hands the controller, minus the caller's job id (which would
+        # start Ray to look up).
+        d._deployment_config.version = "unit"
+        infos[d.name] = deploy_args_to_deployment_info(
+            deployment_name=d.name, app_name=app_config.name, deployer_job_id="unit",
+            deployment_config_proto_bytes=d._deployment_config.to_proto_bytes(),
+            replica_config_proto_bytes=d._replica_config.to_proto_bytes(),
+            ingress=d.name == built.ingress_deployment_name)
+    return override_deployment_info(infos, app_config)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOKALIKE_DATA_DIR", str(tmp_path))  # build_app writes the admin key
+    monkeypatch.delenv("LOOKALIKE_DEVICE", raising=False)
+    monkeypatch.syspath_prepend(str(REPO))  # import_path "serve_app:build_app", as serve run
+
+
+def gpus(info: Any) -> float:
+    return float(info.replica_config.ray_actor_options.get("num_gpus") or 0)
+
+
+def test_gpu_config_gives_the_embedders_gpus_and_the_router_none() -> None:
+    infos = resolve("serve_config.gpu.yaml")
+    assert set(infos) == EMBEDDERS | {"SearchRouter"}
+    assert all(gpus(infos[name]) > 0 for name in EMBEDDERS)
+    assert gpus(infos["SearchRouter"]) == 0
+    # Two embedders on one GPU: their shares must fit in it.
+    assert sum(gpus(infos[name]) for name in EMBEDDERS) <= 1
+    assert infos["ImageEmbedderDeployment"].deployment_config.user_config["max_batch_size"] >= 16
+    assert not ray.is_initialized()
+
+
+def test_cpu_config_gives_no_deployment_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOKALIKE_DEVICE", "cuda")  # code no longer adds GPUs for it either
+    infos = resolve("serve_config.yaml")
+    assert set(infos) == EMBEDDERS | {"SearchRouter"}
+    assert [name for name, info in infos.items() if gpus(info)] == []
+    assert infos["ImageEmbedderDeployment"].replica_config.ray_actor_options["num_cpus"] == 0.5
+    assert not ray.is_initialized()
+
+
+def test_both_configs_describe_the_same_app() -> None:
+    cpu, gpu = (yaml.safe_load((REPO / f).read_text())
+                for f in ("serve_config.yaml", "serve_config.gpu.yaml"))
+    assert cpu["http_options"] == gpu["http_options"]
+    (a,), (b,) = cpu["applications"], gpu["applications"]
+    for key in ("name", "route_prefix", "import_path", "runtime_env"):
+        assert a[key] == b[key], key
+    assert [d["name"] for d in a["deployments"]] == [d["name"] for d in b["deployments"]]
+    assert b["args"]["settings"]["device"] == "cuda" and "device" not in a["args"]["settings"]
+
+
+def test_cuda_without_a_gpu_fails_fast_naming_the_gpu_config() -> None:
+    with pytest.raises(NoGpuForReplica, match="serve_config.gpu.yaml"):
+        check_device(Settings(device="cuda"), "ImageEmbedderDeployment", [])
+    check_device(Settings(device="cuda"), "ImageEmbedderDeployment", ["0"])
+    check_device(Settings(device="cpu"), "TextEmbedderDeployment", [])
