@@ -30,13 +30,15 @@ class AppArgs(BaseModel):
 def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     args = args if isinstance(args, AppArgs) else AppArgs(**(args or {}))
     settings = Settings(**args.settings)  # fails fast on bad values, before any replica starts
-    resolved = settings.model_dump(mode="json")
-    # Every replica must check writes against one key: resolve it once, here.
-    resolved["admin_key"] = settings.resolved_admin_key()
+    # The embedders get no admin key: only the router checks writes.
+    resolved = settings.model_dump(mode="json", exclude={"admin_key"})
+    # Every router replica must check writes against one key: resolve it once, here. A
+    # SecretStr, so it shows masked wherever Serve prints the router's arguments.
+    router_settings = {**resolved, "admin_key": settings.resolved_admin_key()}
     image = ImageEmbedderDeployment
     text = TextEmbedderDeployment
     if settings.device == "cuda":
         image = image.options(ray_actor_options={"num_cpus": 0.5, "num_gpus": 0.5})
         text = text.options(ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.25})
     return SearchRouter.bind(image.bind(resolved, args.image_threads),
-                             text.bind(resolved, args.text_threads), resolved)
+                             text.bind(resolved, args.text_threads), router_settings)
