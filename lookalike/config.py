@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     image_fetch_timeout_s: float = Field(10.0, gt=0)
     image_fetch_retries: int = Field(2, ge=0, le=10)
     max_top_k: int = Field(100, ge=1, le=1000)
+    # GET /v1/facets scans the collection; its result is cached this long (0: never cached).
+    # This process's own writes refresh it at once; other replicas' and the ingest job's
+    # writes show up within the TTL.
+    facets_ttl_s: float = Field(5.0, ge=0, le=3600)
     # Server-side fetches of shopper-supplied image URLs refuse private and loopback addresses
     # (SSRF); tests and single-host demos may allow them.
     allow_private_image_urls: bool = False

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.catalog.product import Product
+from lookalike.facets import FacetsCache
 from lookalike.images import decode_image, sniff_content_type
 from lookalike.media import MediaDir
 from lookalike.store.base import Filters, Hit, ProductStore, StoredProduct, StoreError
@@ -76,6 +77,7 @@ class SearchService:
         embed_text: EmbedText,
         media_dir: Path,
         model_version: str = "",
+        facets_ttl_s: float = 5.0,
     ) -> None:
         self.store = store
         self.embed_image = embed_image
@@ -83,6 +85,7 @@ class SearchService:
         self.media_dir = Path(media_dir)
         self.media = MediaDir(self.media_dir)
         self.model_version = model_version
+        self._facets = FacetsCache(lambda: self.store.facets(), ttl_s=facets_ttl_s)
 
     async def search(self, query: SearchQuery) -> SearchOutcome:
         if not query.text and query.image is None:
@@ -138,6 +141,7 @@ class SearchService:
                              product.content_hash(digests), self.model_version)
         old = (await asyncio.to_thread(self.store.get, [product.product_id])).get(product.product_id)
         await asyncio.to_thread(self.store.upsert, [item])
+        self._facets.invalidate()
         # Files only after the product is stored: a failed write leaves no orphan files.
         for data in images:
             await asyncio.to_thread(self.media.save, data)
@@ -149,6 +153,7 @@ class SearchService:
         old = (await asyncio.to_thread(self.store.get, [product_id])).get(product_id)
         if await asyncio.to_thread(self.store.delete, [product_id]) == 0:
             raise NotFoundError(product_id)
+        self._facets.invalidate()
         if old is not None:
             await self._release_media(old.product.images)
 
@@ -179,4 +184,6 @@ class SearchService:
         return await asyncio.to_thread(self.store.count)
 
     async def facets(self) -> dict[str, Any]:
-        return await asyncio.to_thread(self.store.facets)
+        """Cached (see lookalike/facets.py): current after this process's writes, and within
+        facets_ttl_s after anyone else's."""
+        return await asyncio.to_thread(self._facets.get)

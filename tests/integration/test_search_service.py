@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +106,57 @@ def test_a_failed_store_write_leaves_no_files(service: SearchService, store: Mil
         asyncio.run(service.upsert(too_long, [RED, GREEN]))
     assert not store.get(["big"])
     assert media_files(service) == set()
+
+
+class ScanCountingStore:
+    """The real store, counting its facet scans."""
+
+    def __init__(self, store: MilvusStore) -> None:
+        self.store, self.scans = store, 0
+
+    def facets(self) -> dict:
+        self.scans += 1
+        return self.store.facets()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+def test_facets_follow_puts_and_deletes_without_rescanning_per_call(
+        store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder], tmp_path: Path) -> None:
+    counting = ScanCountingStore(store)
+    # A TTL far beyond the test: only this service's writes can refresh the facets.
+    service = make_service(counting, embedders, tmp_path / "media", facets_ttl_s=3600)
+    asyncio.run(service.upsert(Product("a", category="dress", color="red", price=10.0), [RED]))
+    first = asyncio.run(service.facets())
+    assert first["color"] == {"red": 1} and first["price"] == {"min": 10.0, "max": 10.0}
+    for _ in range(5):
+        assert asyncio.run(service.facets()) == first
+    assert counting.scans == 1
+
+    asyncio.run(service.upsert(Product("b", category="coat", color="teal", price=99.5), [GREEN]))
+    after_put = asyncio.run(service.facets())
+    assert after_put["color"] == {"red": 1, "teal": 1}
+    assert after_put["category"] == {"dress": 1, "coat": 1}
+    assert after_put["price"] == {"min": 10.0, "max": 99.5}
+
+    asyncio.run(service.upsert(Product("a", category="dress", color="blue", price=12.0), [RED]))
+    assert asyncio.run(service.facets())["color"] == {"blue": 1, "teal": 1}
+
+    asyncio.run(service.delete("b"))
+    after_delete = asyncio.run(service.facets())
+    assert after_delete["color"] == {"blue": 1} and after_delete["price"] == {"min": 12.0, "max": 12.0}
+    assert asyncio.run(service.facets()) == after_delete
+    assert counting.scans == 4  # one per write, none per call
+
+
+def test_writes_that_bypass_the_service_show_after_the_ttl(
+        store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder], tmp_path: Path) -> None:
+    # Another router replica or the ingest job writes straight to the store. (The TTL's
+    # boundaries are tested with a hand-driven clock in tests/unit/test_facets.py.)
+    service = make_service(store, embedders, tmp_path / "media", facets_ttl_s=0.2)
+    assert asyncio.run(service.facets())["color"] == {}
+    vectors = np.ones((1, store.image_dim), np.float32), np.ones(store.text_dim, np.float32)
+    store.upsert([StoredProduct(Product("x", color="ochre", images=("/x.png",)), *vectors)])
+    time.sleep(0.3)
+    assert asyncio.run(service.facets())["color"] == {"ochre": 1}
