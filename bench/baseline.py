@@ -41,7 +41,7 @@ def build(settings: Settings, *, torch_threads: int) -> object:
     store = MilvusStore.from_settings(settings, image_dim=image.dim, text_dim=text.dim)
     store.ensure_collection()
     service = SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
-                            media_dir=settings.media_dir,
+                            media_dir=settings.media_dir, facets_ttl_s=settings.facets_ttl_s,
                             model_version=f"{image.version}|{text.version}")
     # The same JSON request log as the Serve app (to stderr), so both pay for logging.
     return create_api(service, settings, observer=request_observer())

@@ -138,7 +138,7 @@ def main() -> int:
     server = LiteServer(work / "data", free_port())
     server.ensure_running()
     settings = Settings(data_dir=work / "data", lite_port=server.port, port=free_port(),
-                        collection="bench", admin_key="bench")
+                        collection="bench", admin_key="bench-admin-key-0123")
     store = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
     store.ensure_collection()
     for chunk in batched(products, 64):
@@ -167,7 +167,8 @@ def main() -> int:
 
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
-    serve.run(serve_app.build_app({"settings": settings.model_dump(mode="json")}),
+    serve.run(serve_app.build_app({"settings": {**settings.model_dump(mode="json"),
+                                                "admin_key": settings.admin_key}}),
               name="lookalike", route_prefix="/")
     url = f"http://127.0.0.1:{settings.port}"
     with httpx.Client(base_url=url, timeout=60) as c:

@@ -288,7 +288,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="p4_store_"))
     overrides = {"hnsw_ef_construction": args.ef_construction} if args.ef_construction else {}
     settings = Settings(data_dir=workdir, lite_port=free_port(), port=free_port(),
-                        admin_key="bench", **overrides)
+                        admin_key="bench-admin-key-0123", **overrides)
     result: dict[str, Any] = {
         "queries": args.queries, "clusters": args.clusters, "noise": args.noise,
         "index": {"type": "HNSW", "M": settings.hnsw_m,

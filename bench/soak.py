@@ -32,7 +32,7 @@ except ImportError:  # not a project dependency; Ray vendors it and puts it on s
 from bench.p5_compare import RESULTS, ROOT, free_port, prepare_store, stop, wait_ready
 from bench.stress import LoadConfig, format_table, parse_mix, run_load
 
-ADMIN_KEY = "soak-admin-key"
+ADMIN_KEY = "soak-admin-key-0123"
 
 
 def ray_rss(root_pid: int) -> tuple[int, int]:

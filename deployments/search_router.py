@@ -36,7 +36,7 @@ class SearchRouter:
         await asyncio.to_thread(self.store.ensure_collection)
         self.service = SearchService(
             store=self.store, embed_image=self._embed_image, embed_text=self._embed_text,
-            media_dir=self.settings.media_dir,
+            media_dir=self.settings.media_dir, facets_ttl_s=self.settings.facets_ttl_s,
             model_version=f"{image_info['version']}|{text_info['version']}")
 
     async def _embed_image(self, image: Any) -> Any:

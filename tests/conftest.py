@@ -37,7 +37,7 @@ def lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteServer
 def settings(lite_server: LiteServer, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:60]
     return Settings(data_dir=lite_server.data_dir, lite_port=lite_server.port, collection=name,
-                    port=free_port(), admin_key="test-admin-key")
+                    port=free_port(), admin_key="test-admin-key-0123")
 
 
 @pytest.fixture(scope="session")

@@ -504,13 +504,23 @@ class MilvusStore:
 
     def facets(self) -> dict[str, dict[str, int]]:
         counts: dict[str, Counter[str]] = {"category": Counter(), "color": Counter(), "size": Counter()}
-        prices: list[float] = []
+        lo, hi = float("inf"), float("-inf")  # a running range: no list of every price
         for row in self._iter_rows(["category", "color", "size", "price"]):
             for name, counter in counts.items():
                 if row.get(name):
                     counter[row[name]] += 1
             if row.get("price") is not None and row["price"] >= 0:
-                prices.append(float(row["price"]))
+                lo, hi = min(lo, float(row["price"])), max(hi, float(row["price"]))
         out: dict[str, Any] = {k: dict(c.most_common()) for k, c in counts.items()}
-        out["price"] = {"min": round(min(prices), 2), "max": round(max(prices), 2)} if prices else {}
+        out["price"] = {"min": round(lo, 2), "max": round(hi, 2)} if lo <= hi else {}
         return out
+
+    def referenced_images(self, refs: Sequence[str]) -> set[str]:
+        """Those of `refs` that some stored product still lists among its images.
+
+        Media files are content-addressed, so several products may share one; a file is
+        only deleted once this says nobody references it. One query per ref that stops at
+        the first match (limit 1); callers ask about one product's images at a time.
+        """
+        return {ref for ref in dict.fromkeys(refs)
+                if self._query(f"json_contains(images, {_literal(ref)})", ["product_id"], limit=1)}

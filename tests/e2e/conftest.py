@@ -18,7 +18,7 @@ from lookalike.store import MilvusStore
 from lookalike.store.lite_server import LiteServer
 from tests.conftest import free_port
 
-ADMIN_KEY = "e2e-admin-key"
+ADMIN_KEY = "e2e-admin-key-0123"
 N_PRODUCTS = 60
 
 
@@ -49,7 +49,8 @@ def app_url(app_settings: Settings, catalogue: tuple[Path, list[Product]], ray_l
     store.upsert(embed_products(catalogue[1], image_embedder=ie, text_embedder=te))
     store.close()
     serve.start(http_options={"host": "127.0.0.1", "port": app_settings.port})
-    serve.run(serve_app.build_app({"settings": app_settings.model_dump(mode="json")}),
+    serve.run(serve_app.build_app({"settings": {**app_settings.model_dump(mode="json"),
+                                                "admin_key": app_settings.admin_key}}),
               name="lookalike", route_prefix="/")
     yield f"http://127.0.0.1:{app_settings.port}"
     serve.shutdown()

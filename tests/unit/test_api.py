@@ -38,9 +38,13 @@ async def embed(_: object) -> np.ndarray:
     return np.ones(4, dtype=np.float32)
 
 
-def make_client(store: object, tmp_path: Path, records: list | None = None) -> TestClient:
+ADMIN_KEY = "unit-test-admin-key"
+
+
+def make_client(store: object, tmp_path: Path, records: list | None = None,
+                settings: Settings | None = None) -> TestClient:
     service = SearchService(store=store, embed_image=embed, embed_text=embed, media_dir=tmp_path)
-    settings = Settings(data_dir=tmp_path, admin_key="k")
+    settings = settings or Settings(data_dir=tmp_path, admin_key=ADMIN_KEY)
     return TestClient(create_api(service, settings, observer=records.append if records is not None else None),
                       raise_server_exceptions=False)
 
@@ -93,3 +97,24 @@ def test_docs_need_no_cdn(tmp_path: Path) -> None:
     page = client.get("/docs").text
     assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
     assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+@pytest.mark.parametrize("auth", ["Bearer ", "Bearer", "Bearer  ", f"Basic {ADMIN_KEY}",
+                                  f"Bearer {ADMIN_KEY}x"])
+def test_writes_refuse_an_empty_or_wrong_token(tmp_path: Path, auth: str) -> None:
+    client = make_client(DownStore(), tmp_path)
+    put = client.put("/v1/products/p1", headers={"Authorization": auth}, data={"metadata": "{}"},
+                     files={"image": ("a.jpg", jpeg(), "image/jpeg")})
+    assert put.status_code == 401 and put.json()["error"]["code"] == "unauthorized"
+    assert client.delete("/v1/products/p1", headers={"Authorization": auth}).status_code == 401
+    # The right key gets past the check (to the store, which is down here).
+    ok = client.delete("/v1/products/p1", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert ok.status_code == 503
+
+
+def test_an_empty_key_file_never_opens_writes(tmp_path: Path) -> None:
+    # An empty admin.key used to give the key "" and let `Authorization: Bearer ` write.
+    (tmp_path / "admin.key").write_text("")
+    # Now the app refuses to start instead.
+    with pytest.raises(ValueError, match="is empty"):
+        make_client(DownStore(), tmp_path, settings=Settings(data_dir=tmp_path))

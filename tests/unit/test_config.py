@@ -1,18 +1,23 @@
+import json
+import logging
+import multiprocessing
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from lookalike.config import Settings
+
+KEY = "a-long-enough-admin-key"
 
 
 def test_env_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LOOKALIKE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("LOOKALIKE_PORT", "8123")
     monkeypatch.setenv("LOOKALIKE_MILVUS_URI", "http://milvus:19530")
-    monkeypatch.setenv("LOOKALIKE_ADMIN_KEY", "s3cret")
+    monkeypatch.setenv("LOOKALIKE_ADMIN_KEY", KEY)
     s = Settings()
-    assert (s.data_dir, s.port, s.admin_key) == (tmp_path, 8123, "s3cret")
+    assert (s.data_dir, s.port, s.admin_key.get_secret_value()) == (tmp_path, 8123, KEY)
     assert not s.embedded and s.resolved_milvus_uri == "http://milvus:19530"
 
 
@@ -26,5 +31,59 @@ def test_bad_values_fail_fast(bad: dict) -> None:
 def test_generated_admin_key_is_stable_and_private(tmp_path: Path) -> None:
     a = Settings(data_dir=tmp_path).resolved_admin_key()
     b = Settings(data_dir=tmp_path).resolved_admin_key()
-    assert a == b and len(a) >= 24
-    assert (tmp_path / "admin.key").stat().st_mode & 0o077 == 0
+    assert isinstance(a, SecretStr) and a == b and len(a.get_secret_value()) >= 24
+    assert (tmp_path / "admin.key").stat().st_mode & 0o777 == 0o600
+
+
+def _resolve_key(data_dir: Path, barrier, out) -> None:  # noqa: ANN001 - multiprocessing proxies
+    barrier.wait()
+    try:
+        out.put(Settings(data_dir=data_dir).resolved_admin_key().get_secret_value())
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as a failure
+        out.put(f"error: {exc!r}")
+
+
+def test_processes_racing_to_create_the_key_all_get_one_key(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    n = 8
+    barrier, out = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_resolve_key, args=(tmp_path, barrier, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    keys = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert len(set(keys)) == 1, keys
+    assert len(keys[0]) >= 16 and not keys[0].startswith("error")
+    assert (tmp_path / "admin.key").read_text().strip() == keys[0]
+    assert (tmp_path / "admin.key").stat().st_mode & 0o777 == 0o600
+    assert list(tmp_path.iterdir()) == [tmp_path / "admin.key"]  # no temp files left behind
+
+
+@pytest.mark.parametrize("content", ["", "  \n", "short-key"])
+def test_an_empty_or_short_key_file_is_refused(tmp_path: Path, content: str) -> None:
+    (tmp_path / "admin.key").write_text(content)
+    with pytest.raises(ValueError, match="admin key file"):
+        Settings(data_dir=tmp_path).resolved_admin_key()
+
+
+def test_a_short_configured_key_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ValidationError, match="at least 16") as err:
+        Settings(admin_key="test-admin-key")  # 14 characters
+    assert "test-admin-key" not in str(err.value)
+    with pytest.raises(ValidationError, match="mask"):  # a dumped secret passed on by mistake
+        Settings(**Settings(admin_key=KEY).model_dump(mode="json"))
+
+
+def test_the_key_never_shows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    configured = Settings(data_dir=tmp_path, admin_key=KEY)
+    generated = Settings(data_dir=tmp_path)
+    secret = generated.resolved_admin_key()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("lookalike.test").info("settings %s %r %s", configured, configured, secret)
+    shown = [repr(configured), str(configured), str(configured.model_dump()),
+             json.dumps(configured.model_dump(mode="json")), configured.model_dump_json(),
+             repr(secret), str(secret), caplog.text]
+    for text in shown:
+        assert KEY not in text and secret.get_secret_value() not in text
+    assert configured.admin_key.get_secret_value() == KEY

@@ -1,0 +1,162 @@
+"""SearchService writes against a real milvus-lite server with the packaged embedders
+in-process: uploaded media follows the stored products, and facets stay current."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.catalog import Product
+from lookalike.config import Settings
+from lookalike.embedding import ImageEmbedder, TextEmbedder
+from lookalike.search import SearchService
+from lookalike.store import MilvusStore, StoredProduct
+from lookalike.store.base import StoreError
+
+
+@pytest.fixture(scope="module")
+def embedders() -> tuple[ImageEmbedder, TextEmbedder]:
+    return ImageEmbedder(), TextEmbedder()
+
+
+@pytest.fixture
+def store(settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder]) -> Iterator[MilvusStore]:
+    ie, te = embedders
+    s = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
+    s.ensure_collection()
+    yield s
+    s.drop()
+    s.close()
+
+
+def make_service(store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder],
+                 media_dir: Path, **kwargs: object) -> SearchService:
+    ie, te = embedders
+
+    async def embed_image(img: Image.Image) -> np.ndarray:
+        return ie.embed([img])[0]
+
+    async def embed_text(text: str) -> np.ndarray:
+        return te.embed([text])[0]
+
+    return SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
+                         media_dir=media_dir, **kwargs)
+
+
+@pytest.fixture
+def service(store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder],
+            tmp_path: Path) -> SearchService:
+    return make_service(store, embedders, tmp_path / "media")
+
+
+def photo(rgb: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+RED, GREEN, BLUE = photo((200, 0, 0)), photo((0, 200, 0)), photo((0, 0, 200))
+
+
+def media_files(service: SearchService) -> set[str]:
+    return {p.name for p in service.media_dir.glob("*.png")}
+
+
+def name(service: SearchService, data: bytes) -> str:
+    return Path(service.media.ref_for(data)).name
+
+
+def test_replaced_and_deleted_products_lose_media_no_one_else_lists(service: SearchService) -> None:
+    red, green, blue = (name(service, d) for d in (RED, GREEN, BLUE))
+    asyncio.run(service.upsert(Product("a", title="red and green"), [RED, GREEN]))
+    asyncio.run(service.upsert(Product("b", title="red too"), [RED]))
+    assert media_files(service) == {red, green}
+    # a now shows blue only: green goes, red stays (b lists it).
+    asyncio.run(service.upsert(Product("a", title="blue"), [BLUE]))
+    assert media_files(service) == {red, blue}
+    asyncio.run(service.delete("b"))
+    assert media_files(service) == {blue}
+    asyncio.run(service.upsert(Product("a", title="blue again"), [BLUE]))  # unchanged image
+    assert media_files(service) == {blue}
+    asyncio.run(service.delete("a"))
+    assert media_files(service) == set()
+
+
+def test_deleting_a_catalogue_product_keeps_its_images(service: SearchService, store: MilvusStore,
+                                                       tmp_path: Path) -> None:
+    image = tmp_path / "catalogue" / "img.png"
+    image.parent.mkdir()
+    image.write_bytes(RED)
+    vectors = np.ones((1, store.image_dim), np.float32), np.ones(store.text_dim, np.float32)
+    store.upsert([StoredProduct(Product("cat-1", images=(str(image),)), *vectors)])
+    asyncio.run(service.delete("cat-1"))
+    assert image.read_bytes() == RED and not store.get(["cat-1"])
+
+
+def test_a_failed_store_write_leaves_no_files(service: SearchService, store: MilvusStore) -> None:
+    too_long = Product("big", title="x" * 20_000)  # over the schema's VARCHAR limit: Milvus refuses it
+    with pytest.raises(StoreError):
+        asyncio.run(service.upsert(too_long, [RED, GREEN]))
+    assert not store.get(["big"])
+    assert media_files(service) == set()
+
+
+class ScanCountingStore:
+    """The real store, counting its facet scans."""
+
+    def __init__(self, store: MilvusStore) -> None:
+        self.store, self.scans = store, 0
+
+    def facets(self) -> dict:
+        self.scans += 1
+        return self.store.facets()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+def test_facets_follow_puts_and_deletes_without_rescanning_per_call(
+        store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder], tmp_path: Path) -> None:
+    counting = ScanCountingStore(store)
+    # A TTL far beyond the test: only this service's writes can refresh the facets.
+    service = make_service(counting, embedders, tmp_path / "media", facets_ttl_s=3600)
+    asyncio.run(service.upsert(Product("a", category="dress", color="red", price=10.0), [RED]))
+    first = asyncio.run(service.facets())
+    assert first["color"] == {"red": 1} and first["price"] == {"min": 10.0, "max": 10.0}
+    for _ in range(5):
+        assert asyncio.run(service.facets()) == first
+    assert counting.scans == 1
+
+    asyncio.run(service.upsert(Product("b", category="coat", color="teal", price=99.5), [GREEN]))
+    after_put = asyncio.run(service.facets())
+    assert after_put["color"] == {"red": 1, "teal": 1}
+    assert after_put["category"] == {"dress": 1, "coat": 1}
+    assert after_put["price"] == {"min": 10.0, "max": 99.5}
+
+    asyncio.run(service.upsert(Product("a", category="dress", color="blue", price=12.0), [RED]))
+    assert asyncio.run(service.facets())["color"] == {"blue": 1, "teal": 1}
+
+    asyncio.run(service.delete("b"))
+    after_delete = asyncio.run(service.facets())
+    assert after_delete["color"] == {"blue": 1} and after_delete["price"] == {"min": 12.0, "max": 12.0}
+    assert asyncio.run(service.facets()) == after_delete
+    assert counting.scans == 4  # one per write, none per call
+
+
+def test_writes_that_bypass_the_service_show_after_the_ttl(
+        store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder], tmp_path: Path) -> None:
+    # Another router replica or the ingest job writes straight to the store. (The TTL's
+    # boundaries are tested with a hand-driven clock in tests/unit/test_facets.py.)
+    service = make_service(store, embedders, tmp_path / "media", facets_ttl_s=0.2)
+    assert asyncio.run(service.facets())["color"] == {}
+    vectors = np.ones((1, store.image_dim), np.float32), np.ones(store.text_dim, np.float32)
+    store.upsert([StoredProduct(Product("x", color="ochre", images=("/x.png",)), *vectors)])
+    time.sleep(0.3)
+    assert asyncio.run(service.facets())["color"] == {"ochre": 1}
