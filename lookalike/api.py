@@ -67,6 +67,17 @@ def _mount_offline_docs(app: FastAPI) -> None:
 
 RequestObserver = Callable[[dict[str, Any]], None]
 
+API_DESCRIPTION = """Similar-product search API.
+
+**What `score` means** depends on the query kind; never compare scores across kinds:
+
+* text only, image only: the raw cosine similarity (-1..1) between the query and the product's
+  text vector, or its best-matching photo;
+* text + image, and `similar` (every stored photo of the product plus its text): the fused score
+  `w * (1 + image cosine) / 2 + (1 - w) * (1 + text cosine) / 2` (0..1), with `w` the
+  `image_weight` (0.7 for `similar`), computed exactly for each product.
+"""
+
 
 def create_api(service: SearchService, settings: Settings, *,
                readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None,
@@ -76,7 +87,7 @@ def create_api(service: SearchService, settings: Settings, *,
     `echo_request_id=False` where a proxy in front already answers with X-Request-ID (Ray
     Serve does, with the same id it puts into the request), so clients never get it twice.
     """
-    app = FastAPI(title="lookalike", version="1", description="Similar-product search API",
+    app = FastAPI(title="lookalike", version="1", description=API_DESCRIPTION,
                   docs_url=None, redoc_url=None)
     _mount_offline_docs(app)
     # Resolved once, at start-up: a missing, empty or short key fails here, not at a write.
