@@ -147,8 +147,8 @@ def create_api(service: SearchService, settings: Settings, *,
     def require_admin(request: Request) -> None:
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or not hmac.compare_digest(token.encode(), admin_key):
+        token = token.strip().encode()
+        if scheme.lower() != "bearer" or not token or not hmac.compare_digest(token, admin_key):
             raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <admin key>' is required")
 
     async def read_upload(upload: UploadFile) -> bytes:

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as f:
                 f.write(key)
         if len(key) < MIN_ADMIN_KEY_LEN:
-            what = "is empty" if not key else f"holds a key shorter than {MIN_ADMIN_KEY_LEN} characters"
+            what = "is empty" if not key else f"holds fewer than {MIN_ADMIN_KEY_LEN} characters"
             raise ValueError(f"admin key file {path} {what}: write a longer key into it, or delete "
                              "it to have one generated")
         return SecretStr(key)

@@ -20,7 +20,7 @@ from pathlib import Path
 from lookalike.images import CONTENT_TYPES, sniff_content_type
 
 EXTENSIONS = {ctype: fmt.lower() for fmt, ctype in CONTENT_TYPES.items()}
-NAME = re.compile(r"[0-9a-f]{64}\.(?:%s)" % "|".join(EXTENSIONS.values()))
+NAME = re.compile(r"[0-9a-f]{64}\.(?:" + "|".join(EXTENSIONS.values()) + ")")
 LOCK_NAME = ".lock"
 
 

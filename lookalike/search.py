@@ -140,7 +140,8 @@ class SearchService:
         digests = tuple(Path(r).stem for r in refs)
         item = StoredProduct(product, np.stack(vectors[1:]), vectors[0],
                              product.content_hash(digests), self.model_version)
-        old = (await asyncio.to_thread(self.store.get, [product.product_id])).get(product.product_id)
+        pid = product.product_id
+        old = (await asyncio.to_thread(self.store.get, [pid])).get(pid)
         await asyncio.to_thread(self.store.upsert, [item])
         self._facets.invalidate()
         # Files only after the product is stored: a failed write leaves no orphan files.
@@ -162,7 +163,8 @@ class SearchService:
         """Remove uploaded files no stored product lists any more (the write has succeeded,
         so a failure here leaves an orphan file and a log line, not a failed request)."""
         try:
-            await asyncio.to_thread(self.media.remove_unreferenced, refs, self.store.referenced_images)
+            await asyncio.to_thread(self.media.remove_unreferenced, refs,
+                                    self.store.referenced_images)
         except (StoreError, OSError) as exc:
             log.warning("media clean-up failed, files may be left over: %s", exc)
 

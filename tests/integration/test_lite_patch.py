@@ -241,7 +241,8 @@ def test_search_params_reach_the_server_side_index(tmp_path: Path) -> None:
                 ("IVF_FLAT", dict(ivf_nlist=8, ivf_nprobe=3), lambda ix: ix.nprobe == 3)):
             name = f"t_search_{index_type.lower()}"
             settings = Settings(milvus_uri=f"http://127.0.0.1:{port}", collection=name,
-                                data_dir=tmp_path, admin_key="lite-patch-admin-key", index_type=index_type, **knobs)
+                                data_dir=tmp_path, admin_key="lite-patch-admin-key",
+                                index_type=index_type, **knobs)
             store = MilvusStore.from_settings(settings, image_dim=32, text_dim=8)
             store.ensure_collection()
             items = products(40, rng, 32, 8)

@@ -27,7 +27,8 @@ def embedders() -> tuple[ImageEmbedder, TextEmbedder]:
 
 
 @pytest.fixture
-def store(settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder]) -> Iterator[MilvusStore]:
+def store(settings: Settings,
+          embedders: tuple[ImageEmbedder, TextEmbedder]) -> Iterator[MilvusStore]:
     ie, te = embedders
     s = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
     s.ensure_collection()
@@ -101,7 +102,7 @@ def test_deleting_a_catalogue_product_keeps_its_images(service: SearchService, s
 
 
 def test_a_failed_store_write_leaves_no_files(service: SearchService, store: MilvusStore) -> None:
-    too_long = Product("big", title="x" * 20_000)  # over the schema's VARCHAR limit: Milvus refuses it
+    too_long = Product("big", title="x" * 20_000)  # over the VARCHAR limit: Milvus refuses it
     with pytest.raises(StoreError):
         asyncio.run(service.upsert(too_long, [RED, GREEN]))
     assert not store.get(["big"])
@@ -145,7 +146,8 @@ def test_facets_follow_puts_and_deletes_without_rescanning_per_call(
 
     asyncio.run(service.delete("b"))
     after_delete = asyncio.run(service.facets())
-    assert after_delete["color"] == {"blue": 1} and after_delete["price"] == {"min": 12.0, "max": 12.0}
+    assert after_delete["color"] == {"blue": 1}
+    assert after_delete["price"] == {"min": 12.0, "max": 12.0}
     assert asyncio.run(service.facets()) == after_delete
     assert counting.scans == 4  # one per write, none per call
 

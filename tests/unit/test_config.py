@@ -35,7 +35,7 @@ def test_generated_admin_key_is_stable_and_private(tmp_path: Path) -> None:
     assert (tmp_path / "admin.key").stat().st_mode & 0o777 == 0o600
 
 
-def _resolve_key(data_dir: Path, barrier, out) -> None:  # noqa: ANN001 - multiprocessing proxies
+def _resolve_key(data_dir: Path, barrier, out) -> None:
     barrier.wait()
     try:
         out.put(Settings(data_dir=data_dir).resolved_admin_key().get_secret_value())

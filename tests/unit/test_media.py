@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import queue
 import threading
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def test_the_reference_is_known_before_the_file_and_names_the_content(tmp_path: 
     assert Path(ref).read_bytes() == data and media.owns(ref)
 
 
-def _save_in_process(root: Path, data: bytes, barrier, out) -> None:  # noqa: ANN001
+def _save_in(root: Path, data: bytes, barrier, out) -> None:
     barrier.wait()
     try:
         out.put(MediaDir(root).save(data))
@@ -44,24 +45,18 @@ def test_concurrent_uploads_of_one_photo_do_not_collide(tmp_path: Path, workers:
     for seed in range(3):  # a few rounds: each starts with the file absent
         data = png(seed)
         if workers == "threads":
-            barrier, results = threading.Barrier(n), []
-
-            def upload() -> None:
-                barrier.wait()
-                try:
-                    results.append(MediaDir(root).save(data))
-                except Exception as exc:  # noqa: BLE001
-                    results.append(f"error: {exc!r}")
-
-            threads = [threading.Thread(target=upload) for _ in range(n)]
+            barrier, out = threading.Barrier(n), queue.Queue()
+            threads = [threading.Thread(target=_save_in, args=(root, data, barrier, out))
+                       for _ in range(n)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join(60)
+            results = [out.get(timeout=60) for _ in threads]
         else:
             ctx = multiprocessing.get_context("fork")
             barrier, out = ctx.Barrier(n), ctx.Queue()
-            procs = [ctx.Process(target=_save_in_process, args=(root, data, barrier, out)) for _ in range(n)]
+            procs = [ctx.Process(target=_save_in, args=(root, data, barrier, out)) for _ in range(n)]
             for p in procs:
                 p.start()
             results = [out.get(timeout=60) for _ in procs]
