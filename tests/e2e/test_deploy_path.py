@@ -73,6 +73,8 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
 def env(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             "RAY_ADDRESS": "local", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+            # Ray's node (GCS, raylet, object manager) on 127.0.0.1 rather than the LAN address.
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "RAY_USAGE_STATS_ENABLED": "0",
             "LOOKALIKE_DATA_DIR": str(tmp_path_factory.mktemp("deploy_data")),
             "LOOKALIKE_LITE_PORT": str(lite_server.port), "LOOKALIKE_COLLECTION": COLLECTION,
