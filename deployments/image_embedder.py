@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 import numpy as np
-from PIL import Image
 import ray
+from PIL import Image
 from ray import serve
 
 from deployments.device import check_device

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 export LOOKALIKE_DATA_DIR="${LOOKALIKE_DATA_DIR:-data}"
 export LOOKALIKE_PORT="${LOOKALIKE_PORT:-8000}"
+# The local Ray that `serve run` and the ingest job start: its node on 127.0.0.1, not the LAN
+# address (Ray's own switch; it names Windows/OSX but works on Linux too).
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="${RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER:-0}"
 PRODUCTS="${DEMO_PRODUCTS:-2000}"
 CATALOGUE="$LOOKALIKE_DATA_DIR/demo"
 

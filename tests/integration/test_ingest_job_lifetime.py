@@ -41,7 +41,8 @@ def run_job(tmp_path: Path, server: LiteServer) -> subprocess.CompletedProcess[s
     env = {**os.environ, "LOOKALIKE_DATA_DIR": str(server.data_dir),
            "LOOKALIKE_LITE_PORT": str(server.port), "LOOKALIKE_COLLECTION": "t_lifetime",
            "LOOKALIKE_PORT": str(free_port()), "HF_HUB_OFFLINE": "1",
-           "RAY_ADDRESS": "local"}  # a private Ray, whatever this test process is connected to
+           "RAY_ADDRESS": "local",  # a private Ray, whatever this test process is connected to
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # on loopback
     return subprocess.run([sys.executable, str(REPO / "ingest_job.py"), "--manifest", str(manifest),
                            "--num-cpus", "2"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
