@@ -6,6 +6,6 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY lookalike ./lookalike
 COPY deployments ./deployments
 COPY web ./web
-COPY serve_app.py ingest_job.py serve_config.yaml ./
+COPY serve_app.py ingest_job.py serve_config.yaml serve_config.gpu.yaml ./
 RUN pip install --no-cache-dir -c constraints.txt -e .
 ENV HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -72,7 +72,7 @@ def _debian_files(split: str, debian_dir: Path) -> tuple[Path, Path]:
             debian_dir / f"{prefix}-labels-idx1-ubyte.gz")
 
 
-def load_source(n: int, *, split: Split = "train", source: str | None = None,
+def load_source(n: int, *, split: Split = "train", source: Source | None = None,
                 debian_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first n (images uint8 (n,28,28), labels uint8 (n,)) of a Fashion-MNIST split."""
     if split not in SPLITS:
@@ -111,7 +111,7 @@ def _size_group(category: str) -> str:
 
 
 def build(out_dir: Path, n_products: int = 2000, *, seed: int = 7, second_image_share: float = 0.25,
-          image_format: str = "jpg", source: str | None = None) -> Path:
+          image_format: str = "jpg", source: Source | None = None) -> Path:
     """Write images and manifest.jsonl under out_dir; return the manifest path."""
     out_dir = Path(out_dir)
     images, labels = load_source(n_products, source=source)
