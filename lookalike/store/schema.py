@@ -46,7 +46,8 @@ def build_schema(*, image_dim: int, text_dim: int, partition_key: bool = True) -
     schema.add_field("category", DataType.VARCHAR, max_length=SHORT_MAX, is_partition_key=partition_key)
     schema.add_field("color", DataType.VARCHAR, max_length=SHORT_MAX)
     schema.add_field("size", DataType.VARCHAR, max_length=SHORT_MAX)
-    schema.add_field("price", DataType.FLOAT)
+    # DOUBLE, not FLOAT: a float32 price (40.83 -> 40.8300018) fails `price <= 40.83`.
+    schema.add_field("price", DataType.DOUBLE)
     schema.add_field("images", DataType.JSON)
     schema.add_field("attributes", DataType.JSON)
     schema.add_field("content_hash", DataType.VARCHAR, max_length=64)

@@ -108,6 +108,17 @@ def test_filters_are_honoured_by_every_result(store: MilvusStore, filters: Filte
             assert filters.max_price is None or p.price <= filters.max_price
 
 
+def test_price_bounds_are_inclusive_to_the_cent(store: MilvusStore) -> None:
+    rng = np.random.default_rng(9)
+    prices = [40.83, 40.84, 19.99, 20.0]
+    store.upsert([StoredProduct(Product(f"c{i}", title="t", price=price, images=("/i.jpg",)),
+                                unit(rng, 1, IMG), unit(rng, TXT), "h", "v")
+                  for i, price in enumerate(prices)])
+    hits = store.search(text_vector=unit(rng, TXT), top_k=10,
+                        filters=Filters(min_price=20.0, max_price=40.83))
+    assert sorted(h.product.price for h in hits) == [20.0, 40.83]
+
+
 def test_top10_matches_exact_cosine_search(store: MilvusStore) -> None:
     rng = np.random.default_rng(1)
     n = 2000
