@@ -41,11 +41,8 @@ def open_store(settings: Settings) -> MilvusStore:
 
 
 @pytest.fixture
-def store(settings: Settings) -> MilvusStore:
-    s = open_store(settings)
-    yield s
-    s.drop()
-    s.close()
+def store(store_factory) -> MilvusStore:
+    return store_factory(IMG, TXT)
 
 
 def test_upsert_get_count_and_one_result_per_product(store: MilvusStore) -> None:

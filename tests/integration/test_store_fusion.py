@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from lookalike.catalog import Product
-from lookalike.config import Settings
 from lookalike.search import SearchService
 from lookalike.store import Filters, MilvusStore, StoredProduct
 
@@ -33,14 +32,8 @@ def fused(image_cos: float, text_cos: float, w: float = W) -> float:
 
 
 @pytest.fixture
-def store(settings: Settings) -> MilvusStore:
-    # FLAT: exact search, so every expected score below is exact too.
-    s = MilvusStore.from_settings(settings.model_copy(update={"index_type": "FLAT"}),
-                                  image_dim=IMG, text_dim=TXT)
-    s.ensure_collection()
-    yield s
-    s.drop()
-    s.close()
+def store(store_factory) -> MilvusStore:
+    return store_factory(IMG, TXT, index_type="FLAT")  # exact search: exact expected scores
 
 
 def item(pid: str, photos: np.ndarray, text: np.ndarray, color: str = "red") -> StoredProduct:

@@ -7,17 +7,13 @@ import numpy as np
 import pytest
 
 from lookalike.catalog import Product
-from lookalike.config import Settings
 from lookalike.store import MilvusStore, StoredProduct
-from tests.integration.test_store import IMG, TXT, open_store, unit
+from tests.integration.test_store import IMG, TXT, unit
 
 
 @pytest.fixture
-def store(settings: Settings) -> MilvusStore:
-    s = open_store(settings)
-    yield s
-    s.drop()
-    s.close()
+def store(store_factory) -> MilvusStore:
+    return store_factory(IMG, TXT)
 
 
 def item(pid: str, images: tuple[str, ...], price: float | None = None) -> StoredProduct:

@@ -64,16 +64,13 @@ def open_store(settings: Settings) -> MilvusStore:
 
 
 @pytest.fixture
-def store(settings: Settings) -> MilvusStore:
-    s = open_store(settings)
-    yield s
-    s.drop()
-    s.close()
+def store(store_factory) -> MilvusStore:
+    return store_factory(IMG, TXT)
 
 
 def run_writer(settings: Settings, name: str, *, rounds: int = 1, crash: bool = False) -> subprocess.Popen:
-    args = {"settings": settings.model_dump(mode="json"), "name": name, "rounds": rounds,
-            "crash": crash}
+    args = {"settings": settings.model_dump(mode="json", exclude={"admin_key"}), "name": name,
+            "rounds": rounds, "crash": crash}
     return subprocess.Popen([sys.executable, "-c", WRITER, json.dumps(args), str(REPO)], cwd=REPO)
 
 
@@ -115,12 +112,12 @@ def test_a_writer_killed_between_insert_and_cleanup_leaves_one_whole_product(
 
 def test_resume_lookup_distrusts_an_interrupted_write(store: MilvusStore, settings: Settings) -> None:
     store.upsert([variant("A")])
-    assert store_lookup(store, API_SOURCE)(["p"]) == {"p": ("h-A", "v")}
+    assert store_lookup(store, API_SOURCE)(["p"]) == {"p": ("h-A", "v", variant("A").product.images)}
     assert run_writer(settings, "B", crash=True).wait(timeout=120) == -9
     assert store_lookup(store, API_SOURCE)(["p"]) == {}  # re-embed and rewrite it whole
     assert store_lookup(store, "catalog:other")(["p"]) == {}  # another source's product
     store.repair(["p"])
-    assert store_lookup(store, API_SOURCE)(["p"]) == {"p": ("h-B", "v")}
+    assert store_lookup(store, API_SOURCE)(["p"]) == {"p": ("h-B", "v", variant("B").product.images)}
 
 
 def test_concurrent_writes_from_two_processes_never_mix(store: MilvusStore, settings: Settings) -> None:
