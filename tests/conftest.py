@@ -12,6 +12,9 @@ import pytest
 # Never wait on an unreachable hub in tests: every model here loads from local files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every Ray the tests start (in-process or in subprocesses, which inherit this) binds to
+# loopback: on Linux, 0 keeps the node on 127.0.0.1 instead of the machine's LAN address.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from lookalike.config import Settings  # noqa: E402
 from lookalike.store.lite_server import LiteServer  # noqa: E402
