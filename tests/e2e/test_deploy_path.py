@@ -78,7 +78,7 @@ def env(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFactory) -> di
             "RAY_USAGE_STATS_ENABLED": "0",
             "LOOKALIKE_DATA_DIR": str(tmp_path_factory.mktemp("deploy_data")),
             "LOOKALIKE_LITE_PORT": str(lite_server.port), "LOOKALIKE_COLLECTION": COLLECTION,
-            "LOOKALIKE_ADMIN_KEY": "deploy-path-key", "LOOKALIKE_DEMO_SOURCE": "vendored"}
+            "LOOKALIKE_ADMIN_KEY": "deploy-path-admin-key", "LOOKALIKE_DEMO_SOURCE": "vendored"}
 
 
 @pytest.fixture(scope="module")
