@@ -75,7 +75,8 @@ API_DESCRIPTION = """Similar-product search API.
   text vector, or its best-matching photo;
 * text + image, and `similar` (every stored photo of the product plus its text): the fused score
   `w * (1 + image cosine) / 2 + (1 - w) * (1 + text cosine) / 2` (0..1), with `w` the
-  `image_weight` (0.7 for `similar`), computed exactly for each product.
+  `image_weight` (0.7 for `similar`), computed exactly for each product among each
+  modality's best 3 x top_k (at least 30) products.
 """
 
 

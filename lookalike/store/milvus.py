@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ CONSISTENCY = "Strong"
 WRITE_BATCH_ROWS = 1000
 ID_CHUNK = 1000  # product ids per `in [...]` filter
 STALE_RETRIES = 3  # searches re-run at most this often to drop older versions they met
+KEY_FIELDS = ["product_id", "image_index", "write_version"]
 
 _version_lock = threading.Lock()
 _last_version = 0
@@ -98,6 +100,16 @@ def _older_than(cutoffs: dict[str, int]) -> str:
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """A search winner before its fields are read."""
+
+    product_id: str
+    score: float
+    image_index: int
+    version: int
 
 
 def _product_from_row(row: dict[str, Any]) -> Product:
@@ -324,8 +336,8 @@ class MilvusStore:
         Several `image_vectors` (a product's photos, for "similar") search at once: each
         product scores by its best match over them. Scores: with one modality, the raw cosine;
         with an image and a text vector, w * (1 + image cosine) / 2 + (1 - w) * (1 + text
-        cosine) / 2, exact per product (fusion.py). The two scales differ: never compare a
-        hybrid score with a single-modality one.
+        cosine) / 2, exact per product over each modality's candidates (fusion.py). The two
+        scales differ: never compare a hybrid score with a single-modality one.
         """
         queries = [np.asarray(v, np.float32).tolist() for v in image_vectors]
         if image_vector is not None:
@@ -337,34 +349,38 @@ class MilvusStore:
         for _ in range(STALE_RETRIES):
             expr = " and ".join(f"({e})" for e in (base, older and f"not ({_older_than(older)})")
                                 if e)
-            hits = self._search_once(queries, text_vector, image_weight, expr, top_k)
-            stale = self._stale(hits)
+            scored = self._score(queries, text_vector, float(image_weight), expr, top_k)
+            # One read for the winners' fields, which is also the newest-version check.
+            rows = self._newest_rows([s.product_id for s in scored])
+            stale = {s.product_id: int(rows[s.product_id]["write_version"]) for s in scored
+                     if s.product_id in rows and int(rows[s.product_id]["write_version"]) > s.version}
             if not stale:
                 break
             # An interrupted or racing write left older rows that out-ranked the newest
             # version: search again without them, and finish that write's cleanup.
             older.update(stale)
             self.repair(list(stale))
-        return hits
+        return [Hit(_product_from_row(rows[s.product_id]), s.score, s.image_index, s.version)
+                for s in scored if s.product_id in rows]
 
-    def _search_once(self, queries: list[list[float]], text_vector: np.ndarray | None,
-                     image_weight: float, expr: str, top_k: int) -> list[Hit]:
+    def _score(self, queries: list[list[float]], text_vector: np.ndarray | None,
+               image_weight: float, expr: str, top_k: int) -> list[_Scored]:
         if queries and text_vector is not None:
             return self._hybrid(queries, np.asarray(text_vector, np.float32).tolist(),
-                                float(image_weight), expr, top_k)
+                                image_weight, expr, top_k)
         field, data = (("image_vector", queries) if queries
                        else ("text_vector", [np.asarray(text_vector, np.float32).tolist()]))
         best = self._grouped(field, data, expr, top_k)
-        hits = [Hit(_product_from_row(e), score, int(e.get("image_index") or 0),
-                    int(e.get("write_version") or 0)) for score, e in best.values()]
-        return sorted(hits, key=lambda h: -h.score)[:top_k]
+        return sorted((_Scored(pid, score, int(row.get("image_index") or 0), int(row["write_version"]))
+                       for pid, (score, row) in best.items()), key=lambda s: -s.score)[:top_k]
 
     def _grouped(self, field: str, data: list[list[float]], expr: str,
                  limit: int) -> dict[str, tuple[float, dict[str, Any]]]:
-        """{product_id: (best cosine, its row)} over one or several query vectors."""
+        """{product_id: (best cosine, its row's key fields)} over one or several query vectors.
+        Only key fields: candidates are many, and only the winners' fields are read."""
         try:
             res = self.client.search(self.collection, data=data, anns_field=field, filter=expr,
-                                     limit=limit, output_fields=PRODUCT_FIELDS,
+                                     limit=limit, output_fields=KEY_FIELDS,
                                      group_by_field="product_id", search_params=self._search_params,
                                      consistency_level=CONSISTENCY)
         except MilvusException as exc:
@@ -379,73 +395,56 @@ class MilvusStore:
         return best
 
     def _hybrid(self, queries: list[list[float]], text: list[float], w: float, expr: str,
-                top_k: int) -> list[Hit]:
+                top_k: int) -> list[_Scored]:
         """Image + text, fused per product (lookalike/store/fusion.py says how and why)."""
         limit = fusion.candidate_limit(top_k)
-        while True:
+        for round_ in range(fusion.WIDEN_ROUNDS + 1):
             image = self._grouped("image_vector", queries, expr, limit)
             texts = self._grouped("text_vector", [text], expr, limit)
             floors = {name: (min(s for s, _ in got.values()) if len(got) >= limit else None)
                       for name, got in (("image", image), ("text", texts))}
-            image.update(self._image_cosines([p for p in texts if p not in image], queries, expr))
-            text_cos = {pid: s for pid, (s, _) in texts.items()}
-            text_cos.update(self._text_cosines([p for p in image if p not in texts], text, expr))
-            scores = fusion.fuse({p: s for p, (s, _) in image.items()}, text_cos, w)
+            image.update(self._complete("image_vector", queries,
+                                        [p for p in texts if p not in image], expr))
+            texts.update(self._complete("text_vector", [text],
+                                        [p for p in image if p not in texts], expr))
+            scores = fusion.fuse({p: s for p, (s, _) in image.items()},
+                                 {p: s for p, (s, _) in texts.items()}, w)
             ranked = sorted(scores, key=lambda p: -scores[p])[:top_k]
-            if limit >= fusion.MAX_CANDIDATES or fusion.complete(
+            if limit >= fusion.MAX_CANDIDATES or round_ == fusion.WIDEN_ROUNDS or fusion.complete(
                     [scores[p] for p in ranked], top_k, image_floor=floors["image"],
                     text_floor=floors["text"], image_weight=w):
                 break
-            limit = min(fusion.MAX_CANDIDATES, limit * 4)
-        # Image rows first: those _image_cosines completed hold only an image_index, and the
-        # text search's full rows of the same products must win over them.
-        rows = {pid: row for pid, (_, row) in image.items()}
-        rows.update({pid: row for pid, (_, row) in texts.items()})
-        return [Hit(_product_from_row(rows[p]), scores[p], int(image[p][1].get("image_index") or 0),
-                    int(rows[p].get("write_version") or 0)) for p in ranked]
+            limit = fusion.widened(limit)
+        return [_Scored(p, scores[p], int(image[p][1].get("image_index") or 0),
+                        min(int(image[p][1]["write_version"]), int(texts[p][1]["write_version"])))
+                for p in ranked]
 
-    def _image_cosines(self, pids: list[str], queries: list[list[float]],
-                       expr: str) -> dict[str, tuple[float, dict[str, Any]]]:
-        """Exact best image cosine of products the image search did not return."""
+    def _complete(self, field: str, data: list[list[float]], pids: list[str],
+                  expr: str) -> dict[str, tuple[float, dict[str, Any]]]:
+        """Exact best cosine on `field` of candidates the other modality found: computed from
+        their stored vectors (one read of that vector field)."""
         if not pids:
             return {}
         rows = self._query(" and ".join(f"({e})" for e in (_in("product_id", pids), expr) if e),
-                           ["product_id", "image_index", "write_version", "image_vector"])
-        newest: dict[str, int] = {}
+                           [*KEY_FIELDS, field])
+        q = np.asarray(data, np.float32)
+        found: dict[str, tuple[float, dict[str, Any]]] = {}
         for r in rows:
-            newest[r["product_id"]] = max(newest.get(r["product_id"], 0), int(r["write_version"]))
-        q = np.asarray(queries, np.float32)
-        out: dict[str, tuple[float, dict[str, Any]]] = {}
-        for r in rows:
-            if int(r["write_version"]) != newest[r["product_id"]]:
-                continue
-            score = float(np.max(q @ np.asarray(r["image_vector"], np.float32)))
-            if r["product_id"] not in out or score > out[r["product_id"]][0]:
-                out[r["product_id"]] = (score, {"image_index": r["image_index"]})
+            score = float(np.max(q @ np.asarray(r[field], np.float32)))
+            if r["product_id"] not in found or score > found[r["product_id"]][0]:
+                found[r["product_id"]] = (score, {k: r[k] for k in KEY_FIELDS})
+        return found
+
+    def _newest_rows(self, product_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """{product_id: its newest version's first row, with the product fields}."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(product_ids), ID_CHUNK):
+            for row in self._query(f"{_in('product_id', chunk)} and image_index == 0",
+                                   PRODUCT_FIELDS):
+                pid = row["product_id"]
+                if pid not in out or int(row["write_version"]) > int(out[pid]["write_version"]):
+                    out[pid] = row
         return out
-
-    def _text_cosines(self, pids: list[str], text: list[float], expr: str) -> dict[str, float]:
-        """Exact text cosine of products the text search did not return."""
-        if not pids:
-            return {}
-        rows = self._query(" and ".join(f"({e})" for e in (_in("product_id", pids), expr,
-                                                           "image_index == 0") if e),
-                           ["product_id", "write_version", "text_vector"])
-        q = np.asarray(text, np.float32)
-        out: dict[str, tuple[int, float]] = {}
-        for r in rows:
-            if r["product_id"] not in out or int(r["write_version"]) > out[r["product_id"]][0]:
-                out[r["product_id"]] = (int(r["write_version"]),
-                                        float(q @ np.asarray(r["text_vector"], np.float32)))
-        return {pid: cos for pid, (_, cos) in out.items()}
-
-    def _stale(self, hits: list[Hit]) -> dict[str, int]:
-        """{product_id: newest version} for hits that came from an older version."""
-        if not hits:
-            return {}
-        newest = {pid: max(vs) for pid, vs in self._versions([h.product.product_id for h in hits]).items()}
-        return {h.product.product_id: newest[h.product.product_id] for h in hits
-                if newest.get(h.product.product_id, h.write_version) > h.write_version}
 
     def _query(self, expr: str, fields: list[str], limit: int | None = None) -> list[dict[str, Any]]:
         try:

@@ -1,9 +1,9 @@
 """Hybrid fusion is per product, against the real milvus-lite server.
 
 A product has one row per photo and its text vector on every row. These tests pin down that a
-product's fused score always combines its best photo's image score with its text score, whatever
-row that photo is on, however many of its photos are close, and whatever a filter drops; and
-that `similar` queries with every stored photo of the product.
+product's fused score combines its best photo's image score with its text score, whatever row
+that photo is on, however many of its photos are close, and whatever a filter drops; and that
+`similar` queries with every stored photo of the product.
 """
 
 from __future__ import annotations
