@@ -6,10 +6,13 @@ nothing for the missing modality and its fused score comes out too low (seen her
 product whose true fused score was 0.69), and products with many photos crowd others out of a
 list altogether (with 19 matching products and lists of 30 rows, two of the true top 10 were
 missing from the results).
-The store therefore takes each modality's best products, completes every candidate's missing
-score exactly from its stored vectors, and widens the candidate lists until no product outside
-them could beat the k-th result (Fagin's threshold algorithm). Scores keep the WeightedRanker's
-scale, (1 + cosine) / 2 per modality, so a hybrid score means the same as before.
+The store therefore takes each modality's best products (grouped searches), and completes every
+candidate's missing score exactly from its stored vectors. `complete` tells whether a product
+outside both lists could still beat the k-th result (Fagin's threshold algorithm); the store may
+then widen the lists, at most WIDEN_ROUNDS times: a round costs two searches and two vector
+reads, and when text and photo disagree completely (random vectors, bench P6) the lists would
+grow towards the whole catalogue. Past that bound the result is approximate the way an ANN
+search is. Scores keep the WeightedRanker's scale, (1 + cosine) / 2 per modality.
 """
 
 from __future__ import annotations
