@@ -18,6 +18,8 @@ from lookalike.metrics import observe_batch
 @serve.deployment(
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=32,
+    # A full queue sheds (BackPressureError -> the router answers 503 "overloaded").
+    max_queued_requests=128,
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8},
     user_config={"max_batch_size": 16, "batch_wait_timeout_s": 0.002},
 )

@@ -37,6 +37,21 @@ class ImagePreprocessor:
         self.input_size: tuple[int, int, int] = data_cfg["input_size"]
         self.transform = timm.data.create_transform(**data_cfg, is_training=False)
 
+    @property
+    def short_side(self) -> int | None:
+        """The short side the transform's first step resizes to, if that step is a Resize."""
+        first = self.transform.transforms[0]
+        size = getattr(first, "size", None) if type(first).__name__ == "Resize" else None
+        if isinstance(size, (list, tuple)):
+            size = size[0] if len(size) == 1 else None
+        return int(size) if size else None
+
+    def shrink(self, img: Image.Image) -> Image.Image:
+        """The transform's first step (the resize) alone: the router sends embedders this small
+        image instead of the original. The embedder's own resize of it is then the identity
+        (PIL copies an image resized to its own size), so the vectors are unchanged."""
+        return self.transform.transforms[0](to_rgb(img)) if self.short_side else img
+
     def __call__(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
         out = np.empty((len(images), *self.input_size), dtype=np.float32)
         for i, img in enumerate(images):
