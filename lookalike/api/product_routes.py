@@ -129,7 +129,8 @@ async def put_product(request: Request, ctx: Ctx, product_id: ProductId) -> JSON
     more `image` files; searchable at once."""
     require_admin(request, ctx)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "multipart/form-data":
+    # A url-encoded form can carry metadata but no image: it gets the clearer missing_image.
+    if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
     try:
         form = await request.form(max_files=ctx.settings.max_images_per_product, max_fields=4,
