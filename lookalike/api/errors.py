@@ -80,7 +80,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_parameter", validation_message(exc))
+        first = exc.errors()[0] if exc.errors() else {}
+        missing_q = first.get("type") == "missing" and tuple(first.get("loc", ())) == ("query", "q")
+        return error_response(422, "missing_query" if missing_q else "invalid_parameter",
+                              validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -86,8 +86,8 @@ def search_response(outcome: SearchOutcome, started: float, request: Request,
 
 @router.get("/v1/search", response_model=SearchResponse, responses=responses(422, 503))
 async def search_get(request: Request, ctx: Ctx,
-                     q: Annotated[str | None, Query(max_length=limits.MAX_TEXT_CHARS,
-                                                    description="the search text")] = None,
+                     q: Annotated[str, Query(min_length=1, max_length=limits.MAX_TEXT_CHARS,
+                                             description="the search text")],
                      top_k: TopK = 10, category: Category = [], color: Color = [],
                      size: Size = [], min_price: MinPrice = None,
                      max_price: MaxPrice = None) -> dict[str, Any]:

@@ -243,5 +243,5 @@ def test_openapi_declares_bodies_limits_and_errors(client: TestClient) -> None:
     assert post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/SearchResponse")
     get_params = {p["name"]: p for p in spec["paths"]["/v1/search"]["get"]["parameters"]}
-    assert get_params["q"]["schema"]["anyOf"][0]["maxLength"] == limits.MAX_TEXT_CHARS
+    assert get_params["q"]["required"] and get_params["q"]["schema"]["maxLength"] == limits.MAX_TEXT_CHARS
     assert "HTTPValidationError" not in json.dumps(spec)
