@@ -405,8 +405,10 @@ class MilvusStore:
                     text_floor=floors["text"], image_weight=w):
                 break
             limit = min(fusion.MAX_CANDIDATES, limit * 4)
-        rows = {pid: row for pid, (_, row) in texts.items()}
-        rows.update({pid: row for pid, (_, row) in image.items()})
+        # Image rows first: those _image_cosines completed hold only an image_index, and the
+        # text search's full rows of the same products must win over them.
+        rows = {pid: row for pid, (_, row) in image.items()}
+        rows.update({pid: row for pid, (_, row) in texts.items()})
         return [Hit(_product_from_row(rows[p]), scores[p], int(image[p][1].get("image_index") or 0),
                     int(rows[p].get("write_version") or 0)) for p in ranked]
 

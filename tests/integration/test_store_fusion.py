@@ -145,3 +145,15 @@ def test_similar_queries_with_every_stored_photo(store: MilvusStore, tmp_path) -
         it = next(i for i in items if i.product.product_id == h.product.product_id)
         best = float(np.max(source.image_vectors @ it.image_vectors.T))
         assert h.score == pytest.approx(fused(best, float(it.text_vector @ text), 0.7), abs=1e-4)
+
+
+def test_a_product_found_only_by_its_text_comes_back_whole(store: MilvusStore) -> None:
+    # Its photo is the worst match, so only the text search finds it, and its image cosine is
+    # completed from the stored vectors. That completion used to overwrite the product's row
+    # (KeyError: 'product_id', a 500 for hybrid searches) whenever such a product ranked.
+    rng = np.random.default_rng(7)
+    q_img, q_txt = unit(rng.normal(size=IMG)), unit(rng.normal(size=TXT))
+    texty = item("texty", np.stack([-q_img]), q_txt)
+    store.upsert([texty, *random_catalogue(rng, 60)])
+    hits = store.search(image_vector=q_img, text_vector=q_txt, image_weight=0.1, top_k=3)
+    assert hits[0].product.product_id == "texty" and hits[0].product.title == "texty"
