@@ -44,7 +44,8 @@ class SearchRouter:
         self.text = text_embedder
         if self.settings.embedded:
             await asyncio.to_thread(LiteServer.from_settings(self.settings).ensure_running)
-        image_info, text_info = await asyncio.gather(self.image.info.remote(), self.text.info.remote())
+        image_info, text_info = await asyncio.gather(self.image.info.remote(),
+                                                     self.text.info.remote())
         self.store = MilvusStore.from_settings(self.settings, image_dim=image_info["dim"],
                                                text_dim=text_info["dim"])
         await asyncio.to_thread(self.store.ensure_collection)

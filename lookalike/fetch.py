@@ -145,7 +145,8 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+                          socket_options: Iterable[Any] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
         return await self._inner.connect_tcp(self._address, port, timeout=timeout,
                                              local_address=local_address,
                                              socket_options=socket_options)

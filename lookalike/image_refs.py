@@ -35,7 +35,8 @@ def contained(path: Path, roots: Iterable[Path]) -> Path | None:
     return None
 
 
-def resolve(ref: str, *, roots: Iterable[Path], redirect_hosts: Iterable[str]) -> ImageTarget | None:
+def resolve(ref: str, *, roots: Iterable[Path],
+            redirect_hosts: Iterable[str]) -> ImageTarget | None:
     if ref.startswith(("http://", "https://")):
         host = (urlsplit(ref).hostname or "").lower()
         allowed = {h.lower() for h in redirect_hosts}

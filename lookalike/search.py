@@ -20,7 +20,7 @@ from PIL import Image
 
 from lookalike.catalog.product import Product
 from lookalike.facets import FacetsCache
-from lookalike.images import UPLOAD_FORMATS, decode_image, sniff_content_type
+from lookalike.images import UPLOAD_FORMATS, decode_image
 from lookalike.media import MediaDir
 from lookalike.store.base import Filters, Hit, ProductStore, StoredProduct, StoreError
 

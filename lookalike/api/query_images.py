@@ -11,7 +11,12 @@ from PIL import Image
 from lookalike.api.context import ApiContext
 from lookalike.api.errors import ApiError
 from lookalike.fetch import FetchError, FetchTimeout, TooLargeError, fetch_url
-from lookalike.images import BadAspectRatio, InvalidImageError, TooManyPixels, UnsupportedImageFormat
+from lookalike.images import (
+    BadAspectRatio,
+    InvalidImageError,
+    TooManyPixels,
+    UnsupportedImageFormat,
+)
 from lookalike.search import Overloaded
 
 FETCH_QUEUE_WAIT_S = 0.5  # a fetch slot not free within this: the replica is overloaded

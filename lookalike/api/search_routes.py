@@ -121,7 +121,8 @@ async def search_post(request: Request, ctx: Ctx) -> dict[str, Any]:
     elif ctype == "multipart/form-data":
         query = await form_query(request, ctx)
     else:
-        raise ApiError(415, "unsupported_media_type", "send multipart/form-data or application/json")
+        raise ApiError(415, "unsupported_media_type",
+                       "send multipart/form-data or application/json")
     # The kind is logged before the search runs, so a failing (503) search keeps its type.
     request.state.log.update({"type": query.kind, "top_k": query.top_k,
                               "filters": query.filters.as_dict()})

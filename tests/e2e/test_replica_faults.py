@@ -14,7 +14,13 @@ import httpx
 import pytest
 
 from lookalike.catalog.product import Product
-from tests.e2e.fault_load import HEAL_WITHIN_S, Outcome, back_to_full_service, figures, run_with_fault
+from tests.e2e.fault_load import (
+    HEAL_WITHIN_S,
+    Outcome,
+    back_to_full_service,
+    figures,
+    run_with_fault,
+)
 
 pytestmark = pytest.mark.slow
 

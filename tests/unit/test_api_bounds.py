@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from lookalike.api import create_api
-from lookalike.api import limits
+from lookalike.api import create_api, limits
 from lookalike.catalog import Product
 from lookalike.config import Settings
 from lookalike.search import SearchService
@@ -78,7 +76,8 @@ def deep(n: int) -> str:
 
 SEARCH_CASES = [
     # JSON bodies
-    ({"content": deep(100_000), "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+    ({"content": deep(100_000), "headers": {"content-type": "application/json"}}, 400,
+     "invalid_json"),
     ({"content": '{"text": "x", "filters": ' + deep(50) + "}",
       "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
     ({"json": {"text": "x" * 200_000}}, 422, "invalid_parameter"),  # refused, never cut
@@ -92,7 +91,8 @@ SEARCH_CASES = [
     ({"json": {"text": "x", "filters": {"size": "\n"}}}, 422, "invalid_parameter"),
     ({"json": {"text": "x", "filters": {"size": ["   "]}}}, 422, "invalid_parameter"),
     ({"json": {"text": "x", "filters": {"color": ["red\x00"]}}}, 422, "invalid_parameter"),
-    ({"json": {"text": "x", "filters": {"color": ["c"] * (limits.MAX_FILTER_VALUES + 1)}}}, 422, None),
+    ({"json": {"text": "x", "filters": {"color": ["c"] * (limits.MAX_FILTER_VALUES + 1)}}}, 422,
+     None),
     ({"json": {"text": "x", "filters": {"color": ["c" * 101]}}}, 422, None),
     ({"json": {"text": "x", "filters": {"price": {"gte": "cheap"}}}}, 422, None),
     ({"json": {"text": "x\x07"}}, 422, None),
@@ -102,8 +102,10 @@ SEARCH_CASES = [
     ({"json": {"image_url": "http://93.184.216.34:8080/x.jpg"}}, 422, "image_url_unusable"),
     ({"json": {"image_url": "http://[::ffff:127.0.0.1]/x.jpg"}}, 422, "image_url_unusable"),
     # images
-    ({"files": {"image": ("big.png", image_bytes((9000, 9000)), "image/png")}}, 413, "too_many_pixels"),
-    ({"files": {"image": ("strip.png", image_bytes((1, 20_000)), "image/png")}}, 422, "bad_aspect_ratio"),
+    ({"files": {"image": ("big.png", image_bytes((9000, 9000)), "image/png")}}, 413,
+     "too_many_pixels"),
+    ({"files": {"image": ("strip.png", image_bytes((1, 20_000)), "image/png")}}, 422,
+     "bad_aspect_ratio"),
     ({"files": {"image": ("a.tif", image_bytes((8, 8), "TIFF", "RGB"), "image/tiff")}}, 415,
      "unsupported_image_format"),
     ({"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"top_k": "3.7"}}, 422, None),
@@ -243,5 +245,6 @@ def test_openapi_declares_bodies_limits_and_errors(client: TestClient) -> None:
     assert post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/SearchResponse")
     get_params = {p["name"]: p for p in spec["paths"]["/v1/search"]["get"]["parameters"]}
-    assert get_params["q"]["required"] and get_params["q"]["schema"]["maxLength"] == limits.MAX_TEXT_CHARS
+    assert get_params["q"]["required"]
+    assert get_params["q"]["schema"]["maxLength"] == limits.MAX_TEXT_CHARS
     assert "HTTPValidationError" not in json.dumps(spec)

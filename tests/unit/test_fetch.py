@@ -65,7 +65,8 @@ def test_one_private_answer_among_public_ones_is_refused() -> None:
 @pytest.mark.parametrize("url,match", [
     ("http://images.example:8080/a.jpg", "port"), ("https://images.example:22/a.jpg", "port"),
     ("ftp://images.example/a.jpg", "http"), ("http://" + "a" * 300 + "/a.jpg", "host"),
-    ("http://" + "a" * 64 + ".example/a.jpg", "host"), ("http://u:p@images.example/a", "credentials"),
+    ("http://" + "a" * 64 + ".example/a.jpg", "host"),
+    ("http://u:p@images.example/a", "credentials"),
     ("http://images.example:99999/a.jpg", "port"), ("http://[::ffff:10.0.0.1]/a.jpg", "non-public"),
 ])
 def test_malformed_or_forbidden_urls_are_refused(url: str, match: str) -> None:
