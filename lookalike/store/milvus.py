@@ -44,6 +44,11 @@ CONSISTENCY = "Strong"
 WRITE_BATCH_ROWS = 1000
 ID_CHUNK = 1000  # product ids per `in [...]` filter
 STALE_RETRIES = 3  # searches re-run at most this often to drop older versions they met
+# gRPC backs off 1, 1.6, 2.6 ... s between reconnects (up to 120 s): after a store restart the
+# client stayed away ~9 s, longer than the restart. Retry every 0.2-1 s instead (loopback or a
+# cluster address: a cheap connect attempt).
+RECONNECT_OPTIONS = {"grpc.initial_reconnect_backoff_ms": 200,
+                     "grpc.min_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 1000}
 
 _version_lock = threading.Lock()
 _last_version = 0
@@ -141,7 +146,8 @@ class MilvusStore:
         self.timeout_s = timeout_s
         try:
             # Healing: a restarted server's released collection is loaded again (healing.py).
-            self.client = HealingClient(MilvusClient(uri=uri, token=token, timeout=timeout_s),
+            self.client = HealingClient(MilvusClient(uri=uri, token=token, timeout=timeout_s,
+                                                     grpc_options=RECONNECT_OPTIONS),
                                         collection)
         except MilvusException as exc:
             raise _store_error(f"cannot connect to Milvus at {uri}: {exc}", exc) from exc
