@@ -37,7 +37,9 @@ class ImageEmbedderDeployment:
         self.embed.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.003)))
 
     def info(self) -> dict[str, Any]:
-        return {"dim": self.embedder.dim, "version": self.embedder.version}
+        # `resize`: the preprocessing's first step, which the router applies before sending.
+        return {"dim": self.embedder.dim, "version": self.embedder.version,
+                "resize": self.embedder.preprocess.resize}
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.003)
     async def embed(self, images: list[Image.Image]) -> list[np.ndarray]:

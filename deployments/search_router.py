@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -14,7 +15,7 @@ from ray.serve.handle import DeploymentHandle
 
 from lookalike.api import create_api
 from lookalike.config import Settings
-from lookalike.embedding.image import ImagePreprocessor
+from lookalike.images import resize_short_side
 from lookalike.observability import request_observer
 from lookalike.search import EmbedderUnavailable, Overloaded, SearchService
 from lookalike.store import MilvusStore
@@ -49,13 +50,16 @@ class SearchRouter:
         self.store = MilvusStore.from_settings(self.settings, image_dim=image_info["dim"],
                                                text_dim=text_info["dim"])
         await asyncio.to_thread(self.store.ensure_collection)
-        # The embedders' own resize, run here: replicas get a ~256-pixel image, not the upload.
-        preprocessor = ImagePreprocessor(self.settings.image_model)
+        # The embedders' own first step (their resize), run here: replicas get a ~256-pixel
+        # image, never the upload; pure PIL, so the router loads no torch.
+        resize = image_info.get("resize")
+        shrink = (functools.partial(resize_short_side, size=resize["short_side"],
+                                    interpolation=resize["interpolation"]) if resize else None)
         self.service = SearchService(
             store=self.store, embed_image=self._embed_image, embed_text=self._embed_text,
             media_dir=self.settings.media_dir, facets_ttl_s=self.settings.facets_ttl_s,
             model_version=f"{image_info['version']}|{text_info['version']}",
-            shrink_image=preprocessor.shrink, min_short_side=preprocessor.short_side)
+            shrink_image=shrink, min_short_side=resize["short_side"] if resize else None)
         self._ok_at = {"image": 0.0, "text": 0.0}  # when each embedder last answered
 
     async def _call(self, handle: DeploymentHandle, what: str, item: Any) -> Any:

@@ -103,6 +103,23 @@ def decode_image(data: bytes, *, formats: Collection[str] | None = None,
             f"the file could not be read as an image ({', '.join(allowed)})") from exc
 
 
+RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+            "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX,
+            "hamming": Image.Resampling.HAMMING, "lanczos": Image.Resampling.LANCZOS}
+
+
+def resize_short_side(img: Image.Image, size: int, interpolation: str = "bicubic") -> Image.Image:
+    """torchvision's Resize(int) on a PIL image, in PIL alone (the router has no torch): the
+    short side becomes `size`, the long side int(size * long / short)."""
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    if short == size:
+        return img
+    new_long = int(size * long / short)
+    new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+    return img.resize((new_w, new_h), RESAMPLE[interpolation])
+
+
 def sniff_content_type(data: bytes) -> str | None:
     """The image type of the bytes, from PIL's reading of the header, or None."""
     try:

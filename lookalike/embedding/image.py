@@ -38,19 +38,18 @@ class ImagePreprocessor:
         self.transform = timm.data.create_transform(**data_cfg, is_training=False)
 
     @property
-    def short_side(self) -> int | None:
-        """The short side the transform's first step resizes to, if that step is a Resize."""
+    def resize(self) -> dict[str, Any] | None:
+        """The transform's first step, if it resizes the short side: {"short_side",
+        "interpolation"}. The router applies it (images.resize_short_side, no torch) and sends
+        embedders that small image instead of the original; the embedder's own resize of it
+        is then the identity, so the vectors are unchanged."""
         first = self.transform.transforms[0]
         size = getattr(first, "size", None) if type(first).__name__ == "Resize" else None
         if isinstance(size, (list, tuple)):
             size = size[0] if len(size) == 1 else None
-        return int(size) if size else None
-
-    def shrink(self, img: Image.Image) -> Image.Image:
-        """The transform's first step (the resize) alone: the router sends embedders this small
-        image instead of the original. The embedder's own resize of it is then the identity
-        (PIL copies an image resized to its own size), so the vectors are unchanged."""
-        return self.transform.transforms[0](to_rgb(img)) if self.short_side else img
+        if not size:
+            return None
+        return {"short_side": int(size), "interpolation": first.interpolation.value}
 
     def __call__(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
         out = np.empty((len(images), *self.input_size), dtype=np.float32)

@@ -66,10 +66,15 @@ def test_the_routers_shrink_leaves_the_embedders_input_unchanged() -> None:
     import numpy as np
 
     from lookalike.embedding.image import ImagePreprocessor
+    from lookalike.images import resize_short_side
 
     pre = ImagePreprocessor()
+    assert pre.resize == {"short_side": 256, "interpolation": "bicubic"}
     rng = np.random.default_rng(0)
-    photo = Image.fromarray(rng.integers(0, 255, (900, 700, 3), dtype=np.uint8))
-    small = pre.shrink(photo)
-    assert min(small.size) == pre.short_side and small.size[0] * small.size[1] < 900 * 700 / 4
-    assert np.array_equal(pre([photo]), pre([small]))
+    for size in ((900, 700), (700, 900), (301, 3000), (100, 120)):
+        photo = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+        small = resize_short_side(photo, pre.resize["short_side"], pre.resize["interpolation"])
+        assert min(small.size) == 256
+        # What torchvision's Resize makes of the original, exactly (and so the same vectors).
+        assert np.array_equal(np.asarray(small), np.asarray(pre.transform.transforms[0](photo)))
+        assert np.array_equal(pre([photo]), pre([small]))
