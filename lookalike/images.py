@@ -77,6 +77,9 @@ def decode_image(data: bytes, *, formats: Collection[str] | None = None,
         raise InvalidImageError("empty file")
     allowed = tuple(formats or CONTENT_TYPES)
     try:
+        # catch_warnings is process-wide, not per thread: a race between decoding threads can
+        # at worst drop this filter for a moment, and check_header's lower cap (40 MP, under
+        # Pillow's 64 MP warning) refuses every such image first anyway.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
