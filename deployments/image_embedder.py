@@ -20,6 +20,8 @@ from lookalike.metrics import observe_batch
     ray_actor_options={"num_cpus": 0.5},
     # >= max_batch_size, or batches never fill; headroom so the router never waits on admission.
     max_ongoing_requests=16,
+    # A full queue sheds (BackPressureError -> the router answers 503 "overloaded").
+    max_queued_requests=128,
     autoscaling_config={"min_replicas": 2, "max_replicas": 2, "target_ongoing_requests": 4},
     user_config={"max_batch_size": 4, "batch_wait_timeout_s": 0.003},
 )
@@ -35,7 +37,9 @@ class ImageEmbedderDeployment:
         self.embed.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.003)))
 
     def info(self) -> dict[str, Any]:
-        return {"dim": self.embedder.dim, "version": self.embedder.version}
+        # `resize`: the preprocessing's first step, which the router applies before sending.
+        return {"dim": self.embedder.dim, "version": self.embedder.version,
+                "resize": self.embedder.preprocess.resize}
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.003)
     async def embed(self, images: list[Image.Image]) -> list[np.ndarray]:

@@ -18,7 +18,11 @@ from lookalike.metrics import observe_batch
 @serve.deployment(
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=32,
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8},
+    # A full queue sheds (BackPressureError -> the router answers 503 "overloaded").
+    max_queued_requests=128,
+    # Two from the start: one killed (or restarting, ~10 s to load a model on a busy box)
+    # leaves the other serving, so a crash never stalls text search.
+    autoscaling_config={"min_replicas": 2, "max_replicas": 2, "target_ongoing_requests": 8},
     user_config={"max_batch_size": 16, "batch_wait_timeout_s": 0.002},
 )
 class TextEmbedderDeployment:

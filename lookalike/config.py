@@ -72,6 +72,19 @@ class Settings(BaseSettings):
     # Server-side fetches of shopper-supplied image URLs refuse private and loopback addresses
     # (SSRF); tests and single-host demos may allow them.
     allow_private_image_urls: bool = False
+    # Ports a shopper's image_url may name (SSRF: no reaching internal services on odd ports).
+    image_url_ports: tuple[int, ...] = (80, 443)
+    # The whole fetch of a shopper's image_url: resolve, connect and download.
+    image_fetch_deadline_s: float = Field(15.0, gt=0, le=120)
+    # At most this many image_url fetches at once per router replica (their own limit, apart
+    # from the threads store calls use).
+    max_concurrent_fetches: int = Field(8, ge=1, le=256)
+    # Where stored image references may point (besides the media directory and data_dir):
+    # catalogue folders. A reference outside them is never served (404).
+    image_roots: tuple[Path, ...] = ()
+    # Hosts that stored http(s) image references may redirect to (a CDN); others are 404,
+    # so the API is no open redirect.
+    image_redirect_hosts: tuple[str, ...] = ()
 
     @field_validator("milvus_uri")
     @classmethod

@@ -20,7 +20,7 @@ from PIL import Image
 
 from lookalike.catalog.product import Product
 from lookalike.facets import FacetsCache
-from lookalike.images import decode_image, sniff_content_type
+from lookalike.images import UPLOAD_FORMATS, decode_image
 from lookalike.media import MediaDir
 from lookalike.store.base import Filters, Hit, ProductStore, StoredProduct, StoreError
 
@@ -32,6 +32,14 @@ EmbedText = Callable[[str], Awaitable[np.ndarray]]
 
 class NotFoundError(LookupError):
     pass
+
+
+class EmbedderUnavailable(RuntimeError):
+    """An embedding model did not answer (its replica died, restarts or timed out)."""
+
+
+class Overloaded(RuntimeError):
+    """A deployment shed the request (its queue is full): back off and retry."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,12 @@ class SearchService:
         media_dir: Path,
         model_version: str = "",
         facets_ttl_s: float = 5.0,
+        shrink_image: Callable[[Image.Image], Image.Image] | None = None,
+        min_short_side: int | None = None,
     ) -> None:
+        """`shrink_image`: the embedders' resize step (ImagePreprocessor.shrink), applied here
+        so replicas get a small image, never a shopper's original; `min_short_side`: the short
+        side it needs, so large JPEGs decode reduced."""
         self.store = store
         self.embed_image = embed_image
         self.embed_text = embed_text
@@ -86,6 +99,17 @@ class SearchService:
         self.media = MediaDir(self.media_dir)
         self.model_version = model_version
         self._facets = FacetsCache(lambda: self.store.facets(), ttl_s=facets_ttl_s)
+        self._shrink = shrink_image
+        self._min_short_side = min_short_side
+
+    def _prepare(self, data: bytes) -> Image.Image:
+        img = decode_image(data, formats=UPLOAD_FORMATS, min_short_side=self._min_short_side)
+        return self._shrink(img) if self._shrink else img
+
+    async def load_image(self, data: bytes) -> Image.Image:
+        """Decode (bounded, images.py) and shrink untrusted bytes in a worker thread: a large
+        image never blocks the event loop. InvalidImageError and its kinds go to the caller."""
+        return await asyncio.to_thread(self._prepare, data)
 
     async def search(self, query: SearchQuery) -> SearchOutcome:
         if not query.text and query.image is None:
@@ -132,7 +156,7 @@ class SearchService:
     async def upsert(self, product: Product, images: Sequence[bytes]) -> Product:
         """Embed the images and the text, write the product, then its image files; searchable
         at once. Files the replaced version had and this one lacks are removed."""
-        decoded = [decode_image(data) for data in images]  # InvalidImageError -> 4xx upstream
+        decoded = [await self.load_image(data) for data in images]  # InvalidImageError -> 4xx
         refs = [self.media.ref_for(data) for data in images]
         product = replace(product, images=tuple(refs))
         vectors = await asyncio.gather(self.embed_text(product.text()),
@@ -167,21 +191,6 @@ class SearchService:
                                     self.store.referenced_images)
         except (StoreError, OSError) as exc:
             log.warning("media clean-up failed, files may be left over: %s", exc)
-
-    async def image(self, product_id: str, n: int) -> tuple[str, str | None]:
-        """('file', path) or ('url', url) for a product's n-th image, with its content type."""
-        product = await self.get(product_id)
-        if not 0 <= n < len(product.images):
-            raise NotFoundError(f"{product_id} has no image {n}")
-        ref = product.images[n]
-        if ref.startswith(("http://", "https://")):
-            return ref, None
-        path = Path(ref)
-        if not path.is_file():
-            raise NotFoundError(f"image file of {product_id} is missing")
-        with path.open("rb") as f:
-            ctype = sniff_content_type(f.read(4096))
-        return str(path), ctype
 
     async def count(self) -> int:
         return await asyncio.to_thread(self.store.count)

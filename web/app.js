@@ -458,17 +458,25 @@
 
   const ERROR_TITLES = {
     invalid_image: "That file is not an image we can read",
+    unsupported_image_format: "Use a JPEG, PNG, WebP, GIF or BMP image",
     too_large: "That image is too large",
+    too_many_pixels: "That image has too many pixels",
+    bad_aspect_ratio: "That image is too long and thin",
+    image_url_timeout: "That image URL took too long",
     image_url_unusable: "That image URL could not be used",
     invalid_base64: "That image could not be read",
     network: "Connection problem",
     store_unavailable: "Search is temporarily unavailable",
+    embedder_unavailable: "Search is temporarily unavailable",
+    overloaded: "Search is busy right now: try again in a moment",
     invalid_parameter: "Check the search settings",
   };
 
   function showError(err, title) {
     el.errorTitle.textContent = title || ERROR_TITLES[err.code] || "Search failed";
-    el.dropzone.classList.toggle("invalid", err.code === "invalid_image" || err.code === "too_large");
+    const imageCodes = ["invalid_image", "unsupported_image_format", "too_large", "too_many_pixels",
+                        "bad_aspect_ratio"];
+    el.dropzone.classList.toggle("invalid", imageCodes.includes(err.code));
     el.errorMessage.textContent = err.message + (err.code && err.status ? ` (${err.code})` : "");
     el.error.dataset.code = err.code || "";
     el.error.hidden = false;

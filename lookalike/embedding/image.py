@@ -37,6 +37,20 @@ class ImagePreprocessor:
         self.input_size: tuple[int, int, int] = data_cfg["input_size"]
         self.transform = timm.data.create_transform(**data_cfg, is_training=False)
 
+    @property
+    def resize(self) -> dict[str, Any] | None:
+        """The transform's first step, if it resizes the short side: {"short_side",
+        "interpolation"}. The router applies it (images.resize_short_side, no torch) and sends
+        embedders that small image instead of the original; the embedder's own resize of it
+        is then the identity, so the vectors are unchanged."""
+        first = self.transform.transforms[0]
+        size = getattr(first, "size", None) if type(first).__name__ == "Resize" else None
+        if isinstance(size, (list, tuple)):
+            size = size[0] if len(size) == 1 else None
+        if not size:
+            return None
+        return {"short_side": int(size), "interpolation": first.interpolation.value}
+
     def __call__(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
         out = np.empty((len(images), *self.input_size), dtype=np.float32)
         for i, img in enumerate(images):

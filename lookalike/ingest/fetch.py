@@ -2,6 +2,10 @@
 
 Pure functions (no Ray), run inside the ingest job's parallel prepare tasks. Every failure is an
 ImageFetchError whose message is the reason reported against the manifest row.
+
+Manifests are written by the operator, so they follow lookalike.fetch.OPERATOR, the trusted
+policy (any host and port, redirects followed), not the SSRF-guarded SHOPPER policy the API
+applies to shoppers' image URLs: both live in lookalike/fetch.py.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from lookalike.fetch import OPERATOR
 
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
@@ -118,8 +124,8 @@ def download(url: str, limits: FetchLimits, client: httpx.Client | None = None) 
 
 
 def new_client(limits: FetchLimits) -> httpx.Client:
-    return httpx.Client(timeout=limits.timeout_s, follow_redirects=True,
-                        headers={"User-Agent": "lookalike-ingest/1"})
+    return httpx.Client(timeout=limits.timeout_s, follow_redirects=OPERATOR.follow_redirects,
+                        headers={"User-Agent": OPERATOR.user_agent})
 
 
 def fetch(ref: str, limits: FetchLimits, client: httpx.Client | None = None) -> bytes:

@@ -23,6 +23,11 @@ class StoreError(RuntimeError):
     """The vector database failed or is unreachable."""
 
 
+class StoreRequestError(StoreError):
+    """The vector database refused the request itself (a bad expression or argument): the
+    caller's input got past validation; a 4xx, never "store unavailable"."""
+
+
 @dataclass(frozen=True)
 class Filters:
     """Typed filter values; the store turns them into an expression, never pasting raw text."""

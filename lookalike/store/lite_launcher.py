@@ -15,6 +15,16 @@ import signal
 import sys
 
 
+def _warm_imports() -> None:
+    """Import lazily-loaded modules once, before the server's threads race to: two concurrent
+    first searches of a fresh (or just restarted) server failed with "partially initialized
+    module 'scipy.sparse._bsr'" (a lazy import inside the search path, seen under load)."""
+    try:
+        import scipy.sparse  # noqa: F401
+    except ImportError:  # not installed: nothing imports it lazily either
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", required=True)
@@ -27,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from lookalike.store import lite_patch
 
     lite_patch.apply()  # before the server imports and wires milvus-lite's modules
+    _warm_imports()
     from milvus_lite.adapter.grpc.server import run_server
 
     # SIGTERM -> KeyboardInterrupt, so run_server drains requests and closes the DB cleanly.

@@ -28,7 +28,8 @@ from pymilvus import MilvusClient, MilvusException
 
 from lookalike.catalog.product import Product
 from lookalike.store import fusion
-from lookalike.store.base import Filters, Hit, Record, StoredProduct, StoreError
+from lookalike.store.base import Filters, Hit, Record, StoredProduct, StoreError, StoreRequestError
+from lookalike.store.healing import HealingClient, is_client_error
 from lookalike.store.schema import (
     NO_PRICE,
     PRODUCT_FIELDS,
@@ -45,6 +46,11 @@ WRITE_BATCH_ROWS = 1000
 ID_CHUNK = 1000  # product ids per `in [...]` filter
 STALE_RETRIES = 3  # searches re-run at most this often to drop older versions they met
 KEY_FIELDS = ["product_id", "image_index", "write_version"]
+# gRPC backs off 1, 1.6, 2.6 ... s between reconnects (up to 120 s): after a store restart the
+# client stayed away ~9 s, longer than the restart. Retry every 0.2-1 s instead (loopback or a
+# cluster address: a cheap connect attempt).
+RECONNECT_OPTIONS = {"grpc.initial_reconnect_backoff_ms": 200,
+                     "grpc.min_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 1000}
 
 _version_lock = threading.Lock()
 _last_version = 0
@@ -59,6 +65,11 @@ def new_write_version() -> int:
         candidate = time.time_ns() // 1000 * 1000 + secrets.randbelow(1000)
         _last_version = max(candidate, _last_version + 1)
         return _last_version
+
+
+def _store_error(message: str, exc: MilvusException) -> StoreError:
+    """A refused request (bad expression or argument) is the caller's error, not an outage."""
+    return StoreRequestError(message) if is_client_error(exc) else StoreError(message)
 
 
 def _literal(value: str) -> str:
@@ -146,9 +157,12 @@ class MilvusStore:
         self.settings = settings
         self.timeout_s = timeout_s
         try:
-            self.client = MilvusClient(uri=uri, token=token, timeout=timeout_s)
+            # Healing: a restarted server's released collection is loaded again (healing.py).
+            self.client = HealingClient(MilvusClient(uri=uri, token=token, timeout=timeout_s,
+                                                     grpc_options=RECONNECT_OPTIONS),
+                                        collection)
         except MilvusException as exc:
-            raise StoreError(f"cannot connect to Milvus at {uri}: {exc}") from exc
+            raise _store_error(f"cannot connect to Milvus at {uri}: {exc}", exc) from exc
         self._search_params = {"metric_type": "COSINE", "params": search_params(settings)}
         # milvus-lite does not protect concurrent writes to one collection: serialise ours.
         self._write_lock = threading.Lock()
@@ -178,7 +192,7 @@ class MilvusStore:
             # Collections come back NotLoad after a server restart.
             self.client.load_collection(self.collection)
         except MilvusException as exc:
-            raise StoreError(f"cannot prepare collection {self.collection}: {exc}") from exc
+            raise _store_error(f"cannot prepare collection {self.collection}: {exc}", exc) from exc
 
     def _check_dims(self) -> None:
         desc = self.client.describe_collection(self.collection)
@@ -222,7 +236,7 @@ class MilvusStore:
                         self.client.upsert(self.collection, batch)
                 self._retire_older(pids, version)
         except MilvusException as exc:
-            raise StoreError(f"upsert failed: {exc}") from exc
+            raise _store_error(f"upsert failed: {exc}", exc) from exc
         return len(items)
 
     def _rows(self, item: StoredProduct, version: int) -> list[dict[str, Any]]:
@@ -270,7 +284,7 @@ class MilvusStore:
             with self._write_lock:
                 self._retire_older(list(product_ids), 0)
         except MilvusException as exc:
-            raise StoreError(f"repair failed: {exc}") from exc
+            raise _store_error(f"repair failed: {exc}", exc) from exc
 
     def delete(self, product_ids: Sequence[str]) -> int:
         if not product_ids:
@@ -283,14 +297,14 @@ class MilvusStore:
                 for chunk in _chunks(existing, ID_CHUNK):
                     self.client.delete(self.collection, filter=_in("product_id", chunk))
         except MilvusException as exc:
-            raise StoreError(f"delete failed: {exc}") from exc
+            raise _store_error(f"delete failed: {exc}", exc) from exc
         return len(existing)
 
     def flush(self) -> None:
         try:
             self.client.flush(self.collection)
         except MilvusException as exc:
-            raise StoreError(f"flush failed: {exc}") from exc
+            raise _store_error(f"flush failed: {exc}", exc) from exc
 
     def wait_index_ready(self, timeout_s: float = 600.0, poll_s: float = 0.5) -> bool:
         """Wait until both vector indexes cover every flushed row; False on timeout.
@@ -304,7 +318,7 @@ class MilvusStore:
             try:
                 ready = all(self._index_ready(f) for f in ("image_vector", "text_vector"))
             except MilvusException as exc:
-                raise StoreError(f"index status failed: {exc}") from exc
+                raise _store_error(f"index status failed: {exc}", exc) from exc
             if ready:
                 return True
             if time.monotonic() >= deadline:
@@ -384,7 +398,7 @@ class MilvusStore:
                                      group_by_field="product_id", search_params=self._search_params,
                                      consistency_level=CONSISTENCY)
         except MilvusException as exc:
-            raise StoreError(f"search failed: {exc}") from exc
+            raise _store_error(f"search failed: {exc}", exc) from exc
         best: dict[str, tuple[float, dict[str, Any]]] = {}
         for per_query in res or []:
             for hit in per_query:
@@ -453,7 +467,7 @@ class MilvusStore:
                 kwargs["limit"] = limit
             return list(self.client.query(self.collection, filter=expr, output_fields=fields, **kwargs))
         except MilvusException as exc:
-            raise StoreError(f"query failed: {exc}") from exc
+            raise _store_error(f"query failed: {exc}", exc) from exc
 
     def get(self, product_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, Record]:
         """The newest stored version of each product, with how intact it is (Record.intact)."""
@@ -492,7 +506,7 @@ class MilvusStore:
                 yield from batch
             it.close()
         except MilvusException as exc:
-            raise StoreError(f"scan failed: {exc}") from exc
+            raise _store_error(f"scan failed: {exc}", exc) from exc
 
     def iter_product_ids(self, *, source: str | None = None) -> Iterator[str]:
         """Every stored product id once (of one source, if given)."""

@@ -31,10 +31,15 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Prod
 
 
 @pytest.fixture(scope="package")
-def app_settings(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def app_settings(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFactory,
+                 catalogue: tuple[Path, list[Product]]) -> Settings:
+    port = free_port()
+    # The tests fetch image_urls from the app itself (loopback, its own port) and serve the
+    # catalogue from its temporary folder.
     return Settings(data_dir=tmp_path_factory.mktemp("app"), lite_port=lite_server.port,
-                    collection="e2e_products", port=free_port(), admin_key=ADMIN_KEY,
-                    allow_private_image_urls=True)
+                    collection="e2e_products", port=port, admin_key=ADMIN_KEY,
+                    allow_private_image_urls=True, image_url_ports=(port,),
+                    image_roots=(catalogue[0].parent,))
 
 
 @pytest.fixture(scope="package")

@@ -223,7 +223,9 @@ def test_too_large_upload_is_413(client: httpx.Client) -> None:
 
 
 def test_private_image_urls_are_refused_by_default() -> None:
-    from lookalike.fetch import FetchError, fetch_bytes
+    import asyncio
 
-    with pytest.raises(FetchError, match="private"):
-        fetch_bytes("http://127.0.0.1:9/x.jpg")
+    from lookalike.fetch import FetchError, fetch_url
+
+    with pytest.raises(FetchError, match="non-public"):
+        asyncio.run(fetch_url("http://127.0.0.1/x.jpg"))

@@ -13,7 +13,7 @@ from PIL import Image
 from lookalike.api import create_api
 from lookalike.catalog import Product
 from lookalike.config import Settings
-from lookalike.search import SearchService
+from lookalike.search import EmbedderUnavailable, Overloaded, SearchService
 from lookalike.store.base import Hit, StoreError
 
 
@@ -118,3 +118,22 @@ def test_an_empty_key_file_never_opens_writes(tmp_path: Path) -> None:
     # Now the app refuses to start instead.
     with pytest.raises(ValueError, match="is empty"):
         make_client(DownStore(), tmp_path, settings=Settings(data_dir=tmp_path))
+
+
+@pytest.mark.parametrize("failure,code", [
+    (EmbedderUnavailable("replica gone"), "embedder_unavailable"),
+    (Overloaded("queue full"), "overloaded"),
+])
+def test_embedder_failures_and_back_pressure_are_503_with_retry_after(
+        tmp_path: Path, failure: Exception, code: str) -> None:
+    async def failing(_: object) -> np.ndarray:
+        raise failure
+
+    service = SearchService(store=OneProductStore(), embed_image=failing, embed_text=failing,
+                            media_dir=tmp_path)
+    client = TestClient(create_api(service, Settings(data_dir=tmp_path, admin_key=ADMIN_KEY)),
+                        raise_server_exceptions=False)
+    for resp in (client.get("/v1/search", params={"q": "red"}),
+                 client.post("/v1/search", files={"image": ("a.jpg", jpeg(), "image/jpeg")})):
+        assert resp.status_code == 503 and resp.json()["error"]["code"] == code
+        assert resp.headers["retry-after"] == "1"

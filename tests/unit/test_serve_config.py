@@ -95,3 +95,13 @@ def test_cuda_without_a_gpu_fails_fast_naming_the_gpu_config() -> None:
         check_device(Settings(device="cuda"), "ImageEmbedderDeployment", [])
     check_device(Settings(device="cuda"), "ImageEmbedderDeployment", ["0"])
     check_device(Settings(device="cpu"), "TextEmbedderDeployment", [])
+
+
+@pytest.mark.parametrize("config_file", ["serve_config.yaml", "serve_config.gpu.yaml"])
+def test_every_deployment_sheds_load_instead_of_queueing_without_bound(config_file: str) -> None:
+    # -1 is Serve's "unbounded"; a bounded queue makes overload a quick 503 (Retry-After).
+    infos = resolve(config_file)
+    for name, info in infos.items():
+        queued = info.deployment_config.max_queued_requests
+        assert 0 < queued <= 1024, (name, queued)
+        assert queued >= info.deployment_config.max_ongoing_requests, name

@@ -1,0 +1,220 @@
+"""The API's declared contract: request and response bodies as Pydantic models.
+
+Every request model forbids unknown fields (a misspelt filter is a 422, not silently ignored)
+and uses strict types where JSON has them (`top_k: 3.7` or `true` is a 422). New optional
+request fields slot in as plain attributes of these models; /openapi.json documents them all.
+The limits live in lookalike/api/limits.py so the schema and the checks share one number.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+
+from lookalike.api import limits
+from lookalike.store.base import Filters
+
+
+def _no_control_chars(value: str) -> str:
+    if limits.CONTROL_CHARS.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def _no_text_control_chars(value: str) -> str:
+    if limits.TEXT_CONTROL_CHARS.search(value):
+        raise ValueError("control characters (other than tab and newline) are not allowed")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+FilterValue = Annotated[str, Field(min_length=1, max_length=limits.MAX_FILTER_VALUE_CHARS),
+                        AfterValidator(_no_control_chars), AfterValidator(_not_blank)]
+FilterValues = Annotated[list[FilterValue], Field(max_length=limits.MAX_FILTER_VALUES)]
+SearchText = Annotated[str, Field(max_length=limits.MAX_TEXT_CHARS,
+                                  description=f"at most {limits.MAX_TEXT_CHARS} characters; "
+                                              "longer is a 422, never cut"),
+                       AfterValidator(_no_text_control_chars)]
+Price = Annotated[StrictFloat | StrictInt, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
+TopK = Annotated[StrictInt, Field(ge=1, le=limits.TOP_K_CAP,
+                                  description="1..LOOKALIKE_MAX_TOP_K (100 by default)")]
+Weight = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1, allow_inf_nan=False,
+                                                  description="how much the photo counts (0..1)")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PriceRange(_Strict):
+    gte: Price | None = None
+    lte: Price | None = None
+
+
+class SearchFilters(_Strict):
+    """Each list means "any of these"; the fields combine with AND."""
+
+    category: FilterValues | FilterValue | None = None
+    color: FilterValues | FilterValue | None = None
+    size: FilterValues | FilterValue | None = None
+    price: PriceRange | None = None
+
+
+class SearchRequest(_Strict):
+    """POST /v1/search as JSON: at least one of text, image_base64 and image_url."""
+
+    text: SearchText | None = None
+    image_base64: Annotated[str, Field(max_length=limits.max_base64_chars(),
+                                       description="the image bytes in base64 (or a data: URL)")] \
+        | None = None
+    image_url: Annotated[str, Field(max_length=limits.MAX_URL_CHARS,
+                                    description="http(s) URL of a public image, port 80/443")] \
+        | None = None
+    top_k: TopK = 10
+    image_weight: Weight = 0.5
+    filters: SearchFilters | None = None
+
+
+class SearchForm(_Strict):
+    """POST /v1/search as multipart/form-data (what the web page sends). Repeat a filter field,
+    or separate values by commas, for "any of these"."""
+
+    image: bytes | None = Field(None, json_schema_extra={"format": "binary"},
+                                description=f"the photo; at most LOOKALIKE_MAX_UPLOAD_BYTES")
+    text: SearchText | None = None
+    top_k: Annotated[int, Field(ge=1, le=limits.TOP_K_CAP)] = 10
+    image_weight: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.5
+    category: FilterValues = []
+    color: FilterValues = []
+    size: FilterValues = []
+    min_price: Annotated[float, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)] | None = None
+    max_price: Annotated[float, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)] | None = None
+
+
+class ProductMetadata(BaseModel):
+    """PUT /v1/products/{id}: the `metadata` form field, a JSON object. Fields beyond these are
+    kept as free attributes (scalars or small JSON, nested at most MAX_JSON_DEPTH deep)."""
+
+    model_config = ConfigDict(extra="allow")
+    product_id: str | None = Field(None, description="if given, must equal the URL's id")
+    title: str | None = Field(None, max_length=4000)
+    description: str | None = Field(None, max_length=4000)
+    category: str | None = Field(None, max_length=100)
+    color: str | None = Field(None, max_length=100)
+    size: str | None = Field(None, max_length=100)
+    price: float | None = Field(None, ge=0)
+
+
+class ProductUpload(BaseModel):
+    """PUT /v1/products/{id} as multipart/form-data."""
+
+    metadata: str = Field(description="ProductMetadata as a JSON object",
+                          max_length=limits.MAX_METADATA_BYTES)
+    image: list[bytes] = Field(json_schema_extra={"items": {"type": "string", "format": "binary"}},
+                               description="one to LOOKALIKE_MAX_IMAGES_PER_PRODUCT photos")
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+class SearchHit(BaseModel):
+    product_id: str
+    score: float = Field(description="see the API description: its scale depends on the query kind")
+    title: str
+    category: str
+    color: str
+    size: str
+    price: float | None
+    image_url: str = Field(description="the best-matching photo of the product")
+    attributes: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchHit]
+    took_ms: float
+
+
+class ProductOut(BaseModel):
+    product_id: str
+    title: str
+    description: str
+    category: str
+    color: str
+    size: str
+    price: float | None
+    attributes: dict[str, Any]
+    image_urls: list[str]
+
+
+class PriceSpan(BaseModel):
+    min: float | None = None
+    max: float | None = None
+
+
+class Facets(BaseModel):
+    category: dict[str, int]
+    color: dict[str, int]
+    size: dict[str, int]
+    price: PriceSpan
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str = Field(description="ready | unavailable")
+    products: int | None = None
+    reason: str | None = Field(None, description="a reason code when unavailable: "
+                                                 "store_unavailable, embedders_unavailable")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# -- conversions ---------------------------------------------------------------------------------
+
+def split_values(values: list[str]) -> tuple[str, ...]:
+    """`?color=red&color=blue` and `?color=red,blue` both mean "red or blue"; an empty part
+    ("red,,blue", a trailing comma) is a 422 like any empty value, never silently dropped."""
+    out: list[str] = []
+    for v in values:
+        for part in v.split(","):
+            if not part.strip():
+                raise ValueError("empty or whitespace-only filter value")
+            if limits.CONTROL_CHARS.search(part):
+                raise ValueError("control characters are not allowed in filter values")
+            if len(part) > limits.MAX_FILTER_VALUE_CHARS:
+                raise ValueError(f"filter values are at most {limits.MAX_FILTER_VALUE_CHARS} "
+                                 "characters")
+            out.append(part.strip())
+    if len(out) > limits.MAX_FILTER_VALUES:
+        raise ValueError(f"at most {limits.MAX_FILTER_VALUES} values per filter")
+    return tuple(dict.fromkeys(out))
+
+
+def as_list(value: list[str] | str | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def to_filters(*, categories: list[str], colors: list[str], sizes: list[str],
+               min_price: float | None, max_price: float | None) -> Filters:
+    if min_price is not None and max_price is not None and min_price > max_price:
+        raise ValueError("min_price must not exceed max_price")
+    return Filters(categories=split_values(categories), colors=split_values(colors),
+                   sizes=split_values(sizes),
+                   min_price=None if min_price is None else float(min_price),
+                   max_price=None if max_price is None else float(max_price))

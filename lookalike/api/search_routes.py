@@ -1,0 +1,208 @@
+"""GET/POST /v1/search and GET /v1/facets: parse into a SearchQuery, run it, shape the result."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from lookalike.api import limits, query_images
+from lookalike.api.context import ApiContext, context
+from lookalike.api.errors import ApiError, responses
+from lookalike.api.models import (
+    Facets,
+    SearchForm,
+    SearchRequest,
+    SearchResponse,
+    as_list,
+    to_filters,
+)
+from lookalike.search import SearchOutcome, SearchQuery
+from lookalike.store.base import Filters
+
+router = APIRouter(tags=["search"])
+Ctx = Annotated[ApiContext, Depends(context)]
+FILTER_PARAMS = {"category", "color", "size", "min_price", "max_price"}
+
+# Query-string filters, shared with /v1/products/{id}/similar.
+Category = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES,
+                                      description="any of these (repeat, or separate by commas)")]
+Color = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES)]
+Size = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES)]
+MinPrice = Annotated[float | None, Query(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
+MaxPrice = Annotated[float | None, Query(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
+TopK = Annotated[int, Query(ge=1, le=limits.TOP_K_CAP,
+                            description="1..LOOKALIKE_MAX_TOP_K (100 by default)")]
+
+
+def invalid(message: str, code: str = "invalid_parameter") -> ApiError:
+    return ApiError(422, code, message)
+
+
+def check_params(request: Request, allowed: set[str]) -> None:
+    """A misspelt parameter (`colour=red`) is a 422, never a filter silently not applied."""
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise invalid(f"unknown parameter(s): {', '.join(unknown)[:200]}")
+
+
+def check_top_k(ctx: ApiContext, top_k: int) -> int:
+    if top_k > ctx.settings.max_top_k:
+        raise invalid(f"top_k must be between 1 and {ctx.settings.max_top_k}")
+    return top_k
+
+
+def make_filters(**values: Any) -> Filters:
+    try:
+        return to_filters(**values)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+
+
+def query_text(text: str | None) -> str | None:
+    if text is not None and limits.TEXT_CONTROL_CHARS.search(text):
+        raise invalid("text: control characters are not allowed")
+    return text.strip() if text and text.strip() else None
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return invalid(f"{where}: {first.get('msg', 'invalid')}" if where else first["msg"])
+
+
+def search_response(outcome: SearchOutcome, started: float, request: Request,
+                    kind: str) -> dict[str, Any]:
+    from lookalike.api.product_routes import hit_json
+
+    request.state.log.update({"type": kind, "embed_ms": round(outcome.timings.embed_ms, 3),
+                              "search_ms": round(outcome.timings.search_ms, 3)})
+    return {"results": [hit_json(h) for h in outcome.hits],
+            "took_ms": round((time.perf_counter() - started) * 1000.0, 3)}
+
+
+@router.get("/v1/search", response_model=SearchResponse, responses=responses(422, 503))
+async def search_get(request: Request, ctx: Ctx,
+                     q: Annotated[str, Query(min_length=1, max_length=limits.MAX_TEXT_CHARS,
+                                             description="the search text")],
+                     top_k: TopK = 10, category: Category = [], color: Color = [],
+                     size: Size = [], min_price: MinPrice = None,
+                     max_price: MaxPrice = None) -> dict[str, Any]:
+    """Text search."""
+    started = time.perf_counter()
+    check_params(request, FILTER_PARAMS | {"q", "top_k"})
+    text = query_text(q)
+    if text is None:
+        raise invalid("q (the search text) is required", "missing_query")
+    query = SearchQuery(text=text, top_k=check_top_k(ctx, top_k),
+                        filters=make_filters(categories=category, colors=color, sizes=size,
+                                             min_price=min_price, max_price=max_price))
+    request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
+    return search_response(await ctx.service.search(query), started, request, "text")
+
+
+SEARCH_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}},
+    "multipart/form-data": {"schema": {"$ref": "#/components/schemas/SearchForm"}}}}}
+
+
+@router.post("/v1/search", response_model=SearchResponse, openapi_extra=SEARCH_BODY,
+             responses=responses(400, 413, 415, 422, 503))
+async def search_post(request: Request, ctx: Ctx) -> dict[str, Any]:
+    """Image, text or hybrid search: a JSON body (SearchRequest) or a multipart form
+    (SearchForm), at least one of an image and a text."""
+    started = time.perf_counter()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        query = await json_query(request, ctx)
+    elif ctype == "multipart/form-data":
+        query = await form_query(request, ctx)
+    else:
+        raise ApiError(415, "unsupported_media_type",
+                       "send multipart/form-data or application/json")
+    # The kind is logged before the search runs, so a failing (503) search keeps its type.
+    request.state.log.update({"type": query.kind, "top_k": query.top_k,
+                              "filters": query.filters.as_dict()})
+    return search_response(await ctx.service.search(query), started, request, query.kind)
+
+
+async def json_query(request: Request, ctx: ApiContext) -> SearchQuery:
+    try:
+        body = limits.parse_json(await request.body())
+    except limits.InvalidJson as exc:
+        raise ApiError(400, "invalid_json", f"the body is {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    try:
+        req = SearchRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    image = None
+    if req.image_base64:
+        image = await query_images.decode(ctx, query_images.from_base64(req.image_base64))
+    elif req.image_url:
+        image = await query_images.decode(ctx, await query_images.fetch(ctx, req.image_url))
+    f = req.filters
+    price = f.price if f and f.price else None
+    filters = make_filters(categories=as_list(f and f.category), colors=as_list(f and f.color),
+                           sizes=as_list(f and f.size), min_price=price and price.gte,
+                           max_price=price and price.lte)
+    return build_query(ctx, text=req.text, image=image, top_k=req.top_k,
+                       image_weight=float(req.image_weight), filters=filters)
+
+
+async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
+    try:
+        form = await request.form(max_files=1, max_fields=4 * limits.MAX_FILTER_VALUES + 10)
+    except ApiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - malformed multipart is a client error
+        raise ApiError(400, "invalid_form", f"malformed multipart body: {exc}") from exc
+    values: dict[str, Any] = {}
+    upload = None
+    for key in form:
+        items = form.getlist(key)
+        if key == "image":
+            if len(items) != 1 or not isinstance(items[0], (UploadFile, str)):
+                raise invalid("image: give one file")
+            upload = items[0]
+            continue
+        if any(not isinstance(v, str) for v in items):
+            raise invalid(f"{key}: must be a text field, not a file")
+        values[key] = items if key in ("category", "color", "size") else items[-1]
+    for key in ("top_k", "image_weight", "min_price", "max_price", "text"):
+        if values.get(key) == "":
+            values.pop(key)  # an empty field is an absent one (what HTML forms send)
+    try:
+        req = SearchForm.model_validate(values)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    image = None
+    if isinstance(upload, UploadFile):
+        data = await upload.read(ctx.settings.max_upload_bytes + 1)
+        if data:
+            image = await query_images.decode(ctx, data)
+    elif upload not in (None, ""):
+        raise invalid("image must be a file")
+    filters = make_filters(categories=req.category, colors=req.color, sizes=req.size,
+                           min_price=req.min_price, max_price=req.max_price)
+    return build_query(ctx, text=req.text, image=image, top_k=req.top_k,
+                       image_weight=req.image_weight, filters=filters)
+
+
+def build_query(ctx: ApiContext, *, text: str | None, image: Any, top_k: int,
+                image_weight: float, filters: Filters) -> SearchQuery:
+    text = query_text(text)
+    if text is None and image is None:
+        raise invalid("give at least one of image and text", "missing_query")
+    return SearchQuery(text=text, image=image, top_k=check_top_k(ctx, top_k),
+                       image_weight=image_weight, filters=filters)
+
+
+@router.get("/v1/facets", response_model=Facets, responses=responses(503))
+async def facets(ctx: Ctx) -> dict[str, Any]:
+    """Values and counts of category, color and size, and the price range."""
+    return await ctx.service.facets()
