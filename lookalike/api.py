@@ -39,6 +39,7 @@ from lookalike.catalog.manifest import RowError, parse_row
 from lookalike.config import Settings
 from lookalike.fetch import FetchError, TooLargeError, fetch_bytes
 from lookalike.images import InvalidImageError, decode_image
+from lookalike.info import catalogue_info
 from lookalike.search import NotFoundError, SearchQuery, SearchService
 from lookalike.store.base import Filters, StoreError
 
@@ -189,6 +190,12 @@ def create_api(service: SearchService, settings: Settings, *,
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             return JSONResponse({"status": "unavailable", "reason": str(exc)[:200]}, status_code=503)
         return JSONResponse({"status": "ready", "products": n})
+
+    @app.get("/v1/info")
+    async def info() -> dict[str, Any]:
+        """Products searchable, the model in use and the last ingest (lookalike/info.py)."""
+        return await catalogue_info(store=service.store, collection=settings.collection,
+                                    model_version=service.model_version)
 
     @app.get("/v1/search")
     async def search_get(request: Request, q: str | None = None) -> dict[str, Any]:

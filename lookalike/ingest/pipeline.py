@@ -29,6 +29,7 @@ from ray.data.block import BlockMetadata
 from lookalike.config import Settings
 from lookalike.ingest.fetch import FetchLimits
 from lookalike.ingest.plan import Plan, plan_resources
+from lookalike.ingest.record import ingest_record, save_last_ingest
 from lookalike.ingest.stages import ImageStage, PrepareStage, TextStage, probe_models
 from lookalike.ingest.summary import ErrorSink, Summary
 from lookalike.ingest.worklist import iter_chunks, store_lookup
@@ -201,10 +202,13 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
             # Products whose images failed this time are still listed, so they are kept.
             summary.deleted = delete_missing(store, keep, source)
         store.flush()
+        summary.finish()
+        # Only the file name: the record is shown on the public page (GET /v1/info).
+        save_last_ingest(store, ingest_record(summary.as_dict(), manifest=opts.manifest.name,
+                                              source=source))
     finally:
         ctx.execution_options.resource_limits = saved_limits  # leave the caller's context as it was
         errors.close()
         store.close()
-    summary.finish()
     summary.emit()
     return summary
