@@ -30,8 +30,21 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _raise_interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
+class Interrupted(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _stop_on_signals() -> None:
+    # SIGINT explicitly: a process started in the background of a script begins with SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt for it.
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 # -- demo / serve: the app in the foreground ---------------------------------------------------
@@ -88,7 +101,7 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
     # Serve processes at start, which inherit this environment.
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _stop_on_signals()
     lite = LiteServer.from_settings(settings) if settings.embedded else None
     cluster = LocalRay(dashboard_port=settings.dashboard_port, metrics_port=settings.metrics_port,
                        host=settings.host)
@@ -108,7 +121,7 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
         cluster.start()
         # Ray installs its own SIGTERM handler in the head's driver (drain, then exit 1);
         # ours stops the same way Ctrl-C does.
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        _stop_on_signals()
         run = runfile.RunRecord(
             pid=os.getpid(), command=command, app_url=app_url,
             dashboard_url=cluster.dashboard_url, metrics_url=cluster.metrics_url,
@@ -125,6 +138,8 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
                           admin_key=settings.resolved_admin_key().get_secret_value()))
         while True:
             time.sleep(3600)
+    except Interrupted as exc:
+        reason = "Ctrl-C" if exc.signum == signal.SIGINT else f"{exc} (`lookalike stop`?)"
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # noqa: BLE001 - any failure: say it, then stop what we started
