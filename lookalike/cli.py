@@ -12,6 +12,7 @@ Settings come from LOOKALIKE_* variables (lookalike/config.py), as for every oth
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -102,9 +103,16 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _stop_on_signals()
+    from lookalike.serving import deploy, load_config, reserved_cpus, wait_ready
+
+    serve_config = load_config(config, settings)
     lite = LiteServer.from_settings(settings) if settings.embedded else None
+    # Ray's CPUs are scheduling slots: the machine's cores for jobs (the ingest) plus what the
+    # app's replicas may hold at most. The replicas sit idle between searches, and without the
+    # extra slots an ingest next to the app finds no CPU free on a small machine.
     cluster = LocalRay(dashboard_port=settings.dashboard_port, metrics_port=settings.metrics_port,
-                       host=settings.host)
+                       host=settings.host,
+                       num_cpus=(os.cpu_count() or 1) + math.ceil(reserved_cpus(serve_config)))
     owned_lite, code, reason = False, 0, "Ctrl-C"
     app_url = f"http://{settings.host}:{settings.port}"
     try:
@@ -128,12 +136,12 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
             gcs_address=cluster.gcs_address, collection=settings.collection,
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         runfile.write(settings.data_dir, run)
-        if demo_products is not None:
-            _ingest_on(cluster, _prepare_demo(settings, demo_products, demo_source))
-        from lookalike.serving import deploy, load_config, wait_ready
-
-        deploy(load_config(config, settings))
+        deploy(serve_config)
         ready = wait_ready(app_url)
+        if demo_products is not None:
+            # Once the replicas hold their CPUs: the job is sized on what they leave free.
+            _ingest_on(cluster, _prepare_demo(settings, demo_products, demo_source))
+            ready = wait_ready(app_url)
         _say(ready_banner(run, products=ready.get("products"),
                           admin_key=settings.resolved_admin_key().get_secret_value()))
         while True:

@@ -27,6 +27,26 @@ def load_config(path: Path, settings: Settings) -> Any:
     return ServeDeploySchema.model_validate(raw)
 
 
+def _plain(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    return value.model_dump(exclude_unset=True) if hasattr(value, "model_dump") else {}
+
+
+def reserved_cpus(config: Any) -> float:
+    """CPUs the app's replicas can hold at most (each deployment at its max replicas)."""
+    total = 0.0
+    for app in config.applications:
+        for dep in app.deployments:
+            # Unset fields are Serve's DEFAULT sentinel, not None: read only real values.
+            options, scaling = _plain(dep.ray_actor_options), _plain(dep.autoscaling_config)
+            replicas = scaling.get("max_replicas") or (
+                dep.num_replicas if isinstance(dep.num_replicas, int) else 1)
+            cpus = options.get("num_cpus")
+            total += (float(cpus) if isinstance(cpus, (int, float)) else 1.0) * replicas
+    return total
+
+
 def deploy(config: Any) -> None:
     # The calls `serve run CONFIG` makes (ray/serve/scripts.py); serve_start is internal API.
     from ray.serve._private.api import serve_start

@@ -67,7 +67,10 @@ class IngestOptions:
 
 
 def make_plan(opts: IngestOptions) -> Plan:
-    res = ray.cluster_resources()
+    # What is free, not the cluster's total: on a cluster that also serves the app (a running
+    # `lookalike serve`, `ray job submit` next to Serve) the replicas hold their CPUs for life,
+    # and a plan sized on the total would wait forever for actors that cannot be placed.
+    res = ray.available_resources()
     return plan_resources(float(res.get("CPU", 0)), float(res.get("GPU", 0)),
                           num_gpus=opts.num_gpus, image_batch=opts.image_batch,
                           text_batch=opts.text_batch, max_image_actors=opts.max_image_actors)
