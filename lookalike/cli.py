@@ -94,6 +94,9 @@ def _stop_all(cluster, lite, owned_lite: bool, reason: str) -> None:
 
 def run_foreground(settings: Settings, *, command: str, config: Path,
                    demo_products: int | None = None, demo_source: str | None = None) -> int:
+    from lookalike.local_ray import prepare_environment
+
+    prepare_environment()  # first: the imports below import ray
     from lookalike.banner import ready_banner
     from lookalike.local_ray import LocalRay, check_port_free
     from lookalike.store.lite_server import LiteServer

@@ -37,6 +37,18 @@ def check_port_free(port: int, variable: str, host: str = "127.0.0.1") -> None:
                             "(or stop what runs there, e.g. `lookalike stop`)") from None
 
 
+def prepare_environment() -> None:
+    """Before `ray` is first imported (it reads the first switch at import), and inherited by
+    every process Ray starts."""
+    # The node on 127.0.0.1, not the LAN address (Ray's switch; it names Windows/OSX but works
+    # on Linux too).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Workers import serve_app, deployments and ingest_job from this checkout.
+    if str(REPO) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -87,12 +99,7 @@ class LocalRay:
     def start(self) -> None:
         check_port_free(self.dashboard_port, "LOOKALIKE_DASHBOARD_PORT")
         check_port_free(self.metrics_port, "LOOKALIKE_METRICS_PORT")
-        # The node on 127.0.0.1, not the LAN address (Ray's switch; it names Windows/OSX but
-        # works on Linux too). Set before ray starts its processes, which inherit it.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        # Workers import serve_app, deployments and ingest_job from this checkout.
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        prepare_environment()
         # The dashboard's own metrics server has a fixed default port too (44227).
         os.environ.setdefault("DASHBOARD_METRIC_PORT", str(free_port(self.host)))
         import ray
