@@ -162,6 +162,12 @@ def test_banner_gives_a_dashboard_url_and_a_sign_in_that_work(app: App) -> None:
     assert "Prometheus scrape:" in banner and "Grafana dashboard:" in banner
 
 
+def test_the_local_ray_is_on_loopback(app: App) -> None:
+    nodes = httpx.get(app.dashboard + "/nodes?view=summary", timeout=10,
+                      headers={"Authorization": f"Bearer {read_token()}"}).json()
+    assert [n["raylet"]["nodeManagerAddress"] for n in nodes["data"]["summary"]] == ["127.0.0.1"]
+
+
 def test_an_empty_catalogue_page_says_how_to_load_one(app: App) -> None:
     assert httpx.get(app.url + "/v1/info", timeout=10).json()["products"] == 0
     page = page_texts(app)
