@@ -1,6 +1,6 @@
 """The `lookalike` command (pyproject [project.scripts]; also `python -m lookalike.cli`).
 
-    lookalike demo                 milvus-lite + demo catalogue + ingest job + the app; Ctrl-C stops all
+    lookalike demo                 milvus-lite, the app, the demo catalogue; Ctrl-C stops it all
     lookalike serve [--config F]   the Serve app from serve_config.yaml, in the foreground
     lookalike ingest MANIFEST ...  the Ray Data ingest job (on the running app's Ray, else its own)
     lookalike status               store, products, model, Serve replicas, last ingest, dashboards

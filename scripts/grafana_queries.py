@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     for panel in panels:
         counts = []
         for target in panel.get("targets", []):
-            resp = httpx.get(f"{args.prometheus}/api/v1/query", params={"query": fill(target["expr"])},
-                             timeout=10).json()
+            resp = httpx.get(f"{args.prometheus}/api/v1/query",
+                             params={"query": fill(target["expr"])}, timeout=10).json()
             counts.append(len(resp["data"]["result"]) if resp.get("status") == "success" else -1)
         has_data = any(c > 0 for c in counts)
         empty += not has_data

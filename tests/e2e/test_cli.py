@@ -100,10 +100,12 @@ def port_open(port: str) -> bool:
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {**os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_USAGE_STATS_ENABLED": "0",
+            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+            "RAY_USAGE_STATS_ENABLED": "0",
             "LOOKALIKE_DATA_DIR": str(tmp_path_factory.mktemp("cli_data")),
             "LOOKALIKE_PORT": str(free_port()), "LOOKALIKE_LITE_PORT": str(free_port()),
-            "LOOKALIKE_DASHBOARD_PORT": str(free_port()), "LOOKALIKE_METRICS_PORT": str(free_port()),
+            "LOOKALIKE_DASHBOARD_PORT": str(free_port()),
+            "LOOKALIKE_METRICS_PORT": str(free_port()),
             "LOOKALIKE_COLLECTION": "e2e_cli", "LOOKALIKE_ADMIN_KEY": "cli-e2e-admin-key-0",
             "LOOKALIKE_DEMO_SOURCE": "vendored"}
 

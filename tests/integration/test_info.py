@@ -28,7 +28,8 @@ def stored(pid: str, rng: np.random.Generator) -> StoredProduct:
     vec = rng.normal(size=(1, IMAGE_DIM)).astype(np.float32)
     text = rng.normal(size=TEXT_DIM).astype(np.float32)
     return StoredProduct(Product(pid, title=pid, images=(f"/x/{pid}.jpg",)),
-                         image_vectors=vec / np.linalg.norm(vec), text_vector=text / np.linalg.norm(text))
+                         image_vectors=vec / np.linalg.norm(vec),
+                         text_vector=text / np.linalg.norm(text))
 
 
 def info(store: MilvusStore, settings: Settings) -> dict:
