@@ -23,8 +23,10 @@ setup: $(STAMP)
 browser:
 	@./scripts/ensure_browser.sh
 
+# `python -m lookalike.cli` is the `lookalike` console script (pyproject [project.scripts]),
+# run as a module: the same code, whatever is on PATH.
 demo: setup
-	./scripts/demo.sh
+	$(PY) -m lookalike.cli demo
 
 test: setup browser
 	$(PY) -m pytest -q
@@ -45,7 +47,7 @@ report: setup
 	$(PY) -m bench.report
 
 stop:
-	-$(PY) -m lookalike.store.lite_server stop
+	-$(PY) -m lookalike.cli stop
 
 clean: stop
 	rm -rf $(VENV) artifacts bench/results

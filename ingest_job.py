@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(**overrides)
     lite = LiteServer.from_settings(settings) if settings.embedded else None
     # The job leaves nothing running that it started: an embedded server it had to start is
-    # stopped on the way out; one already serving (the demo's, scripts/demo.sh) is left alone.
+    # stopped on the way out; one already serving (the demo's, `lookalike demo`) is left alone.
     started_lite = lite.ensure_running() if lite else False
     try:
         if args.ray_address and args.ray_address != "local":

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     milvus_token: str = ""
     lite_port: int = Field(19530, ge=1, le=65535)
     collection: str = Field("products", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    # The local Ray that `lookalike serve` / `lookalike demo` start: its dashboard and the
+    # Prometheus endpoint of its metrics agent, both on 127.0.0.1.
+    dashboard_port: int = Field(8265, ge=1, le=65535)
+    metrics_port: int = Field(8080, ge=1, le=65535)
 
     # Bearer key for PUT/DELETE. Empty: a random key is generated once into data_dir/admin.key.
     # A secret: repr, str, model_dump and logs show "**********", never the key.

@@ -22,8 +22,8 @@ BATCH_SIZE_BOUNDARIES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256]
 
 # Static routes of the API (templated ones contain "{"). Anything else is an unmatched path,
 # counted as "unmatched": a raw path as a label would let any scanner mint new time series.
-STATIC_ENDPOINTS = frozenset({"/", "/healthz", "/readyz", "/v1/search", "/v1/facets", "/docs",
-                              "/openapi.json", "/redoc"})
+STATIC_ENDPOINTS = frozenset({"/", "/healthz", "/readyz", "/v1/search", "/v1/facets", "/v1/info",
+                              "/docs", "/openapi.json", "/redoc"})
 
 
 def bounded_endpoint(endpoint: object) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from lookalike.api.context import ApiContext, context
-from lookalike.api.models import Health, Ready
+from lookalike.api.models import Health, Info, Ready
+from lookalike.info import catalogue_info
 
 log = logging.getLogger("lookalike.api")
 router = APIRouter(tags=["health"])
@@ -38,3 +39,10 @@ async def readyz(ctx: Ctx) -> JSONResponse:
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503,
                             headers={"Retry-After": "1"})
     return JSONResponse({"status": "ready", "products": n})
+
+
+@router.get("/v1/info", response_model=Info)
+async def info(ctx: Ctx) -> dict[str, Any]:
+    """Products searchable, the model in use and the last ingest (lookalike/info.py)."""
+    return await catalogue_info(store=ctx.service.store, collection=ctx.settings.collection,
+                                model_version=ctx.service.model_version)

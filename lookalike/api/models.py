@@ -174,6 +174,22 @@ class Ready(BaseModel):
                                                  "store_unavailable, embedders_unavailable")
 
 
+class ModelInfo(BaseModel):
+    image: str
+    text: str
+    version: str = Field(description="image|text model versions with weight fingerprints")
+
+
+class Info(BaseModel):
+    """What the catalogue holds: the search page's header line and `lookalike status`."""
+
+    products: int
+    collection: str
+    model: ModelInfo
+    last_ingest: dict[str, Any] | None = Field(
+        None, description="the last ingest job's summary and finish time, if one ran")
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable, machine-readable")
     message: str

@@ -15,6 +15,7 @@ This is the one core module that imports ray.data.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,6 +30,7 @@ from ray.data.block import BlockMetadata
 from lookalike.config import Settings
 from lookalike.ingest.fetch import FetchLimits
 from lookalike.ingest.plan import Plan, plan_resources
+from lookalike.ingest.record import ingest_record, save_last_ingest
 from lookalike.ingest.stages import ImageStage, PrepareStage, TextStage, probe_models
 from lookalike.ingest.summary import ErrorSink, Summary
 from lookalike.ingest.worklist import iter_chunks, store_lookup
@@ -47,6 +49,7 @@ WORKLIST_BLOCK = 64
 # outruns the image model ~5x, so without a cap Ray Data would queue gigabytes ahead of it.
 IN_FLIGHT_BYTES = 256 * 1024 * 1024
 DELETE_CHUNK = 1000
+FREE_CPU_WAIT_S = 30.0  # how long make_plan waits for a CPU to be free
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,16 @@ class IngestOptions:
 
 
 def make_plan(opts: IngestOptions) -> Plan:
-    res = ray.cluster_resources()
+    # What is free, not the cluster's total: on a cluster that also serves the app (a running
+    # `lookalike serve`, `ray job submit` next to Serve) the replicas hold their CPUs for life,
+    # and a plan sized on the total would wait forever for actors that cannot be placed.
+    res = ray.available_resources()
+    # Right after start-up the free CPUs can read low for a moment (replicas that just started
+    # on a busy node, a driver's view that has not caught up): give them a while to show.
+    deadline = time.monotonic() + FREE_CPU_WAIT_S
+    while float(res.get("CPU", 0)) < 1 and time.monotonic() < deadline:
+        time.sleep(1)
+        res = ray.available_resources()
     return plan_resources(float(res.get("CPU", 0)), float(res.get("GPU", 0)),
                           num_gpus=opts.num_gpus, image_batch=opts.image_batch,
                           text_batch=opts.text_batch, max_image_actors=opts.max_image_actors)
@@ -201,10 +213,13 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
             # Products whose images failed this time are still listed, so they are kept.
             summary.deleted = delete_missing(store, keep, source)
         store.flush()
+        summary.finish()
+        # Only the file name: the record is shown on the public page (GET /v1/info).
+        save_last_ingest(store, ingest_record(summary.as_dict(), manifest=opts.manifest.name,
+                                              source=source))
     finally:
         ctx.execution_options.resource_limits = saved_limits  # leave the caller's context as it was
         errors.close()
         store.close()
-    summary.finish()
     summary.emit()
     return summary

@@ -60,7 +60,8 @@ class Plan:
 def plan_resources(cpus: float, gpus: float = 0.0, *, num_gpus: float = 0.0,
                    image_batch: int | None = None, text_batch: int | None = None,
                    max_image_actors: int | None = None) -> Plan:
-    """Split `cpus`/`gpus` (from ray.cluster_resources()) between the stages.
+    """Split `cpus`/`gpus` (what the cluster has free, ray.available_resources()) between
+    the stages.
 
     Actors: image embedders, one text embedder, prepare (read/decode/preprocess). Tasks: the
     manifest-chunk reads, at READ_CPUS each, always left room to run. num_gpus > 0 puts both

@@ -213,6 +213,21 @@ class MilvusStore:
     def drop(self) -> None:
         self.client.drop_collection(self.collection)
 
+    # -- collection properties: small records that travel with the collection ------------------
+
+    def get_property(self, key: str) -> str | None:
+        try:
+            desc = self.client.describe_collection(self.collection)
+        except MilvusException as exc:
+            raise StoreError(f"cannot describe collection {self.collection}: {exc}") from exc
+        return (desc.get("properties") or {}).get(key)
+
+    def set_property(self, key: str, value: str) -> None:
+        try:
+            self.client.alter_collection_properties(self.collection, properties={key: value})
+        except MilvusException as exc:
+            raise StoreError(f"cannot set {key} on {self.collection}: {exc}") from exc
+
     def close(self) -> None:
         self.client.close()
 

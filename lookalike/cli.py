@@ -1,0 +1,270 @@
+"""The `lookalike` command (pyproject [project.scripts]; also `python -m lookalike.cli`).
+
+    lookalike demo                 milvus-lite, the app, the demo catalogue; Ctrl-C stops it all
+    lookalike serve [--config F]   the Serve app from serve_config.yaml, in the foreground
+    lookalike ingest MANIFEST ...  the Ray Data ingest job (on the running app's Ray, else its own)
+    lookalike status               store, products, model, Serve replicas, last ingest, dashboards
+    lookalike stop                 stops what `serve` / `demo` started for this data dir
+
+Settings come from LOOKALIKE_* variables (lookalike/config.py), as for every other entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lookalike import runfile
+from lookalike.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+STOP_WAIT_S = 60.0  # how long `lookalike stop` waits for the app to exit
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class Interrupted(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _stop_on_signals() -> None:
+    # SIGINT explicitly: a process started in the background of a script begins with SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt for it.
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+# -- demo / serve: the app in the foreground ---------------------------------------------------
+
+
+def _prepare_demo(settings: Settings, products: int, source: str | None) -> Path:
+    from lookalike.catalog import demo
+
+    out = settings.data_dir / "demo"
+    manifest = out / "manifest.jsonl"
+    if not manifest.is_file() or len(manifest.read_text().splitlines()) != products:
+        _say(f"building the demo catalogue: {products} products in {out}")
+        demo.build(out, products, source=source)
+    return manifest
+
+
+def _ingest_on(cluster, manifest: Path) -> None:
+    from lookalike import jobs
+
+    job = jobs.submit_ingest(cluster.dashboard_url, manifest, [])
+    _say(f"ingest job {job} submitted (dashboard: {cluster.dashboard_url}/#/jobs/{job})")
+    status = jobs.follow(cluster.dashboard_url, job)
+    if status != "SUCCEEDED":
+        raise RuntimeError(f"the ingest job {job} ended {status}; its log is above")
+
+
+def _stop_all(cluster, lite, owned_lite: bool, reason: str) -> None:
+    from lookalike.store.lite_server import HOST
+
+    started = time.monotonic()
+    replicas = cluster.serve_replicas() if cluster.gcs_address else 0
+    _say(f"\nstopping lookalike ({reason}):")
+    if cluster.gcs_address:
+        _say(f"  - the Serve app ({replicas} replica processes) and the local Ray (session "
+             f"{Path(cluster.session_dir).name}, dashboard {cluster.dashboard_url})")
+    stopped, killed = cluster.stop()
+    if killed:
+        _say(f"    killed {len(killed)} processes that outlived Ray's shutdown")
+    if lite is not None and owned_lite:
+        _say(f"  - milvus-lite on {HOST}:{lite.port} (data {lite.db_dir})")
+        lite.stop()
+    elif lite is not None:
+        _say(f"  - leaving milvus-lite on {HOST}:{lite.port} running: it was running before")
+    _say(f"stopped in {time.monotonic() - started:.1f} s ({stopped} Ray processes)")
+
+
+def run_foreground(settings: Settings, *, command: str, config: Path,
+                   demo_products: int | None = None, demo_source: str | None = None) -> int:
+    from lookalike.local_ray import prepare_environment
+
+    prepare_environment()  # first: the imports below import ray
+    from lookalike.banner import ready_banner
+    from lookalike.local_ray import LocalRay, check_port_free
+    from lookalike.store.lite_server import LiteServer
+
+    # Serve's proxy tuned for throughput (the README's benchmarks run this way); read by the
+    # Serve processes at start, which inherit this environment.
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _stop_on_signals()
+    from lookalike.serving import deploy, load_config, reserved_cpus, wait_ready
+
+    serve_config = load_config(config, settings)
+    lite = LiteServer.from_settings(settings) if settings.embedded else None
+    # Ray's CPUs are scheduling slots: the machine's cores for jobs (the ingest) plus what the
+    # app's replicas may hold at most. The replicas sit idle between searches, and without the
+    # extra slots an ingest next to the app finds no CPU free on a small machine.
+    cluster = LocalRay(dashboard_port=settings.dashboard_port, metrics_port=settings.metrics_port,
+                       host=settings.host,
+                       num_cpus=(os.cpu_count() or 1) + math.ceil(reserved_cpus(serve_config)))
+    owned_lite, code, reason = False, 0, "Ctrl-C"
+    app_url = f"http://{settings.host}:{settings.port}"
+    try:
+        check_port_free(settings.port, "LOOKALIKE_PORT", settings.host)
+        if lite is not None:
+            owned_lite = lite.ensure_running()
+            _say(f"milvus-lite serving at {lite.uri} (data {lite.db_dir})")
+            if lite.supervisor_pid():
+                from lookalike.procs import descendants
+
+                cluster.spare([lite.supervisor_pid(), *descendants(lite.supervisor_pid())])
+        _say("starting a local Ray (dashboard on "
+             f"http://{settings.host}:{settings.dashboard_port})")
+        cluster.start()
+        # Ray installs its own SIGTERM handler in the head's driver (drain, then exit 1);
+        # ours stops the same way Ctrl-C does.
+        _stop_on_signals()
+        run = runfile.RunRecord(
+            pid=os.getpid(), command=command, app_url=app_url,
+            dashboard_url=cluster.dashboard_url, metrics_url=cluster.metrics_url,
+            gcs_address=cluster.gcs_address, collection=settings.collection,
+            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        runfile.write(settings.data_dir, run)
+        deploy(serve_config)
+        ready = wait_ready(app_url)
+        if demo_products is not None:
+            # Once the replicas hold their CPUs: the job is sized on what they leave free.
+            _ingest_on(cluster, _prepare_demo(settings, demo_products, demo_source))
+            ready = wait_ready(app_url)
+        _say(ready_banner(run, products=ready.get("products"),
+                          admin_key=settings.resolved_admin_key().get_secret_value()))
+        while True:
+            time.sleep(3600)
+    except Interrupted as exc:
+        reason = "Ctrl-C" if exc.signum == signal.SIGINT else f"{exc} (`lookalike stop`?)"
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001 - any failure: say it, then stop what we started
+        _say(f"\nlookalike {command} failed: {exc}")
+        code, reason = 1, "after the failure"
+    finally:
+        # A second Ctrl-C must not cut the stop short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop_all(cluster, lite, owned_lite, reason)
+        runfile.remove(settings.data_dir, os.getpid())
+    return code
+
+
+# -- ingest / status / stop ----------------------------------------------------------------------
+
+
+def cmd_ingest(settings: Settings, manifest: Path, extra: list[str]) -> int:
+    run = runfile.read(settings.data_dir)
+    if run is None:
+        # No app running: the job on a private local Ray, exactly `python ingest_job.py`.
+        import ingest_job
+
+        return ingest_job.main(["--manifest", str(manifest), *extra])
+    from lookalike import jobs
+
+    if not manifest.is_file():
+        _say(f"manifest not found: {manifest}")
+        return 2
+    job = jobs.submit_ingest(run.dashboard_url, manifest, extra)
+    _say(f"ingest job {job} submitted to the running app's Ray "
+         f"({run.dashboard_url}/#/jobs/{job})")
+    try:
+        status = jobs.follow(run.dashboard_url, job)
+    except KeyboardInterrupt:
+        return 130
+    _say(f"ingest job {job}: {status}")
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def cmd_status(settings: Settings) -> int:
+    from lookalike.status import report
+
+    text, code = report(settings)
+    _say(text)
+    return code
+
+
+def cmd_stop(settings: Settings) -> int:
+    from lookalike.procs import alive
+    from lookalike.store.lite_server import LiteServer
+
+    run = runfile.read(settings.data_dir)
+    if run is None:
+        _say(f"no `lookalike serve` or `demo` running for data dir {settings.data_dir}")
+    else:
+        _say(f"stopping `lookalike {run.command}` (pid {run.pid}, {run.app_url})")
+        started = time.monotonic()
+        os.kill(run.pid, signal.SIGTERM)  # it stops as on Ctrl-C, and says so in its terminal
+        while alive(run.pid) and time.monotonic() - started < STOP_WAIT_S:
+            time.sleep(0.1)
+        if alive(run.pid):
+            _say(f"pid {run.pid} still runs after {STOP_WAIT_S:.0f} s")
+            return 1
+        _say(f"stopped in {time.monotonic() - started:.1f} s")
+    if settings.embedded:
+        lite = LiteServer.from_settings(settings)
+        if lite.is_serving() or lite.supervisor_pid():
+            lite.stop()
+            _say(f"milvus-lite on {lite.uri} stopped")
+    return 0
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lookalike", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="the demo: store, demo catalogue, ingest, app")
+    demo.add_argument("--products", type=int,
+                      default=int(os.environ.get("DEMO_PRODUCTS", "2000")))
+    demo.add_argument("--source", choices=["auto", "vendored", "debian"], default=None,
+                      help="demo photos (default: $LOOKALIKE_DEMO_SOURCE or auto)")
+    demo.add_argument("--config", type=Path, default=REPO / "serve_config.yaml")
+    serve = sub.add_parser("serve", help="the Serve app in the foreground")
+    serve.add_argument("--config", type=Path, default=REPO / "serve_config.yaml",
+                       help="Serve config (default serve_config.yaml); host/port from settings")
+    ingest = sub.add_parser("ingest", help="ingest a catalogue manifest",
+                            description="Any further option goes to ingest_job.py "
+                            "(--delete-missing, --source NAME, --errors-out FILE, ...).")
+    ingest.add_argument("manifest", type=Path)
+    sub.add_parser("status", help="the state of the system at a glance")
+    sub.add_parser("stop", help="stop what `serve` / `demo` started")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parser().parse_known_args(argv)
+    if extra and args.command != "ingest":
+        parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    settings = Settings()
+    if args.command == "demo":
+        return run_foreground(settings, command="demo", config=args.config,
+                              demo_products=args.products, demo_source=args.source)
+    if args.command == "serve":
+        return run_foreground(settings, command="serve", config=args.config)
+    if args.command == "ingest":
+        return cmd_ingest(settings, args.manifest, extra)
+    if args.command == "status":
+        return cmd_status(settings)
+    return cmd_stop(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

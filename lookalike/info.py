@@ -1,0 +1,29 @@
+"""What the catalogue holds, for GET /v1/info (the search page's header line, `lookalike status`).
+
+Cheap on purpose: one count query and one describe of the collection, no scan, so the page can
+ask on every load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lookalike.ingest.record import load_last_ingest
+
+
+def model_names(model_version: str) -> dict[str, str]:
+    """"tf_efficientnet_lite0:packaged@ab12|all-MiniLM-L6-v2:packaged:max128@cd34" ->
+    {"image": "tf_efficientnet_lite0", "text": "all-MiniLM-L6-v2"}: the names a person
+    recognises; the full version (weights fingerprints) is returned beside them."""
+    image, _, text = model_version.partition("|")
+    return {"image": image.split(":", 1)[0].split("@", 1)[0],
+            "text": text.split(":", 1)[0].split("@", 1)[0]}
+
+
+async def catalogue_info(*, store: Any, collection: str, model_version: str) -> dict[str, Any]:
+    products, last_ingest = await asyncio.gather(asyncio.to_thread(store.count),
+                                                 asyncio.to_thread(load_last_ingest, store))
+    return {"products": products, "collection": collection,
+            "model": {**model_names(model_version), "version": model_version},
+            "last_ingest": last_ingest}

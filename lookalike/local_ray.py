@@ -1,0 +1,134 @@
+"""The private local Ray that `lookalike serve` and `lookalike demo` run on, and its quick stop.
+
+The process that calls `LocalRay.start` is the Ray head's driver: GCS, raylet, dashboard,
+workers and Serve replicas are all its descendants. `stop` skips Serve's graceful shutdown (the
+controller waits out each replica's 20 s `graceful_shutdown_timeout_s`, the half minute `serve
+run` takes on Ctrl-C): a local demo has no traffic to drain and no state outside this Ray
+session, so it shuts Ray down directly and then ends whatever of its own process tree is still
+there, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lookalike import procs
+
+REPO = Path(__file__).resolve().parent.parent
+GRACE_S = 3.0  # what a process gets between SIGTERM and SIGKILL once Ray is shut down
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def check_port_free(port: int, variable: str, host: str = "127.0.0.1") -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise PortInUse(f"port {port} on {host} is in use: set {variable} to a free port "
+                            "(or stop what runs there, e.g. `lookalike stop`)") from None
+
+
+def prepare_environment() -> None:
+    """Before `ray` is first imported (it reads the first switch at import), and inherited by
+    every process Ray starts."""
+    # The node on 127.0.0.1, not the LAN address (Ray's switch; it names Windows/OSX but works
+    # on Linux too).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Workers import serve_app, deployments and ingest_job from this checkout.
+    if str(REPO) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _agent_port(port: int) -> Iterator[None]:
+    """The node agent's HTTP port, which job submission goes through. ray.init always takes
+    Ray's fixed default (52365; `ray start` has --dashboard-agent-listen-port, ray.init has no
+    such argument): with a second Ray on the host the agent cannot bind it, and every job
+    submission then fails with "No available agent to submit job". So ray.init gets RayParams
+    with a free port for the length of the call."""
+    from ray._private import parameter
+
+    original = parameter.RayParams
+
+    class RayParams(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("dashboard_agent_listen_port", port)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = RayParams
+    try:
+        yield
+    finally:
+        parameter.RayParams = original
+
+
+@dataclass
+class LocalRay:
+    dashboard_port: int
+    metrics_port: int
+    num_cpus: int | None = None
+    host: str = "127.0.0.1"
+    gcs_address: str = ""
+    session_dir: str = ""
+    _spared: set[int] = field(default_factory=set)
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.host}:{self.dashboard_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    def start(self) -> None:
+        check_port_free(self.dashboard_port, "LOOKALIKE_DASHBOARD_PORT")
+        check_port_free(self.metrics_port, "LOOKALIKE_METRICS_PORT")
+        prepare_environment()
+        # The dashboard's own metrics server has a fixed default port too (44227).
+        os.environ.setdefault("DASHBOARD_METRIC_PORT", str(free_port(self.host)))
+        import ray
+
+        # address="local": always a new Ray of our own, never one a `ray start` left running.
+        with _agent_port(free_port(self.host)):
+            ray.init(address="local", namespace="serve", num_cpus=self.num_cpus,
+                     include_dashboard=True, dashboard_host=self.host,
+                     dashboard_port=self.dashboard_port, _metrics_export_port=self.metrics_port)
+        context = ray.get_runtime_context()
+        self.gcs_address = context.gcs_address
+        self.session_dir = ray._private.worker.global_worker.node.get_session_dir_path()
+
+    def spare(self, pids: list[int]) -> None:
+        """Processes of our tree that are stopped elsewhere (milvus-lite, gracefully)."""
+        self._spared.update(pids)
+
+    def processes(self) -> list[int]:
+        return [p for p in procs.descendants(os.getpid()) if p not in self._spared]
+
+    def serve_replicas(self) -> int:
+        return sum(procs.command_line(p).startswith("ray::ServeReplica")
+                   for p in self.processes())
+
+    def stop(self) -> tuple[int, list[int]]:
+        """(how many processes were stopped, those that had to be killed)."""
+        import ray
+
+        tree = self.processes()
+        if ray.is_initialized():
+            ray.shutdown()
+        return len(tree), procs.end(tree, grace_s=GRACE_S)

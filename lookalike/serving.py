@@ -1,0 +1,85 @@
+"""Deploying the Serve app from a Serve config file on the connected Ray, as `serve run` does.
+
+`serve run` is not used as a subprocess: its Ctrl-C waits for Serve's graceful shutdown
+(lookalike/local_ray.py says why we skip it) and its Ray is out of our hands.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from lookalike.config import Settings
+
+APP_NAME = "lookalike"
+
+
+def load_config(path: Path, settings: Settings) -> Any:
+    """The config with the HTTP address from the settings (LOOKALIKE_HOST / LOOKALIKE_PORT)."""
+    from ray.serve.schema import ServeDeploySchema
+
+    raw = yaml.safe_load(Path(path).read_text())
+    raw.setdefault("http_options", {}).update(host=settings.host, port=settings.port)
+    return ServeDeploySchema.model_validate(raw)
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    return value.model_dump(exclude_unset=True) if hasattr(value, "model_dump") else {}
+
+
+def reserved_cpus(config: Any) -> float:
+    """CPUs the app's replicas can hold at most (each deployment at its max replicas)."""
+    total = 0.0
+    for app in config.applications:
+        for dep in app.deployments:
+            # Unset fields are Serve's DEFAULT sentinel, not None: read only real values.
+            options, scaling = _plain(dep.ray_actor_options), _plain(dep.autoscaling_config)
+            replicas = scaling.get("max_replicas") or (
+                dep.num_replicas if isinstance(dep.num_replicas, int) else 1)
+            cpus = options.get("num_cpus")
+            total += (float(cpus) if isinstance(cpus, (int, float)) else 1.0) * replicas
+    return total
+
+
+def deploy(config: Any) -> None:
+    # The calls `serve run CONFIG` makes (ray/serve/scripts.py); serve_start is internal API.
+    from ray.serve._private.api import serve_start
+    from ray.serve.config import gRPCOptions
+
+    client = serve_start(http_options=config.http_options.model_dump(),
+                         proxy_location=config.proxy_location,
+                         grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
+                         controller_options=config.controller_options)
+    client.deploy_apps(config, _blocking=False)
+
+
+class DeployFailed(RuntimeError):
+    pass
+
+
+def wait_ready(url: str, *, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Poll /readyz until 200 (returns its body); fail at once if Serve gives the app up."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    next_status = 0.0
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(url + "/readyz", timeout=5)
+            if resp.status_code == 200:
+                return resp.json()
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= next_status:
+            next_status = time.monotonic() + 5
+            app = serve.status().applications.get(APP_NAME)
+            if app is not None and str(app.status).endswith("DEPLOY_FAILED"):
+                raise DeployFailed(f"Serve could not deploy the app: {app.message}")
+        time.sleep(1)
+    raise TimeoutError(f"the app did not answer {url}/readyz within {timeout_s:.0f} s")
