@@ -31,9 +31,11 @@ from lookalike.api_params import (
     filters_from_query,
     hit_json,
     make_filters,
+    parse_infer,
     parse_top_k,
     parse_weight,
     product_json,
+    understanding_json,
 )
 from lookalike.catalog.manifest import RowError, parse_row
 from lookalike.config import Settings
@@ -162,7 +164,7 @@ def create_api(service: SearchService, settings: Settings, *,
     def search_response(outcome, started: float, request: Request, kind: str) -> dict[str, Any]:
         request.state.log.update({"type": kind, "embed_ms": round(outcome.timings.embed_ms, 3),
                                   "search_ms": round(outcome.timings.search_ms, 3)})
-        return {"results": [hit_json(h) for h in outcome.hits],
+        return {"results": [hit_json(h) for h in outcome.hits], **understanding_json(outcome),
                 "took_ms": round((time.perf_counter() - started) * 1000.0, 3)}
 
     @app.get("/healthz")
@@ -186,7 +188,8 @@ def create_api(service: SearchService, settings: Settings, *,
             raise ApiError(422, "missing_query", "q (the search text) is required")
         query = SearchQuery(text=q.strip()[:2000], top_k=parse_top_k(request.query_params.get("top_k"),
                                                                  settings.max_top_k),
-                            filters=filters_from_query(request))
+                            filters=filters_from_query(request),
+                            infer=parse_infer(request.query_params.get("infer")))
         request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
         return search_response(await service.search(query), started, request, "text")
 
@@ -241,7 +244,7 @@ def create_api(service: SearchService, settings: Settings, *,
         if text is not None and not isinstance(text, str):
             raise ApiError(422, "invalid_parameter", "text must be a string")
         return _query(text=text, image=image, top_k=body.get("top_k"),
-                      image_weight=body.get("image_weight"),
+                      image_weight=body.get("image_weight"), infer=body.get("infer"),
                       filters=make_filters(categories=filters.get("category"),
                                            colors=filters.get("color"), sizes=filters.get("size"),
                                            min_price=price.get("gte"), max_price=price.get("lte")))
@@ -275,17 +278,20 @@ def create_api(service: SearchService, settings: Settings, *,
         text = form.get("text")
         return _query(text=text if isinstance(text, str) else None, image=image,
                       top_k=form.get("top_k"), image_weight=form.get("image_weight"),
+                      infer=form.get("infer"),
                       filters=make_filters(categories=form.getlist("category"),
                                            colors=form.getlist("color"), sizes=form.getlist("size"),
                                            min_price=form.get("min_price"),
                                            max_price=form.get("max_price")))
 
-    def _query(*, text: Any, image: Any, top_k: Any, image_weight: Any, filters: Filters) -> SearchQuery:
+    def _query(*, text: Any, image: Any, top_k: Any, image_weight: Any, filters: Filters,
+               infer: Any = None) -> SearchQuery:
         text = text.strip()[:2000] if isinstance(text, str) and text.strip() else None
         if text is None and image is None:
             raise ApiError(422, "missing_query", "give at least one of image and text")
         return SearchQuery(text=text, image=image, top_k=parse_top_k(top_k, settings.max_top_k),
-                           image_weight=parse_weight(image_weight), filters=filters)
+                           image_weight=parse_weight(image_weight), filters=filters,
+                           infer=parse_infer(infer))
 
     @app.get("/v1/facets")
     async def facets() -> dict[str, Any]:

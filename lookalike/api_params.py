@@ -72,6 +72,18 @@ def parse_weight(value: Any) -> float:
     return w
 
 
+INFER_MODES = ("boost", "filter", "off")
+
+
+def parse_infer(value: Any) -> str:
+    """What attributes inferred from the words and photo do: boost (default), filter, off."""
+    if value is None or value == "":
+        return "boost"
+    if not isinstance(value, str) or value not in INFER_MODES:
+        raise ApiError(422, "invalid_parameter", f"infer must be one of {', '.join(INFER_MODES)}")
+    return value
+
+
 def make_filters(*, categories: Any, colors: Any, sizes: Any, min_price: Any, max_price: Any) -> Filters:
     def as_list(v: Any) -> list[str]:
         if v is None:
@@ -102,7 +114,13 @@ def hit_json(hit: Hit) -> dict[str, Any]:
     return {"product_id": p.product_id, "score": round(hit.score, 6), "title": p.title,
             "category": p.category, "color": p.color, "size": p.size, "price": p.price,
             "image_url": f"/v1/products/{p.product_id}/images/{hit.image_index}",
-            "attributes": p.attributes}
+            "attributes": p.attributes, "explain": hit.explain or None}
+
+
+def understanding_json(outcome: Any) -> dict[str, Any]:
+    """What the query was understood to ask for, so a client can show (and remove) it."""
+    return {"inferred": {"mode": outcome.mode, **outcome.inferred.as_dict()},
+            "relaxed": list(outcome.relaxed)}
 
 
 def product_json(p: Product) -> dict[str, Any]:

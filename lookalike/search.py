@@ -22,6 +22,9 @@ from lookalike.catalog.product import Product
 from lookalike.facets import FacetsCache
 from lookalike.images import decode_image, sniff_content_type
 from lookalike.media import MediaDir
+from lookalike.query.understanding import QueryUnderstanding, combine
+from lookalike.rank.attributes import rank
+from lookalike.rank.inferred import Inferred
 from lookalike.store.base import Filters, Hit, ProductStore, StoredProduct, StoreError
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ class SearchQuery:
     image_weight: float = 0.5
     top_k: int = 10
     filters: Filters = Filters()
+    infer: str = "boost"  # "boost" | "filter" | "off": what the inferred attributes do
 
     @property
     def kind(self) -> str:
@@ -62,6 +66,9 @@ class Timings:
 class SearchOutcome:
     hits: list[Hit]
     timings: Timings
+    inferred: Inferred = Inferred()
+    relaxed: list[str] = field(default_factory=list)
+    mode: str = "off"
 
 
 def _ms(start: float) -> float:
@@ -86,28 +93,43 @@ class SearchService:
         self.media = MediaDir(self.media_dir)
         self.model_version = model_version
         self._facets = FacetsCache(lambda: self.store.facets(), ttl_s=facets_ttl_s)
+        self.understanding = QueryUnderstanding()
 
     async def search(self, query: SearchQuery) -> SearchOutcome:
         if not query.text and query.image is None:
             raise ValueError("give a text, an image, or both")
         t = Timings()
         start = time.perf_counter()
+        understand = query.infer != "off"
+        facets = await self.facets() if understand else {}
+        parsed = self.understanding.parse(query.text, facets) if understand and query.text else None
         # A text+image query embeds both at once, on different deployments.
         jobs: list[Awaitable[np.ndarray]] = []
         if query.image is not None:
             jobs.append(self.embed_image(query.image))
         if query.text:
-            jobs.append(self.embed_text(query.text))
+            jobs.append(self.embed_text(parsed.text if parsed is not None else query.text))
         vectors = await asyncio.gather(*jobs)
         image_vec = vectors[0] if query.image is not None else None
         text_vec = vectors[-1] if query.text else None
         t.embed_ms = _ms(start)
         start = time.perf_counter()
-        hits = await asyncio.to_thread(
-            self.store.search, image_vector=image_vec, text_vector=text_vec,
-            image_weight=query.image_weight, filters=query.filters, top_k=query.top_k)
+        colour = (self.understanding.photo_color(query.image, facets)
+                  if understand and query.image is not None else None)
+
+        def search(filters: Filters, top_k: int) -> list[Hit]:
+            return self.store.search(image_vector=image_vec, text_vector=text_vec,
+                                     image_weight=query.image_weight, filters=filters, top_k=top_k)
+
+        def infer(pool: list[Hit] | None) -> Inferred:
+            return combine(parsed, photo_color=colour,
+                           neighbours=pool if query.image is not None else None)
+
+        ranked = await asyncio.to_thread(rank, search, explicit=query.filters, infer=infer,
+                                         mode=query.infer, top_k=query.top_k,
+                                         needs_pool=query.image is not None)
         t.search_ms = _ms(start)
-        return SearchOutcome(hits, t)
+        return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode)
 
     async def similar(self, product_id: str, *, top_k: int, filters: Filters) -> SearchOutcome:
         """More like this, from the stored vectors: no re-embedding."""

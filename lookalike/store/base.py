@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -67,6 +67,9 @@ class Hit:
     score: float
     image_index: int = 0  # which of the product's images matched best
     write_version: int = 0
+    # The score's parts, for explanations: {"image": cosine, "text": cosine, "lexical": BM25}.
+    scores: dict[str, float] = field(default_factory=dict, compare=False)
+    explain: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass

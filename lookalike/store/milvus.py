@@ -355,8 +355,10 @@ class MilvusStore:
         field, data = (("image_vector", queries) if queries
                        else ("text_vector", [np.asarray(text_vector, np.float32).tolist()]))
         best = self._grouped(field, data, expr, top_k)
+        modality = field.removesuffix("_vector")
         hits = [Hit(_product_from_row(e), score, int(e.get("image_index") or 0),
-                    int(e.get("write_version") or 0)) for score, e in best.values()]
+                    int(e.get("write_version") or 0), {modality: score})
+                for score, e in best.values()]
         return sorted(hits, key=lambda h: -h.score)[:top_k]
 
     def _grouped(self, field: str, data: list[list[float]], expr: str,
@@ -400,7 +402,8 @@ class MilvusStore:
         rows = {pid: row for pid, (_, row) in texts.items()}
         rows.update({pid: row for pid, (_, row) in image.items()})
         return [Hit(_product_from_row(rows[p]), scores[p], int(image[p][1].get("image_index") or 0),
-                    int(rows[p].get("write_version") or 0)) for p in ranked]
+                    int(rows[p].get("write_version") or 0),
+                    {"image": image[p][0], "text": text_cos[p]}) for p in ranked]
 
     def _image_cosines(self, pids: list[str], queries: list[list[float]],
                        expr: str) -> dict[str, tuple[float, dict[str, Any]]]:

@@ -33,6 +33,9 @@ class OneProductStore:
     def count(self) -> int:
         return 1
 
+    def facets(self) -> dict:  # the vocabulary query understanding reads
+        return {"category": {}, "color": {"red": 1}, "size": {}, "price": {"min": 3.0, "max": 3.0}}
+
 
 async def embed(_: object) -> np.ndarray:
     return np.ones(4, dtype=np.float32)
@@ -118,3 +121,22 @@ def test_an_empty_key_file_never_opens_writes(tmp_path: Path) -> None:
     # Now the app refuses to start instead.
     with pytest.raises(ValueError, match="is empty"):
         make_client(DownStore(), tmp_path, settings=Settings(data_dir=tmp_path))
+
+
+@pytest.mark.parametrize("infer", ["sometimes", "OFF"])
+def test_a_bad_infer_mode_is_422(tmp_path: Path, infer: str) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    for r in (client.get("/v1/search", params={"q": "red dress", "infer": infer}),
+              client.post("/v1/search", json={"text": "red dress", "infer": infer})):
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_search_lists_what_it_inferred_and_explains_results(tmp_path: Path) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    body = client.get("/v1/search", params={"q": "crimson shoes"}).json()
+    assert body["inferred"]["colors"] == ["red"] and body["inferred"]["mode"] == "boost"
+    assert body["relaxed"] == []
+    boosts = body["results"][0]["explain"]["boosts"]
+    assert [b["attribute"] for b in boosts] == ["color"] and "crimson" in boosts[0]["why"]
+    off = client.get("/v1/search", params={"q": "crimson shoes", "infer": "off"}).json()
+    assert off["inferred"] == {"mode": "off"} and off["results"][0]["explain"]["boosts"] == []

@@ -1,6 +1,7 @@
 import pytest
 
-from lookalike.api_params import ApiError, make_filters, parse_top_k, parse_weight, split_values
+from lookalike.api_params import (ApiError, make_filters, parse_infer, parse_top_k, parse_weight,
+                                  split_values)
 
 
 def test_split_values_accepts_repeats_and_commas() -> None:
@@ -32,3 +33,16 @@ def test_make_filters() -> None:
         make_filters(categories=None, colors=None, sizes=None, min_price=5, max_price=1)
     with pytest.raises(ApiError):
         make_filters(categories=[{"x": 1}], colors=None, sizes=None, min_price=None, max_price=None)
+
+
+@pytest.mark.parametrize(("value", "want"), [(None, "boost"), ("", "boost"), ("boost", "boost"),
+                                             ("filter", "filter"), ("off", "off")])
+def test_parse_infer(value: object, want: str) -> None:
+    assert parse_infer(value) == want
+
+
+@pytest.mark.parametrize("value", ["Boost", "on", 1, ["off"], {"x": 1}])
+def test_parse_infer_refuses_other_values(value: object) -> None:
+    with pytest.raises(ApiError) as err:
+        parse_infer(value)
+    assert err.value.status == 422 and err.value.code == "invalid_parameter"
