@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.eval.catalogue import Labelled
-from lookalike.eval.metrics import mean, ndcg_at_k, overlap_recall, precision_at_k, recall_at_k
+from lookalike.eval.metrics import mean, ndcg_at_k, precision_at_k, recall_at_k, tie_aware_recall
 from lookalike.store.base import Filters, StoredProduct
 from lookalike.catalog.product import Product
 
@@ -154,7 +154,9 @@ def ann_eval(search: Callable[..., list[Any]], catalogue: Labelled, sample: Sequ
     items, products = catalogue.items, catalogue.products
     colors = sorted({p.color for p in products if p.color})
     texts = np.stack([it.text_vector for it in items])
+    index = {p.product_id: j for j, p in enumerate(products)}
     by_bucket: dict[str, list[float]] = defaultdict(list)
+    by_modality: dict[str, list[float]] = defaultdict(list)
     for i in sample:
         for f in query_filters(products[i], rng, colors):
             mask = _filter_mask(products, f)
@@ -165,10 +167,14 @@ def ann_eval(search: Callable[..., list[Any]], catalogue: Labelled, sample: Sequ
                 q = items[i].image_vectors[0] if modality == "image" else items[i].text_vector
                 scores = (_product_scores(items, q) if modality == "image" else texts @ q)
                 scores = np.where(mask, scores, -np.inf)
-                exact = [products[j].product_id for j in np.argsort(-scores)[:min(k, int(mask.sum()))]]
+                exact = np.sort(scores)[::-1][:min(k, int(mask.sum()))]
                 hits = search(**{f"{modality}_vector": q}, filters=f, top_k=k)
-                by_bucket[bucket].append(overlap_recall([h.product.product_id for h in hits], exact))
+                r = tie_aware_recall([float(scores[index[h.product.product_id]]) for h in hits],
+                                     [float(s) for s in exact])
+                by_bucket[bucket].append(r)
+                by_modality[modality].append(r)
     out = {name: {"recall@10": round(mean(v), 4), "searches": len(v)}
            for _, name in BUCKETS if (v := by_bucket.get(name))}
     overall = [r for v in by_bucket.values() for r in v]
-    return {"overall": round(mean(overall), 4), "buckets": out}
+    return {"overall": round(mean(overall), 4), "buckets": out,
+            "by_modality": {m: round(mean(v), 4) for m, v in by_modality.items()}}

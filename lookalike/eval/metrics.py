@@ -29,11 +29,17 @@ def ndcg_at_k(relevant: Sequence[bool], k: int, n_relevant: int) -> float:
     return dcg / ideal if ideal else 0.0
 
 
-def overlap_recall(found: Sequence[str], exact: Sequence[str]) -> float:
-    """ANN recall: the share of the exact top results the approximate search also returned."""
-    if not exact:
+def tie_aware_recall(found_scores: Sequence[float], exact_scores: Sequence[float], *,
+                     eps: float = 1e-5) -> float:
+    """ANN recall@k: the share of the k results whose exact score reaches the exact k-th best.
+
+    Plain id overlap is wrong where products tie (the demo has products with the very same
+    text, hence the same text vector): any of the tied products is an exact answer.
+    `found_scores` are the exact scores of what the approximate search returned."""
+    if not exact_scores:
         return 1.0
-    return len(set(found) & set(exact)) / len(exact)
+    kth = min(exact_scores)
+    return min(1.0, sum(s >= kth - eps for s in found_scores) / len(exact_scores))
 
 
 def mean(values: Sequence[float]) -> float:
