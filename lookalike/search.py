@@ -117,9 +117,13 @@ class SearchService:
         colour = (self.understanding.photo_color(query.image, facets)
                   if understand and query.image is not None else None)
 
+        # Text-only queries also match words exactly (BM25: brand, material, SKU).
+        words = (parsed.text if parsed is not None else query.text) if query.image is None else None
+
         def search(filters: Filters, top_k: int) -> list[Hit]:
             return self.store.search(image_vector=image_vec, text_vector=text_vec,
-                                     image_weight=query.image_weight, filters=filters, top_k=top_k)
+                                     image_weight=query.image_weight, filters=filters, top_k=top_k,
+                                     **({"lexical_query": words} if words else {}))
 
         def infer(pool: list[Hit] | None) -> Inferred:
             return combine(parsed, photo_color=colour,

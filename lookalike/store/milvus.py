@@ -29,11 +29,13 @@ from lookalike.catalog.product import Product
 from lookalike.store import fusion
 from lookalike.store.base import Filters, Hit, Record, StoredProduct, StoreError
 from lookalike.store.schema import (
+    LEXICAL_FIELDS,
     NO_PRICE,
     PRODUCT_FIELDS,
     REQUIRED_FIELDS,
     build_index_params,
     build_schema,
+    lexical_text,
     row_pk,
     search_params,
 )
@@ -140,6 +142,7 @@ class MilvusStore:
         self._search_params = {"metric_type": "COSINE", "params": search_params(settings)}
         # milvus-lite does not protect concurrent writes to one collection: serialise ours.
         self._write_lock = threading.Lock()
+        self._lexical: bool | None = None  # has the BM25 fields (schema.py); read once
 
     @classmethod
     def from_settings(cls, settings: Any, *, image_dim: int, text_dim: int) -> MilvusStore:
@@ -177,12 +180,27 @@ class MilvusStore:
                 f"collection {self.collection} was made by an older lookalike (no "
                 f"{', '.join(missing)} field): use another LOOKALIKE_COLLECTION, or drop it and "
                 "re-ingest")
+        self._lexical = all(f in dims for f in LEXICAL_FIELDS)
+        if not self._lexical:
+            log.warning("collection %s has no BM25 fields (made before full-text search): text "
+                        "searches use the dense vector only; re-ingest into a new collection "
+                        "for keyword matching", self.collection)
         want = {"image_vector": self.image_dim, "text_vector": self.text_dim}
         for name, dim in want.items():
             if dims.get(name) is not None and int(dims[name]) != dim:
                 raise StoreError(
                     f"collection {self.collection} has {name} dim {dims[name]} but the model "
                     f"gives {dim}: use another LOOKALIKE_COLLECTION or re-ingest")
+
+    @property
+    def lexical(self) -> bool:
+        """Whether the collection has the BM25 full-text fields."""
+        if self._lexical is None:
+            try:
+                self._check_dims()
+            except MilvusException as exc:
+                raise StoreError(f"cannot describe collection {self.collection}: {exc}") from exc
+        return bool(self._lexical)
 
     def drop(self) -> None:
         self.client.drop_collection(self.collection)
@@ -219,7 +237,8 @@ class MilvusStore:
         if len(vectors) == 0:
             raise ValueError(f"product {p.product_id} has no image vector")
         text_vec = np.asarray(item.text_vector, dtype=np.float32).reshape(self.text_dim).tolist()
-        return [{
+        lexical = {"lexical_text": lexical_text(p)} if self.lexical else {}
+        return [{**lexical,
             "pk": row_pk(p.product_id, version, n), "product_id": p.product_id, "image_index": n,
             "title": p.title, "description": p.description, "category": p.category,
             "color": p.color, "size": p.size,
@@ -318,8 +337,13 @@ class MilvusStore:
         top_k: int = 10,
         exclude_ids: Sequence[str] = (),
         image_vectors: Sequence[np.ndarray] = (),
+        lexical_query: str | None = None,
     ) -> list[Hit]:
         """One result per product, best first.
+
+        `lexical_query` (text-only searches): BM25 over the product's words joins the dense
+        text search, fused by reciprocal rank (fusion.rrf; scores 0..1), when the collection
+        has the BM25 fields.
 
         Several `image_vectors` (a product's photos, for "similar") search at once: each
         product scores by its best match over them. Scores: with one modality, the raw cosine;
@@ -337,7 +361,8 @@ class MilvusStore:
         for _ in range(STALE_RETRIES):
             expr = " and ".join(f"({e})" for e in (base, older and f"not ({_older_than(older)})")
                                 if e)
-            hits = self._search_once(queries, text_vector, image_weight, expr, top_k)
+            hits = self._search_once(queries, text_vector, image_weight, expr, top_k,
+                                     lexical_query)
             stale = self._stale(hits)
             if not stale:
                 break
@@ -348,7 +373,12 @@ class MilvusStore:
         return hits
 
     def _search_once(self, queries: list[list[float]], text_vector: np.ndarray | None,
-                     image_weight: float, expr: str, top_k: int) -> list[Hit]:
+                     image_weight: float, expr: str, top_k: int,
+                     lexical_query: str | None = None) -> list[Hit]:
+        if (not queries and text_vector is not None and lexical_query and lexical_query.strip()
+                and self.lexical):
+            return self._text_and_lexical(np.asarray(text_vector, np.float32).tolist(),
+                                          lexical_query, expr, top_k)
         if queries and text_vector is not None:
             return self._hybrid(queries, np.asarray(text_vector, np.float32).tolist(),
                                 float(image_weight), expr, top_k)
@@ -404,6 +434,32 @@ class MilvusStore:
         return [Hit(_product_from_row(rows[p]), scores[p], int(image[p][1].get("image_index") or 0),
                     int(rows[p].get("write_version") or 0),
                     {"image": image[p][0], "text": text_cos[p]}) for p in ranked]
+
+    def _text_and_lexical(self, text: list[float], words: str, expr: str, top_k: int) -> list[Hit]:
+        """Dense text and BM25, fused by reciprocal rank; each hit keeps both scores."""
+        limit = fusion.candidate_limit(top_k)
+        dense = self._grouped("text_vector", [text], expr, limit)
+        try:
+            res = self.client.search(self.collection, data=[words], anns_field="lexical",
+                                     filter=expr, limit=limit, output_fields=PRODUCT_FIELDS,
+                                     group_by_field="product_id",
+                                     search_params={"metric_type": "BM25"},
+                                     consistency_level=CONSISTENCY)
+        except MilvusException as exc:
+            raise StoreError(f"full-text search failed: {exc}") from exc
+        # Best first; milvus-lite reports BM25 scores negated, Milvus positive.
+        lexical = {h.get("entity", h)["product_id"]: (abs(float(h["distance"])), h.get("entity", h))
+                   for h in (res or [[]])[0]}
+        fused = fusion.rrf(sorted(dense, key=lambda p: -dense[p][0]), list(lexical))
+        ranked = sorted(fused, key=lambda p: -fused[p])[:top_k]
+        cosines = {pid: s for pid, (s, _) in dense.items()}
+        cosines.update(self._text_cosines([p for p in ranked if p not in dense], text, expr))
+        rows = {pid: row for pid, (_, row) in lexical.items()}
+        rows.update({pid: row for pid, (_, row) in dense.items()})
+        return [Hit(_product_from_row(rows[p]), fused[p], int(rows[p].get("image_index") or 0),
+                    int(rows[p].get("write_version") or 0),
+                    {"text": cosines.get(p, 0.0),
+                     **({"lexical": lexical[p][0]} if p in lexical else {})}) for p in ranked]
 
     def _image_cosines(self, pids: list[str], queries: list[list[float]],
                        expr: str) -> dict[str, tuple[float, dict[str, Any]]]:
