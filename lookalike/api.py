@@ -31,7 +31,11 @@ from lookalike.api_params import (
     filters_from_query,
     hit_json,
     make_filters,
+    parse_diversity,
+    parse_flag,
+    parse_ids,
     parse_infer,
+    parse_strategy,
     parse_top_k,
     parse_weight,
     product_json,
@@ -41,6 +45,8 @@ from lookalike.catalog.manifest import RowError, parse_row
 from lookalike.config import Settings
 from lookalike.fetch import FetchError, TooLargeError, fetch_bytes
 from lookalike.images import InvalidImageError, decode_image
+from lookalike.rank.relative import Relative
+from lookalike.recommend import UnknownProducts
 from lookalike.search import NotFoundError, SearchQuery, SearchService
 from lookalike.store.base import Filters, StoreError
 
@@ -130,6 +136,10 @@ def create_api(service: SearchService, settings: Settings, *,
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
         return error_response(404, "not_found", f"not found: {exc}")
 
+    @app.exception_handler(UnknownProducts)
+    async def _unknown(_: Request, exc: UnknownProducts) -> JSONResponse:
+        return error_response(404, "not_found", f"unknown products: {exc}")
+
     @app.exception_handler(StoreError)
     async def _store(_: Request, exc: StoreError) -> JSONResponse:
         log.warning("store error: %s", exc)
@@ -189,7 +199,9 @@ def create_api(service: SearchService, settings: Settings, *,
         query = SearchQuery(text=q.strip()[:2000], top_k=parse_top_k(request.query_params.get("top_k"),
                                                                  settings.max_top_k),
                             filters=filters_from_query(request),
-                            infer=parse_infer(request.query_params.get("infer")))
+                            infer=parse_infer(request.query_params.get("infer")),
+                            exclude_ids=parse_ids(request.query_params.getlist("not_like"), "not_like"),
+                            diversity=parse_diversity(request.query_params.get("diversity")))
         request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
         return search_response(await service.search(query), started, request, "text")
 
@@ -210,13 +222,16 @@ def create_api(service: SearchService, settings: Settings, *,
                                   "filters": query.filters.as_dict()})
         return search_response(await service.search(query), started, request, query.kind)
 
-    async def _json_query(request: Request) -> SearchQuery:
+    async def _json_body(request: Request) -> dict[str, Any]:
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_json", "the body must be a JSON object")
+        return body
+
+    async def _body_image(body: dict[str, Any]) -> Any:
         image = None
         if body.get("image_base64"):
             if not isinstance(body["image_base64"], str):
@@ -234,20 +249,30 @@ def create_api(service: SearchService, settings: Settings, *,
             if not isinstance(body["image_url"], str):
                 raise ApiError(422, "invalid_parameter", "image_url must be a string")
             image = to_image(await _fetch(body["image_url"]))
+        return image
+
+    def _body_filters(body: dict[str, Any]) -> Filters:
         filters = body.get("filters") or {}
         if not isinstance(filters, dict):
             raise ApiError(422, "invalid_parameter", "filters must be an object")
         price = filters.get("price") or {}
         if not isinstance(price, dict):
             raise ApiError(422, "invalid_parameter", "filters.price must be an object {gte, lte}")
+        return make_filters(categories=filters.get("category"), colors=filters.get("color"),
+                            sizes=filters.get("size"), min_price=price.get("gte"),
+                            max_price=price.get("lte"))
+
+    async def _json_query(request: Request) -> SearchQuery:
+        body = await _json_body(request)
+        image = await _body_image(body)
+        filters = _body_filters(body)
         text = body.get("text")
         if text is not None and not isinstance(text, str):
             raise ApiError(422, "invalid_parameter", "text must be a string")
         return _query(text=text, image=image, top_k=body.get("top_k"),
                       image_weight=body.get("image_weight"), infer=body.get("infer"),
-                      filters=make_filters(categories=filters.get("category"),
-                                           colors=filters.get("color"), sizes=filters.get("size"),
-                                           min_price=price.get("gte"), max_price=price.get("lte")))
+                      not_like=body.get("not_like"), diversity=body.get("diversity"),
+                      filters=filters)
 
     async def _fetch(url: str) -> bytes:
         import asyncio
@@ -278,20 +303,22 @@ def create_api(service: SearchService, settings: Settings, *,
         text = form.get("text")
         return _query(text=text if isinstance(text, str) else None, image=image,
                       top_k=form.get("top_k"), image_weight=form.get("image_weight"),
-                      infer=form.get("infer"),
+                      infer=form.get("infer"), not_like=form.getlist("not_like"),
+                      diversity=form.get("diversity"),
                       filters=make_filters(categories=form.getlist("category"),
                                            colors=form.getlist("color"), sizes=form.getlist("size"),
                                            min_price=form.get("min_price"),
                                            max_price=form.get("max_price")))
 
     def _query(*, text: Any, image: Any, top_k: Any, image_weight: Any, filters: Filters,
-               infer: Any = None) -> SearchQuery:
+               infer: Any = None, not_like: Any = None, diversity: Any = None) -> SearchQuery:
         text = text.strip()[:2000] if isinstance(text, str) and text.strip() else None
         if text is None and image is None:
             raise ApiError(422, "missing_query", "give at least one of image and text")
         return SearchQuery(text=text, image=image, top_k=parse_top_k(top_k, settings.max_top_k),
                            image_weight=parse_weight(image_weight), filters=filters,
-                           infer=parse_infer(infer))
+                           infer=parse_infer(infer), exclude_ids=parse_ids(not_like, "not_like"),
+                           diversity=parse_diversity(diversity))
 
     @app.get("/v1/facets")
     async def facets() -> dict[str, Any]:
@@ -307,8 +334,35 @@ def create_api(service: SearchService, settings: Settings, *,
         top_k = parse_top_k(request.query_params.get("top_k"), settings.max_top_k)
         filters = filters_from_query(request)
         request.state.log.update({"top_k": top_k, "filters": filters.as_dict()})
-        outcome = await service.similar(check_product_id(product_id), top_k=top_k, filters=filters)
+        q = request.query_params
+        relative = Relative(cheaper=parse_flag(q.get("cheaper"), "cheaper"),
+                            other_color=parse_flag(q.get("other_color"), "other_color"),
+                            same_category=parse_flag(q.get("same_category"), "same_category"))
+        # A size: the `size` filter (filters_from_query) already narrows "similar" to it.
+        outcome = await service.similar(check_product_id(product_id), top_k=top_k, filters=filters,
+                                        relative=relative)
         return search_response(outcome, started, request, "similar")
+
+    @app.post("/v1/recommend")
+    async def recommend(request: Request) -> dict[str, Any]:
+        """{"positive": [ids], "negative": [ids], "image_base64"|"image_url", "strategy":
+        "average_vector"|"best_score", "top_k", "filters"}: more like these, not like those."""
+        started = time.perf_counter()
+        check_length(request)
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise ApiError(415, "unsupported_media_type", "send application/json")
+        body = await _json_body(request)
+        positive, negative = parse_ids(body.get("positive"), "positive"), parse_ids(body.get("negative"), "negative")
+        image = await _body_image(body)
+        if not positive and image is None:
+            raise ApiError(422, "missing_query", "give at least one positive product id or a photo")
+        top_k = parse_top_k(body.get("top_k"), settings.max_top_k)
+        filters = _body_filters(body)
+        request.state.log.update({"top_k": top_k, "filters": filters.as_dict()})
+        outcome = await service.recommend(positive=positive, negative=negative, image=image,
+                                          strategy=parse_strategy(body.get("strategy")),
+                                          top_k=top_k, filters=filters)
+        return search_response(outcome, started, request, "recommend")
 
     @app.get("/v1/products/{product_id}/images/{n}")
     async def product_image(product_id: str, n: int) -> Response:

@@ -84,6 +84,55 @@ def parse_infer(value: Any) -> str:
     return value
 
 
+STRATEGIES = ("average_vector", "best_score")
+MAX_EXAMPLES = 50
+
+
+def parse_ids(value: Any, name: str) -> tuple[str, ...]:
+    """A list of product ids (JSON list, or comma-separated in a query string or form)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(422, "invalid_parameter", f"{name} must be a list of product ids")
+    ids = split_values(value)
+    if len(ids) > MAX_EXAMPLES:
+        raise ApiError(422, "invalid_parameter", f"{name}: at most {MAX_EXAMPLES} ids")
+    for pid in ids:
+        check_product_id(pid)
+    return ids
+
+
+def parse_diversity(value: Any) -> float:
+    if value is None or value == "":
+        return 0.0
+    d = parse_float(value, "diversity")
+    if d is None or d > 1:
+        raise ApiError(422, "invalid_parameter", "diversity must be between 0 and 1")
+    return d
+
+
+def parse_strategy(value: Any) -> str:
+    if value is None or value == "":
+        return "average_vector"
+    if value not in STRATEGIES:
+        raise ApiError(422, "invalid_parameter", f"strategy must be one of {', '.join(STRATEGIES)}")
+    return str(value)
+
+
+def parse_flag(value: Any, name: str) -> bool:
+    if value is None or value == "":
+        return False
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(value).lower() in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(422, "invalid_parameter", f"{name} must be true or false")
+
+
 def make_filters(*, categories: Any, colors: Any, sizes: Any, min_price: Any, max_price: Any) -> Filters:
     def as_list(v: Any) -> list[str]:
         if v is None:

@@ -23,11 +23,12 @@ from lookalike.store.base import Filters, Hit
 # Added to the vector score (a cosine, or the fused 0..1 scale): large against the spread of
 # scores among good candidates, so the products with what was asked come first, yet soft, so a
 # close visual or textual match still beats a weak one that merely has the right colour.
-WEIGHTS = {"category": 0.3, "color": 0.2, "size": 0.1, "price": 0.1}
+# Price and size typed as numbers are near-hard constraints; they weigh as much as a category.
+WEIGHTS = {"category": 0.4, "color": 0.3, "size": 0.4, "price": 0.4}
 # A photo's colour and its neighbours' category are guesses, the words are the shopper's
 # intent: guesses count half.
 PHOTO_FACTOR = 0.5
-CHEAP_WEIGHT = 0.15  # times a decay that halves every "median minus cheapest" of price
+CHEAP_WEIGHT = 0.4  # times a decay that halves every "median minus cheapest" of price
 POOL_MIN = 50
 POOL_PER_RESULT = 5
 POOL_MAX = 16384  # Milvus' cap on a search's limit

@@ -16,7 +16,7 @@ CATALOGUE = [
     Product("e", category="bag", color="black", size="one size", price=20.0),
 ]
 # The vector scores a query gets: "e" is the closest vector, "a" has everything asked for.
-SCORES = {"e": 0.9, "c": 0.8, "b": 0.7, "d": 0.6, "a": 0.5}
+SCORES = {"e": 0.9, "c": 0.8, "b": 0.65, "d": 0.6, "a": 0.5}
 
 
 def passes(p: Product, f: Filters) -> bool:
@@ -47,7 +47,7 @@ def ids(hits: list[Hit]) -> list[str]:
 def test_boost_puts_products_with_the_inferred_attributes_first() -> None:
     got = rank(FakeSearch(), explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost", top_k=5)
     assert ids(got.hits)[:2] == ["d", "a"]  # both red dresses, in vector order
-    assert ids(got.hits)[2:] == ["c", "b", "e"]  # then one attribute (0.8+0.2, 0.7+0.3), then none
+    assert ids(got.hits)[2:] == ["c", "b", "e"]  # then one attribute (0.8 + colour, 0.65 + category), then none
     a = next(h for h in got.hits if h.product.product_id == "a")
     assert a.score == 0.5 + WEIGHTS["category"] + WEIGHTS["color"]
     assert {b["attribute"] for b in a.explain["boosts"]} == {"category", "color"}
