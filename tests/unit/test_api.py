@@ -33,6 +33,9 @@ class OneProductStore:
     def count(self) -> int:
         return 1
 
+    def get(self, ids, with_vectors: bool = False) -> dict:
+        return {}  # no product but p1's search hit is known by id
+
     def facets(self) -> dict:  # the vocabulary query understanding reads
         return {"category": {}, "color": {"red": 1}, "size": {}, "price": {"min": 3.0, "max": 3.0}}
 
@@ -140,3 +143,36 @@ def test_search_lists_what_it_inferred_and_explains_results(tmp_path: Path) -> N
     assert [b["attribute"] for b in boosts] == ["color"] and "crimson" in boosts[0]["why"]
     off = client.get("/v1/search", params={"q": "crimson shoes", "infer": "off"}).json()
     assert off["inferred"] == {"mode": "off"} and off["results"][0]["explain"]["boosts"] == []
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({}, 422, "missing_query"),
+    ({"negative": ["p1"]}, 422, "missing_query"),
+    ({"positive": "p1,p2", "strategy": "nearest"}, 422, "invalid_parameter"),
+    ({"positive": [1, 2]}, 422, "invalid_parameter"),
+    ({"positive": ["bad id!"]}, 422, "invalid_product_id"),
+    ({"positive": ["p1"], "top_k": 0}, 422, "invalid_parameter"),
+    ({"positive": ["p1"], "filters": "red"}, 422, "invalid_parameter"),
+    ({"positive": ["nope"]}, 404, "not_found"),
+    ({"image_base64": "***"}, 400, "invalid_base64"),
+])
+def test_recommend_bad_input_is_4xx(tmp_path: Path, body: dict, status: int, code: str) -> None:
+    r = make_client(OneProductStore(), tmp_path).post("/v1/recommend", json=body)
+    assert r.status_code == status and r.json()["error"]["code"] == code
+
+
+def test_recommend_wants_json(tmp_path: Path) -> None:
+    r = make_client(OneProductStore(), tmp_path).post("/v1/recommend", data={"positive": "p1"})
+    assert r.status_code == 415
+
+
+@pytest.mark.parametrize("params", [{"diversity": "2"}, {"diversity": "x"}, {"not_like": "bad id!"}])
+def test_search_refuses_bad_diversity_and_not_like(tmp_path: Path, params: dict) -> None:
+    r = make_client(OneProductStore(), tmp_path).get("/v1/search", params={"q": "dress", **params})
+    assert r.status_code == 422
+
+
+@pytest.mark.parametrize("flag", ["cheaper", "other_color", "same_category"])
+def test_similar_refuses_a_flag_that_is_not_a_boolean(tmp_path: Path, flag: str) -> None:
+    r = make_client(OneProductStore(), tmp_path).get("/v1/products/p1/similar", params={flag: "maybe"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_parameter"
