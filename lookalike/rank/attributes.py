@@ -4,8 +4,8 @@ Milvus ranks by vector (and BM25) score; whether a product has the colour, categ
 price a query implies is known only after the query is understood, and a boost needs the
 product's fields, so it is applied here, on the candidates the store returns (a pool larger
 than the page). `infer="boost"`: each inferred attribute a product has adds its weight to the
-score, and products that have them all are fetched with a filtered search when the pool holds
-too few, so a page never misses them. `infer="filter"`: the inferred attributes join the
+score; the products that have them all come from a filtered search (wherever the vector ranks
+them), and only when they are fewer than the page do partial matches fill it. `infer="filter"`: the inferred attributes join the
 explicit filters; when that leaves fewer than top_k products, inferred attributes are dropped
 one by one (RELAX_ORDER) and the response says which. Explicit filters are never relaxed.
 """
@@ -30,6 +30,7 @@ WEIGHTS = {"category": 0.4, "color": 0.3, "size": 0.4, "price": 0.4}
 PHOTO_FACTOR = 0.5
 CHEAP_WEIGHT = 0.4  # times a decay that halves every "median minus cheapest" of price
 POOL_MIN = 50
+VOTE_POOL = 10  # neighbours a photo's category vote needs
 POOL_PER_RESULT = 5
 POOL_MAX = 16384  # Milvus' cap on a search's limit
 
@@ -110,15 +111,22 @@ def rank(search: Search, *, explicit: Filters, infer: Callable[[list[Hit] | None
         empty = Inferred()
         return Ranked([replace(h, explain=explain(h, base=h.score, boosts=[], inferred=empty))
                        for h in hits], empty, mode=mode)
-    pool = search(explicit, pool_size(top_k)) if mode == "boost" or needs_pool else None
+    # A photo's category is a vote of its unfiltered nearest neighbours: fetch them first.
+    pool = search(explicit, max(top_k, VOTE_POOL)) if needs_pool else None
     inferred = infer(pool).under(explicit)
     if mode == "boost":
-        assert pool is not None
-        wanted = inferred.attributes()
-        full = [h for h in pool if len(inferred.matching(h.product)) == len(wanted)]
-        if wanted and len(full) < top_k:
-            pool = _merge(search(inferred.filters(explicit), top_k), pool)
-        return Ranked(boost(pool, inferred)[:top_k], inferred, mode=mode)
+        if not inferred.attributes():
+            hits = pool if pool is not None else search(explicit, top_k)
+            return Ranked(boost(hits, inferred)[:top_k], inferred, mode=mode)
+        # Products with every inferred attribute first: a filtered search finds them wherever
+        # the vector ranks them. When they fill the page, one search was enough (their boosts
+        # exceed any partial match's but for a vector score ahead by more than an attribute's
+        # weight); otherwise the best partial matches fill the rest, by score plus boosts.
+        # "cheap" re-orders by price: it needs more than a page of candidates to pick from.
+        full = search(inferred.filters(explicit), pool_size(top_k) if inferred.cheap else top_k)
+        if len(full) < top_k:
+            full = _merge(full, pool if pool is not None else search(explicit, pool_size(top_k)))
+        return Ranked(boost(full, inferred)[:top_k], inferred, mode=mode)
     relaxed: list[str] = []
     current = inferred
     while True:

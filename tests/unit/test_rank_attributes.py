@@ -64,8 +64,15 @@ def test_boost_fetches_the_full_matches_the_pool_lacks() -> None:
     search = FakeSearch()
     inferred = Inferred(categories=("dress",), sizes=("S",))
     got = rank(search, explicit=Filters(), infer=lambda _: inferred, mode="boost", top_k=2)
-    assert ids(got.hits)[0] == "d"
-    assert search.calls[-1][0] == Filters(categories=("dress",), sizes=("S",))
+    assert ids(got.hits)[0] == "d"  # the only full match, though the vector ranks it 4th
+    assert search.calls[0][0] == Filters(categories=("dress",), sizes=("S",))
+    assert len(search.calls) == 2  # one full match for two places: partial matches fill up
+
+
+def test_boost_needs_one_search_when_full_matches_fill_the_page() -> None:
+    search = FakeSearch()
+    got = rank(search, explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost", top_k=2)
+    assert ids(got.hits) == ["d", "a"] and len(search.calls) == 1
 
 
 def test_explicit_filters_win_over_inferred_ones() -> None:
