@@ -32,6 +32,7 @@ from lookalike.api_params import (
     hit_json,
     make_filters,
     parse_diversity,
+    parse_dropped,
     parse_flag,
     parse_ids,
     parse_infer,
@@ -201,7 +202,8 @@ def create_api(service: SearchService, settings: Settings, *,
                             filters=filters_from_query(request),
                             infer=parse_infer(request.query_params.get("infer")),
                             exclude_ids=parse_ids(request.query_params.getlist("not_like"), "not_like"),
-                            diversity=parse_diversity(request.query_params.get("diversity")))
+                            diversity=parse_diversity(request.query_params.get("diversity")),
+                            drop_inferred=parse_dropped(request.query_params.getlist("drop_inferred")))
         request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
         return search_response(await service.search(query), started, request, "text")
 
@@ -272,6 +274,7 @@ def create_api(service: SearchService, settings: Settings, *,
         return _query(text=text, image=image, top_k=body.get("top_k"),
                       image_weight=body.get("image_weight"), infer=body.get("infer"),
                       not_like=body.get("not_like"), diversity=body.get("diversity"),
+                      drop_inferred=body.get("drop_inferred"),
                       filters=filters)
 
     async def _fetch(url: str) -> bytes:
@@ -304,21 +307,23 @@ def create_api(service: SearchService, settings: Settings, *,
         return _query(text=text if isinstance(text, str) else None, image=image,
                       top_k=form.get("top_k"), image_weight=form.get("image_weight"),
                       infer=form.get("infer"), not_like=form.getlist("not_like"),
-                      diversity=form.get("diversity"),
+                      diversity=form.get("diversity"), drop_inferred=form.getlist("drop_inferred"),
                       filters=make_filters(categories=form.getlist("category"),
                                            colors=form.getlist("color"), sizes=form.getlist("size"),
                                            min_price=form.get("min_price"),
                                            max_price=form.get("max_price")))
 
     def _query(*, text: Any, image: Any, top_k: Any, image_weight: Any, filters: Filters,
-               infer: Any = None, not_like: Any = None, diversity: Any = None) -> SearchQuery:
+               infer: Any = None, not_like: Any = None, diversity: Any = None,
+               drop_inferred: Any = None) -> SearchQuery:
         text = text.strip()[:2000] if isinstance(text, str) and text.strip() else None
         if text is None and image is None:
             raise ApiError(422, "missing_query", "give at least one of image and text")
         return SearchQuery(text=text, image=image, top_k=parse_top_k(top_k, settings.max_top_k),
                            image_weight=parse_weight(image_weight), filters=filters,
                            infer=parse_infer(infer), exclude_ids=parse_ids(not_like, "not_like"),
-                           diversity=parse_diversity(diversity))
+                           diversity=parse_diversity(diversity),
+                           drop_inferred=parse_dropped(drop_inferred))
 
     @app.get("/v1/facets")
     async def facets() -> dict[str, Any]:

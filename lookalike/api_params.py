@@ -104,6 +104,24 @@ def parse_ids(value: Any, name: str) -> tuple[str, ...]:
     return ids
 
 
+def parse_dropped(value: Any) -> tuple[str, ...]:
+    """Inferred attributes a client removed: category, color, size, price, cheap."""
+    from lookalike.rank.inferred import DROPPABLE
+
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(422, "invalid_parameter", "drop_inferred must be a list of attribute names")
+    names = split_values(value)
+    bad = [n for n in names if n not in DROPPABLE]
+    if bad:
+        raise ApiError(422, "invalid_parameter",
+                       f"drop_inferred: {bad[0]!r} is not one of {', '.join(DROPPABLE)}")
+    return names
+
+
 def parse_diversity(value: Any) -> float:
     if value is None or value == "":
         return 0.0

@@ -50,6 +50,7 @@ class SearchQuery:
     infer: str = "boost"  # "boost" | "filter" | "off": what the inferred attributes do
     exclude_ids: tuple[str, ...] = ()  # products the shopper said "not like this" to
     diversity: float = 0.0  # MMR: 0 = pure relevance, up to 1
+    drop_inferred: tuple[str, ...] = ()  # inferred attributes the shopper removed (page chips)
 
     @property
     def kind(self) -> str:
@@ -132,8 +133,9 @@ class SearchService:
                                      **({"lexical_query": words} if words else {}))
 
         def infer(pool: list[Hit] | None) -> Inferred:
-            return combine(parsed, photo_color=colour,
-                           neighbours=pool if query.image is not None else None)
+            got = combine(parsed, photo_color=colour,
+                          neighbours=pool if query.image is not None else None)
+            return got.without(query.drop_inferred)
 
         wanted = pool_size(query.top_k) if query.diversity > 0 else query.top_k
         ranked = await asyncio.to_thread(rank, search, explicit=query.filters, infer=infer,

@@ -17,6 +17,7 @@ from lookalike.store.base import Filters
 
 MODES = ("boost", "filter", "off")
 ATTRIBUTES = ("category", "color", "size", "price")
+DROPPABLE = (*ATTRIBUTES, "cheap")
 # Relaxed first: the least defining attribute of what the shopper wants.
 RELAX_ORDER = ("size", "price", "color", "category")
 
@@ -44,7 +45,9 @@ class Inferred:
 
     def without(self, attributes: tuple[str, ...] | list[str]) -> Inferred:
         drop = set(attributes)
-        return replace(self, categories=() if "category" in drop else self.categories,
+        if not drop:
+            return self
+        return replace(self, cheap=self.cheap and "cheap" not in drop, categories=() if "category" in drop else self.categories,
                        colors=() if "color" in drop else self.colors,
                        sizes=() if "size" in drop else self.sizes,
                        min_price=None if "price" in drop else self.min_price,

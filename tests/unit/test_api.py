@@ -176,3 +176,12 @@ def test_search_refuses_bad_diversity_and_not_like(tmp_path: Path, params: dict)
 def test_similar_refuses_a_flag_that_is_not_a_boolean(tmp_path: Path, flag: str) -> None:
     r = make_client(OneProductStore(), tmp_path).get("/v1/products/p1/similar", params={flag: "maybe"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_a_removed_chip_drops_that_inference(tmp_path: Path) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    body = client.post("/v1/search", json={"text": "crimson shoes under 10",
+                                           "drop_inferred": ["color"]}).json()
+    assert "colors" not in body["inferred"] and body["inferred"]["price"] == {"lte": 10.0}
+    r = client.post("/v1/search", json={"text": "shoes", "drop_inferred": ["brand"]})
+    assert r.status_code == 422
