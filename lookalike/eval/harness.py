@@ -108,8 +108,10 @@ def image_eval(post: Post, catalogue: Labelled, sample: Sequence[int], *, k: int
         it = items[i]
         n_rel = counts[it.product.category] - 1
         photo = Path(it.product.images[0]).read_bytes()
+        # not_like leaves the product out of the whole search (candidates, the photo's
+        # category vote); an API without it ignores the field, and its hit is dropped below.
         body = post({"image_base64": base64.b64encode(photo).decode(), "top_k": k + 1,
-                     **(extra or {})})
+                     "not_like": [it.product.product_id], **(extra or {})})
         got = [r for r in body["results"] if r["product_id"] != it.product.product_id][:k]
         rel = [r["category"] == it.product.category for r in got]
         api["p"].append(precision_at_k(rel, k, n_rel))

@@ -21,6 +21,7 @@ MIN_FOREGROUND = 0.02  # share of pixels that must be foreground to name a colou
 INK_SHARE = 0.02  # the most strongly coloured share of the foreground names the colour
 VOTE_SHARE = 0.5  # a category needs this share of the neighbours' weight
 VOTE_NEIGHBOURS = 10
+SAME_PHOTO = 0.98  # a neighbour this close is the photographed product itself: its category
 
 
 def _to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -67,6 +68,8 @@ def photo_color(image: Image.Image, shades: Mapping[str, tuple[int, int, int]]) 
 def vote_category(neighbours: Sequence[tuple[str, float]], *, share: float = VOTE_SHARE,
                   n: int = VOTE_NEIGHBOURS) -> str | None:
     """The category of the (category, similarity) neighbours holding `share` of their weight."""
+    if neighbours and neighbours[0][0] and neighbours[0][1] >= SAME_PHOTO:
+        return neighbours[0][0]
     weights: dict[str, float] = defaultdict(float)
     top = [(c, max(s, 0.0)) for c, s in neighbours[:n] if c]
     for category, score in top:

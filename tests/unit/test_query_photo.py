@@ -41,6 +41,7 @@ def test_no_catalogue_colours_no_inference() -> None:
     ([], None),
     ([("", 0.9)], None),
     ([("dress", -0.2), ("dress", -0.1)], None),
+    ([("coat", 0.99), ("bag", 0.9), ("bag", 0.9), ("bag", 0.9)], "coat"),  # the product itself
 ])
 def test_vote_category(neighbours: list[tuple[str, float]], want: str | None) -> None:
     assert vote_category(neighbours) == want
