@@ -735,7 +735,7 @@
         item.textContent = line;
         list.append(item);
       }
-      $(".not-like", li).setAttribute("aria-label", `Not like this: ${title}`);
+      // Not named after the product: the title button keeps the product's name to itself.
       $(".not-like", li).addEventListener("click", () => markNotLike(r.product_id, li));
       // Clicks inside the actions are theirs, not the card's (which opens the product).
       actions.addEventListener("click", (e) => e.stopPropagation());
