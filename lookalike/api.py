@@ -31,6 +31,7 @@ from lookalike.api_params import (
     filters_from_query,
     hit_json,
     make_filters,
+    parse_crop,
     parse_diversity,
     parse_dropped,
     parse_flag,
@@ -45,7 +46,7 @@ from lookalike.api_params import (
 from lookalike.catalog.manifest import RowError, parse_row
 from lookalike.config import Settings
 from lookalike.fetch import FetchError, TooLargeError, fetch_bytes
-from lookalike.images import InvalidImageError, decode_image
+from lookalike.images import InvalidImageError, crop_fraction, decode_image
 from lookalike.rank.relative import Relative
 from lookalike.recommend import UnknownProducts
 from lookalike.search import NotFoundError, SearchQuery, SearchService
@@ -271,6 +272,7 @@ def create_api(service: SearchService, settings: Settings, *,
         text = body.get("text")
         if text is not None and not isinstance(text, str):
             raise ApiError(422, "invalid_parameter", "text must be a string")
+        image = _cropped(image, body.get("crop"))
         return _query(text=text, image=image, top_k=body.get("top_k"),
                       image_weight=body.get("image_weight"), infer=body.get("infer"),
                       not_like=body.get("not_like"), diversity=body.get("diversity"),
@@ -304,6 +306,7 @@ def create_api(service: SearchService, settings: Settings, *,
         elif upload not in (None, ""):
             raise ApiError(422, "invalid_parameter", "image must be a file")
         text = form.get("text")
+        image = _cropped(image, form.get("crop"))
         return _query(text=text if isinstance(text, str) else None, image=image,
                       top_k=form.get("top_k"), image_weight=form.get("image_weight"),
                       infer=form.get("infer"), not_like=form.getlist("not_like"),
@@ -312,6 +315,11 @@ def create_api(service: SearchService, settings: Settings, *,
                                            colors=form.getlist("color"), sizes=form.getlist("size"),
                                            min_price=form.get("min_price"),
                                            max_price=form.get("max_price")))
+
+    def _cropped(image: Any, crop: Any) -> Any:
+        """The shopper's crop of the photo is what gets embedded (and read for its colour)."""
+        box = parse_crop(crop)
+        return crop_fraction(image, box) if box is not None and image is not None else image
 
     def _query(*, text: Any, image: Any, top_k: Any, image_weight: Any, filters: Filters,
                infer: Any = None, not_like: Any = None, diversity: Any = None,

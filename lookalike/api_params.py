@@ -122,6 +122,26 @@ def parse_dropped(value: Any) -> tuple[str, ...]:
     return names
 
 
+def parse_crop(value: Any) -> tuple[float, float, float, float] | None:
+    """A crop rectangle in fractions of the photo: {"x","y","w","h"} or "x,y,w,h"."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        parts = value.split(",")
+        value = dict(zip("xywh", parts)) if len(parts) == 4 else None
+    if not isinstance(value, dict) or set(value) != set("xywh"):
+        raise ApiError(422, "invalid_crop", 'crop must be {"x","y","w","h"} (fractions of the photo)')
+    try:
+        x, y, w, h = (float(value[k]) for k in "xywh")
+    except (TypeError, ValueError):
+        raise ApiError(422, "invalid_crop", "crop values must be numbers") from None
+    if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 and 0 < h <= 1
+            and x + w <= 1 + 1e-9 and y + h <= 1 + 1e-9):
+        raise ApiError(422, "invalid_crop", "crop must lie inside the photo: 0 <= x, y; 0 < w, h; "
+                       "x + w <= 1; y + h <= 1")
+    return x, y, w, h
+
+
 def parse_diversity(value: Any) -> float:
     if value is None or value == "":
         return 0.0

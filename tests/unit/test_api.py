@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -185,3 +186,29 @@ def test_a_removed_chip_drops_that_inference(tmp_path: Path) -> None:
     assert "colors" not in body["inferred"] and body["inferred"]["price"] == {"lte": 10.0}
     r = client.post("/v1/search", json={"text": "shoes", "drop_inferred": ["brand"]})
     assert r.status_code == 422
+
+
+@pytest.mark.parametrize("crop", [{"x": 0.5, "y": 0, "w": 0.6, "h": 1}, {"x": 0, "y": 0, "w": 0, "h": 1},
+                                  {"x": "a", "y": 0, "w": 1, "h": 1}, [0, 0, 1, 1], {"x": 0}])
+def test_a_bad_crop_is_422(tmp_path: Path, crop: object) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    r = client.post("/v1/search", json={"image_base64": base64.b64encode(jpeg()).decode(), "crop": crop})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_crop"
+
+
+def test_the_crop_is_what_gets_embedded(tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+
+    async def embed_image(img: Image.Image) -> np.ndarray:
+        seen.append(img.size)
+        return np.ones(4, dtype=np.float32)
+
+    service = SearchService(store=OneProductStore(), embed_image=embed_image, embed_text=embed,
+                            media_dir=tmp_path)
+    client = TestClient(create_api(service, Settings(data_dir=tmp_path, admin_key=ADMIN_KEY)))
+    data = base64.b64encode(jpeg()).decode()  # 32 x 32
+    assert client.post("/v1/search", json={"image_base64": data, "crop": {"x": 0.25, "y": 0.5,
+                                                                           "w": 0.5, "h": 0.5}}).status_code == 200
+    r = client.post("/v1/search", files={"image": ("a.jpg", jpeg(), "image/jpeg")},
+                    data={"crop": "0,0,0.5,0.25"})
+    assert r.status_code == 200 and seen == [(16, 16), (16, 8)]
