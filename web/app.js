@@ -49,6 +49,9 @@
     notLikeNote: $("#not-like-note"),
     notLikeCount: $("#not-like-count"),
     clearNotLike: $("#clear-not-like"),
+    cropFrame: $("#crop-frame"),
+    cropBox: $("#crop-box"),
+    clearCrop: $("#clear-crop"),
   };
   const NOT_LIKE_KEY = "lookalike.notLike";
 
@@ -68,6 +71,7 @@
     dropped: new Set(), // inferred attributes the shopper removed (chips), for this text
     droppedFor: "", // the text they were removed for
     notLike: loadNotLike(), // "not like this": kept for the shopper's next searches
+    crop: null, // {x, y, w, h} in fractions of the photo, drawn on the preview
   };
 
   function loadNotLike() {
@@ -159,9 +163,63 @@
 
   // -- query image: file, drop, paste, URL ------------------------------------------------------
 
+  // -- crop box: drag on the preview; the API embeds only the crop ----------------------------
+
+  function shownImageBox() {
+    // The preview letterboxes the photo (object-fit: contain): where does it really sit?
+    const img = el.previewImg;
+    const w = img.clientWidth, h = img.clientHeight;
+    const nw = img.naturalWidth || w, nh = img.naturalHeight || h;
+    const scale = Math.min(w / nw, h / nh);
+    const dw = nw * scale, dh = nh * scale;
+    return { left: (w - dw) / 2, top: (h - dh) / 2, width: dw, height: dh };
+  }
+
+  function setCrop(crop) {
+    state.crop = crop;
+    el.clearCrop.hidden = !crop;
+    el.cropBox.hidden = !crop;
+    if (!crop) return;
+    const box = shownImageBox();
+    Object.assign(el.cropBox.style, {
+      left: `${box.left + crop.x * box.width}px`, top: `${box.top + crop.y * box.height}px`,
+      width: `${crop.w * box.width}px`, height: `${crop.h * box.height}px`,
+    });
+  }
+
+  function pointerFraction(e) {
+    const rect = el.previewImg.getBoundingClientRect();
+    const box = shownImageBox();
+    const clamp = (v) => Math.min(1, Math.max(0, v));
+    return { x: clamp((e.clientX - rect.left - box.left) / box.width),
+             y: clamp((e.clientY - rect.top - box.top) / box.height) };
+  }
+
+  let cropStart = null;
+  el.cropFrame.addEventListener("pointerdown", (e) => {
+    if (!state.file) return;
+    e.preventDefault();
+    cropStart = pointerFraction(e);
+    el.cropFrame.setPointerCapture(e.pointerId);
+  });
+  el.cropFrame.addEventListener("pointermove", (e) => {
+    if (!cropStart) return;
+    const p = pointerFraction(e);
+    setCrop({ x: Math.min(cropStart.x, p.x), y: Math.min(cropStart.y, p.y),
+              w: Math.abs(p.x - cropStart.x), h: Math.abs(p.y - cropStart.y) });
+  });
+  el.cropFrame.addEventListener("pointerup", () => {
+    cropStart = null;
+    // A click, not a drag: no crop.
+    if (state.crop && (state.crop.w < 0.02 || state.crop.h < 0.02)) setCrop(null);
+    if (state.crop) announce("The search will use the cropped part of the photo.");
+  });
+  el.clearCrop.addEventListener("click", () => setCrop(null));
+
   function setFile(file) {
     if (!file) return;
     state.file = file;
+    setCrop(null);
     el.url.value = "";
     el.dropzone.classList.remove("invalid");
     if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
@@ -183,6 +241,7 @@
 
   function clearImage({ keepUrl = false } = {}) {
     state.file = null;
+    setCrop(null);
     el.file.value = "";
     if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
     state.previewUrl = null;
@@ -446,6 +505,10 @@
       if (minPrice !== null) form.append("min_price", String(minPrice));
       if (maxPrice !== null) form.append("max_price", String(maxPrice));
       state.notLike.forEach((id) => form.append("not_like", id));
+      if (state.crop) {
+        const c = state.crop;
+        form.append("crop", [c.x, c.y, Math.min(c.w, 1 - c.x), Math.min(c.h, 1 - c.y)].map((v) => v.toFixed(4)).join(","));
+      }
       dropped.forEach((a) => form.append("drop_inferred", a));
       return { kind: text ? "photo and description" : "photo", body: form, headers: {} };
     }
