@@ -116,7 +116,8 @@ def rank(search: Search, *, explicit: Filters, infer: Callable[[list[Hit] | None
     inferred = infer(pool).under(explicit)
     if mode == "boost":
         if not inferred.attributes():
-            hits = pool if pool is not None else search(explicit, top_k)
+            hits = pool if pool is not None else search(
+                explicit, pool_size(top_k) if inferred.cheap else top_k)
             return Ranked(boost(hits, inferred)[:top_k], inferred, mode=mode)
         # Products with every inferred attribute first: a filtered search finds them wherever
         # the vector ranks them. When they fill the page, one search was enough (their boosts

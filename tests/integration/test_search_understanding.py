@@ -114,3 +114,26 @@ def test_a_photo_infers_its_colour_and_category_and_every_hit_explains_itself(
                                             abs=1e-5)
         assert p.product_id in [h.product.product_id for h in got.hits]  # its own photo matches
     assert inferred >= 4 and inferred_right >= 0.75 * inferred
+
+
+def mean_pairwise(hits, items: list[StoredProduct]) -> float:
+    vec = {it.product.product_id: it.image_vectors[0] for it in items}
+    m = np.stack([vec[h.product.product_id] for h in hits])
+    sims = m @ m.T
+    n = len(hits)
+    return float((sims.sum() - n) / (n * (n - 1)))
+
+
+def test_diversity_makes_a_page_less_alike(service: SearchService, items: list[StoredProduct]) -> None:
+    bag = next(it.product for it in items if it.product.category == "bag")
+    plain = run(service, image=Image.open(bag.images[0]), top_k=8, infer="off")
+    varied = run(service, image=Image.open(bag.images[0]), top_k=8, infer="off", diversity=0.7)
+    assert len(varied.hits) == 8 and varied.hits[0].product.product_id == plain.hits[0].product.product_id
+    assert mean_pairwise(varied.hits, items) < mean_pairwise(plain.hits, items)
+
+
+def test_not_like_leaves_products_out(service: SearchService) -> None:
+    first = run(service, text="dress", top_k=5).hits
+    again = run(service, text="dress", top_k=5, exclude_ids=(first[0].product.product_id,)).hits
+    assert first[0].product.product_id not in [h.product.product_id for h in again]
+    assert again[0].product.product_id == first[1].product.product_id

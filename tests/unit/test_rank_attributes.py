@@ -115,3 +115,10 @@ def test_photo_inference_sees_the_pool() -> None:
 
     rank(FakeSearch(), explicit=Filters(), infer=infer, mode="filter", top_k=2, needs_pool=True)
     assert seen[0] is not None and len(seen[0]) == 5
+
+
+def test_cheap_alone_ranks_a_pool_by_price() -> None:
+    search = FakeSearch()
+    got = rank(search, explicit=Filters(), infer=lambda _: Inferred(cheap=True), mode="boost", top_k=2)
+    assert search.calls[0][1] > 2  # more candidates than the page, to find the cheap ones
+    assert ids(got.hits)[0] == "e"  # 20: the cheapest, and the best vector score too
