@@ -177,7 +177,8 @@
 
   function setCrop(crop) {
     state.crop = crop;
-    el.clearCrop.hidden = !crop;
+    // visibility, not hidden: the button keeps its place, so the photo does not move mid-drag.
+    el.clearCrop.style.visibility = crop ? "visible" : "hidden";
     el.cropBox.hidden = !crop;
     if (!crop) return;
     const box = shownImageBox();
