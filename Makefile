@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup browser demo test test-unit test-integration test-e2e bench report stop clean
+.PHONY: setup browser demo test test-unit test-integration test-e2e bench report eval stop clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench: setup
 
 report: setup
 	$(PY) -m bench.report
+	$(MAKE) eval
+
+# Retrieval quality (README "Search quality"): the demo catalogue and the Fashion-MNIST test split.
+eval: setup
+	$(PY) -m lookalike.eval --catalogue demo --products 2000 --out bench/results/eval_demo.json
+	$(PY) -m lookalike.eval --catalogue test --products 1000 --out bench/results/eval_test.json
 
 stop:
 	-$(PY) -m lookalike.cli stop

@@ -130,3 +130,14 @@ def sniff_content_type(data: bytes) -> str | None:
     except Exception:  # noqa: BLE001 - any failure means "not an image"
         return None
     return CONTENT_TYPES.get(fmt or "")
+
+
+def crop_fraction(img: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    """The part of `img` inside (x, y, w, h), given as fractions of its width and height, so a
+    page can send the crop it drew on a scaled preview. At least one pixel a side."""
+    x, y, w, h = box
+    left = min(int(x * img.width), img.width - 1)
+    top = min(int(y * img.height), img.height - 1)
+    right = max(left + 1, min(img.width, int(round((x + w) * img.width))))
+    bottom = max(top + 1, min(img.height, int(round((y + h) * img.height))))
+    return img.crop((left, top, right, bottom))

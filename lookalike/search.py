@@ -22,6 +22,12 @@ from lookalike.catalog.product import Product
 from lookalike.facets import FacetsCache
 from lookalike.images import UPLOAD_FORMATS, decode_image
 from lookalike.media import MediaDir
+from lookalike.query.understanding import QueryUnderstanding, combine
+from lookalike.rank.attributes import pool_size, rank
+from lookalike.rank.inferred import Inferred
+from lookalike.rank.mmr import mmr
+from lookalike.rank.relative import Relative, relative_filters
+from lookalike.recommend import recommend
 from lookalike.store.base import Filters, Hit, ProductStore, StoredProduct, StoreError
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,10 @@ class SearchQuery:
     image_weight: float = 0.5
     top_k: int = 10
     filters: Filters = Filters()
+    infer: str = "boost"  # "boost" | "filter" | "off": what the inferred attributes do
+    exclude_ids: tuple[str, ...] = ()  # products the shopper said "not like this" to
+    diversity: float = 0.0  # MMR: 0 = pure relevance, up to 1
+    drop_inferred: tuple[str, ...] = ()  # inferred attributes the shopper removed (page chips)
 
     @property
     def kind(self) -> str:
@@ -70,6 +80,9 @@ class Timings:
 class SearchOutcome:
     hits: list[Hit]
     timings: Timings
+    inferred: Inferred = Inferred()
+    relaxed: list[str] = field(default_factory=list)
+    mode: str = "off"
 
 
 def _ms(start: float) -> float:
@@ -101,6 +114,7 @@ class SearchService:
         self._facets = FacetsCache(lambda: self.store.facets(), ttl_s=facets_ttl_s)
         self._shrink = shrink_image
         self._min_short_side = min_short_side
+        self.understanding = QueryUnderstanding()
 
     def _prepare(self, data: bytes) -> Image.Image:
         img = decode_image(data, formats=UPLOAD_FORMATS, min_short_side=self._min_short_side)
@@ -116,30 +130,79 @@ class SearchService:
             raise ValueError("give a text, an image, or both")
         t = Timings()
         start = time.perf_counter()
+        understand = query.infer != "off"
+        facets = await self.facets() if understand else {}
+        parsed = self.understanding.parse(query.text, facets) if understand and query.text else None
         # A text+image query embeds both at once, on different deployments.
         jobs: list[Awaitable[np.ndarray]] = []
         if query.image is not None:
             jobs.append(self.embed_image(query.image))
         if query.text:
-            jobs.append(self.embed_text(query.text))
+            jobs.append(self.embed_text(parsed.text if parsed is not None else query.text))
         vectors = await asyncio.gather(*jobs)
         image_vec = vectors[0] if query.image is not None else None
         text_vec = vectors[-1] if query.text else None
         t.embed_ms = _ms(start)
         start = time.perf_counter()
-        hits = await asyncio.to_thread(
-            self.store.search, image_vector=image_vec, text_vector=text_vec,
-            image_weight=query.image_weight, filters=query.filters, top_k=query.top_k)
+        colour = (self.understanding.photo_color(query.image, facets)
+                  if understand and query.image is not None else None)
+
+        # Text-only queries also match words exactly (BM25: brand, material, SKU).
+        words = (parsed.text if parsed is not None else query.text) if query.image is None else None
+
+        def search(filters: Filters, top_k: int) -> list[Hit]:
+            return self.store.search(image_vector=image_vec, text_vector=text_vec,
+                                     image_weight=query.image_weight, filters=filters, top_k=top_k,
+                                     **({"exclude_ids": query.exclude_ids} if query.exclude_ids else {}),
+                                     **({"lexical_query": words} if words else {}))
+
+        def infer(pool: list[Hit] | None) -> Inferred:
+            got = combine(parsed, photo_color=colour,
+                          neighbours=pool if query.image is not None else None)
+            return got.without(query.drop_inferred)
+
+        wanted = pool_size(query.top_k) if query.diversity > 0 else query.top_k
+        ranked = await asyncio.to_thread(rank, search, explicit=query.filters, infer=infer,
+                                         mode=query.infer, top_k=wanted,
+                                         needs_pool=query.image is not None)
+        if query.diversity > 0:
+            ranked.hits = await asyncio.to_thread(self._diversify, ranked.hits, query)
+        t.search_ms = _ms(start)
+        return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode)
+
+    def _diversify(self, hits: list[Hit], query: SearchQuery) -> list[Hit]:
+        records = self.store.get([h.product.product_id for h in hits], with_vectors=True)
+        use_image = query.image is not None or not query.text
+        vectors = {pid: (r.image_vectors[0] if use_image else r.text_vector)
+                   for pid, r in records.items() if r.image_vectors and r.text_vector is not None}
+        return mmr(hits, vectors, top_k=query.top_k, diversity=query.diversity)
+
+    async def recommend(self, *, positive: Sequence[str], negative: Sequence[str],
+                        image: Image.Image | None, strategy: str, top_k: int,
+                        filters: Filters) -> SearchOutcome:
+        """More like these, not like those (lookalike/recommend.py)."""
+        t = Timings()
+        start = time.perf_counter()
+        photo = await self.embed_image(image) if image is not None else None
+        t.embed_ms = _ms(start)
+        start = time.perf_counter()
+        hits = await asyncio.to_thread(recommend, self.store, positive=positive, negative=negative,
+                                       photo=photo, strategy=strategy, top_k=top_k, filters=filters)
         t.search_ms = _ms(start)
         return SearchOutcome(hits, t)
 
-    async def similar(self, product_id: str, *, top_k: int, filters: Filters) -> SearchOutcome:
-        """More like this, from the stored vectors: no re-embedding."""
+    async def similar(self, product_id: str, *, top_k: int, filters: Filters,
+                      relative: Relative = Relative()) -> SearchOutcome:
+        """More like this, from the stored vectors: no re-embedding. `relative` narrows by
+        the product itself (cheaper, another colour, its category, a size)."""
         t = Timings()
         start = time.perf_counter()
         rec = (await asyncio.to_thread(self.store.get, [product_id], with_vectors=True)).get(product_id)
         if rec is None:
             raise NotFoundError(product_id)
+        if relative:
+            colours = (await self.facets()).get("color") or {} if relative.other_color else {}
+            filters = relative_filters(rec.product, relative, filters, colors=list(colours))
         # Every stored photo queries at once; a candidate scores by its best-matching pair.
         hits = await asyncio.to_thread(
             self.store.search, image_vectors=rec.image_vectors, text_vector=rec.text_vector,

@@ -43,7 +43,17 @@
     similarList: $("#similar-list"),
     similarStatus: $("#similar-status"),
     cardTemplate: $("#card-template"),
+    understood: $("#understood"),
+    inferredChips: $("#inferred-chips"),
+    relaxedNote: $("#relaxed-note"),
+    notLikeNote: $("#not-like-note"),
+    notLikeCount: $("#not-like-count"),
+    clearNotLike: $("#clear-not-like"),
+    cropFrame: $("#crop-frame"),
+    cropBox: $("#crop-box"),
+    clearCrop: $("#clear-crop"),
   };
+  const NOT_LIKE_KEY = "lookalike.notLike";
 
   const FACETS = ["category", "color", "size"];
   const SIZE_ORDER = ["XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL"];
@@ -58,7 +68,26 @@
     hasSearched: false,
     opener: null, // element to refocus when the dialog closes
     productSeq: 0,
+    dropped: new Set(), // inferred attributes the shopper removed (chips), for this text
+    droppedFor: "", // the text they were removed for
+    notLike: loadNotLike(), // "not like this": kept for the shopper's next searches
+    crop: null, // {x, y, w, h} in fractions of the photo, drawn on the preview
   };
+
+  function loadNotLike() {
+    try {
+      const v = JSON.parse(localStorage.getItem(NOT_LIKE_KEY) || "[]");
+      return Array.isArray(v) ? v.filter((x) => typeof x === "string").slice(-50) : [];
+    } catch (_) {
+      return [];
+    }
+  }
+
+  function saveNotLike() {
+    try { localStorage.setItem(NOT_LIKE_KEY, JSON.stringify(state.notLike)); } catch (_) { /* private mode */ }
+    el.notLikeNote.hidden = state.notLike.length === 0;
+    el.notLikeCount.textContent = `${state.notLike.length} hidden as "not like this".`;
+  }
 
   // -- helpers --------------------------------------------------------------------------------
 
@@ -134,9 +163,64 @@
 
   // -- query image: file, drop, paste, URL ------------------------------------------------------
 
+  // -- crop box: drag on the preview; the API embeds only the crop ----------------------------
+
+  function shownImageBox() {
+    // The preview letterboxes the photo (object-fit: contain): where does it really sit?
+    const img = el.previewImg;
+    const w = img.clientWidth, h = img.clientHeight;
+    const nw = img.naturalWidth || w, nh = img.naturalHeight || h;
+    const scale = Math.min(w / nw, h / nh);
+    const dw = nw * scale, dh = nh * scale;
+    return { left: (w - dw) / 2, top: (h - dh) / 2, width: dw, height: dh };
+  }
+
+  function setCrop(crop) {
+    state.crop = crop;
+    // visibility, not hidden: the button keeps its place, so the photo does not move mid-drag.
+    el.clearCrop.style.visibility = crop ? "visible" : "hidden";
+    el.cropBox.hidden = !crop;
+    if (!crop) return;
+    const box = shownImageBox();
+    Object.assign(el.cropBox.style, {
+      left: `${box.left + crop.x * box.width}px`, top: `${box.top + crop.y * box.height}px`,
+      width: `${crop.w * box.width}px`, height: `${crop.h * box.height}px`,
+    });
+  }
+
+  function pointerFraction(e) {
+    const rect = el.previewImg.getBoundingClientRect();
+    const box = shownImageBox();
+    const clamp = (v) => Math.min(1, Math.max(0, v));
+    return { x: clamp((e.clientX - rect.left - box.left) / box.width),
+             y: clamp((e.clientY - rect.top - box.top) / box.height) };
+  }
+
+  let cropStart = null;
+  el.cropFrame.addEventListener("pointerdown", (e) => {
+    if (!state.file) return;
+    e.preventDefault();
+    cropStart = pointerFraction(e);
+    el.cropFrame.setPointerCapture(e.pointerId);
+  });
+  el.cropFrame.addEventListener("pointermove", (e) => {
+    if (!cropStart) return;
+    const p = pointerFraction(e);
+    setCrop({ x: Math.min(cropStart.x, p.x), y: Math.min(cropStart.y, p.y),
+              w: Math.abs(p.x - cropStart.x), h: Math.abs(p.y - cropStart.y) });
+  });
+  el.cropFrame.addEventListener("pointerup", () => {
+    cropStart = null;
+    // A click, not a drag: no crop.
+    if (state.crop && (state.crop.w < 0.02 || state.crop.h < 0.02)) setCrop(null);
+    if (state.crop) announce("The search will use the cropped part of the photo.");
+  });
+  el.clearCrop.addEventListener("click", () => setCrop(null));
+
   function setFile(file) {
     if (!file) return;
     state.file = file;
+    setCrop(null);
     el.url.value = "";
     el.dropzone.classList.remove("invalid");
     if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
@@ -158,6 +242,7 @@
 
   function clearImage({ keepUrl = false } = {}) {
     state.file = null;
+    setCrop(null);
     el.file.value = "";
     if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
     state.previewUrl = null;
@@ -405,6 +490,11 @@
     }
     const topK = Number(el.topK.value) || 12;
     const weight = Number(el.weight.value) / 100;
+    if (state.droppedFor !== text) {
+      state.dropped = new Set();
+      state.droppedFor = text;
+    }
+    const dropped = Array.from(state.dropped);
 
     if (state.file) {
       const form = new FormData();
@@ -415,6 +505,12 @@
       for (const name of FACETS) f[name].forEach((v) => form.append(name, v));
       if (minPrice !== null) form.append("min_price", String(minPrice));
       if (maxPrice !== null) form.append("max_price", String(maxPrice));
+      state.notLike.forEach((id) => form.append("not_like", id));
+      if (state.crop) {
+        const c = state.crop;
+        form.append("crop", [c.x, c.y, Math.min(c.w, 1 - c.x), Math.min(c.h, 1 - c.y)].map((v) => v.toFixed(4)).join(","));
+      }
+      dropped.forEach((a) => form.append("drop_inferred", a));
       return { kind: text ? "photo and description" : "photo", body: form, headers: {} };
     }
     const filters = {};
@@ -424,7 +520,7 @@
       if (minPrice !== null) filters.price.gte = minPrice;
       if (maxPrice !== null) filters.price.lte = maxPrice;
     }
-    const body = { top_k: topK, filters };
+    const body = { top_k: topK, filters, not_like: state.notLike, drop_inferred: dropped };
     if (text) body.text = text;
     if (url) {
       body.image_url = url;
@@ -523,7 +619,9 @@
         signal: state.controller.signal,
       });
       if (seq !== state.searchSeq) return;
+      renderUnderstood(data.inferred || {}, data.relaxed || []);
       renderResults(data.results || [], data.took_ms, req.kind);
+      writeUrl();
     } catch (err) {
       if (err.name === "AbortError" || seq !== state.searchSeq) return;
       el.results.textContent = "";
@@ -567,6 +665,115 @@
     announce(`${results.length} ${results.length === 1 ? "product" : "products"} found by ${kind}${took}.`);
   }
 
+  // -- what the search understood (chips), why each result, "not like this", the URL ---------
+
+  const ATTR_LABEL = { category: "Category", color: "Colour", size: "Size", price: "Price", cheap: "Price" };
+
+  function inferredChips(inf) {
+    const chips = [];
+    if (inf.categories) chips.push(["category", inf.categories.map(cap).join(", ")]);
+    if (inf.colors) chips.push(["color", inf.colors.map(cap).join(", ")]);
+    if (inf.sizes) chips.push(["size", inf.sizes.join(", ")]);
+    if (inf.price) {
+      const p = inf.price;
+      const text = p.gte != null && p.lte != null ? `${formatPrice(p.gte)}–${formatPrice(p.lte)}`
+        : p.lte != null ? `under ${formatPrice(p.lte)}` : `over ${formatPrice(p.gte)}`;
+      chips.push(["price", text]);
+    }
+    if (inf.cheap) chips.push(["cheap", "low price first"]);
+    return chips;
+  }
+
+  function renderUnderstood(inf, relaxed) {
+    el.inferredChips.textContent = "";
+    const chips = inferredChips(inf);
+    for (const [attr, text] of chips) {
+      const li = document.createElement("li");
+      li.className = "inferred-chip";
+      li.dataset.attribute = attr;
+      const label = document.createElement("span");
+      label.textContent = `${ATTR_LABEL[attr]}: ${text}`;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", `Remove ${ATTR_LABEL[attr].toLowerCase()} ${text}`);
+      remove.addEventListener("click", () => {
+        state.dropped.add(attr);
+        runSearch();
+      });
+      li.append(label, remove);
+      el.inferredChips.append(li);
+    }
+    el.relaxedNote.hidden = relaxed.length === 0;
+    el.relaxedNote.textContent = relaxed.length
+      ? `Too few exact matches: relaxed ${relaxed.map((a) => ATTR_LABEL[a].toLowerCase()).join(", ")}.` : "";
+    el.understood.hidden = chips.length === 0 && relaxed.length === 0;
+  }
+
+  function whyLines(r) {
+    const e = r.explain || {};
+    const lines = [];
+    const v = e.vector || {};
+    if (v.image != null) lines.push(`Photo similarity ${v.image.toFixed(3)} (photo ${Number(e.matched_image || 0) + 1})`);
+    if (v.text != null) lines.push(`Description similarity ${v.text.toFixed(3)}`);
+    if (e.lexical != null) lines.push(`Keyword match ${e.lexical.toFixed(2)}`);
+    for (const b of e.boosts || []) {
+      lines.push(`+${b.weight.toFixed(2)} ${ATTR_LABEL[b.attribute].toLowerCase()} ${b.value}${b.why ? ` — ${b.why}` : ""}`);
+    }
+    if (e.strategy) lines.push(`Recommended (${e.strategy.replace("_", " ")})`);
+    return lines;
+  }
+
+  function markNotLike(productId, card) {
+    if (!state.notLike.includes(productId)) state.notLike.push(productId);
+    state.notLike = state.notLike.slice(-50);
+    saveNotLike();
+    card.remove();
+    announce("Hidden from your searches.");
+  }
+
+  el.clearNotLike.addEventListener("click", () => {
+    state.notLike = [];
+    saveNotLike();
+    if (state.hasSearched) runSearch();
+  });
+
+  // The search in the URL (text, filters, number of results) so it can be shared and reloaded;
+  // a photo cannot travel in a URL.
+  function writeUrl() {
+    const params = new URLSearchParams();
+    const text = el.text.value.trim();
+    if (text) params.set("q", text);
+    const url = el.url.value.trim();
+    if (url) params.set("image_url", url);
+    const f = selectedFacetValues();
+    for (const name of FACETS) f[name].forEach((v) => params.append(name, v));
+    if (el.minPrice.value.trim()) params.set("min_price", el.minPrice.value.trim());
+    if (el.maxPrice.value.trim()) params.set("max_price", el.maxPrice.value.trim());
+    if (el.topK.value && el.topK.value !== "12") params.set("top_k", el.topK.value);
+    state.dropped.forEach((a) => params.append("drop_inferred", a));
+    const qs = params.toString();
+    history.replaceState(null, "", qs ? `?${qs}` : location.pathname);
+  }
+
+  function readUrl() {
+    const params = new URLSearchParams(location.search);
+    if (!params.has("q") && !params.has("image_url")) return false;
+    el.text.value = params.get("q") || "";
+    el.url.value = params.get("image_url") || "";
+    for (const name of FACETS) {
+      const wanted = new Set(params.getAll(name));
+      $$(`.facet-options[data-facet="${name}"] input`).forEach((i) => { i.checked = wanted.has(i.value); });
+    }
+    el.minPrice.value = params.get("min_price") || "";
+    el.maxPrice.value = params.get("max_price") || "";
+    if (params.get("top_k") && $(`#top-k option[value="${params.get("top_k")}"]`)) el.topK.value = params.get("top_k");
+    state.dropped = new Set(params.getAll("drop_inferred"));
+    state.droppedFor = el.text.value.trim();
+    updateWeightState();
+    return true;
+  }
+
   function makeCard(r, { compact = false, lazy = true } = {}) {
     const li = el.cardTemplate.content.firstElementChild.cloneNode(true);
     li.dataset.productId = r.product_id;
@@ -590,6 +797,21 @@
     $(".card-category", li).textContent = r.category ? cap(r.category) : "";
     $(".card-price", li).textContent = formatPrice(r.price);
     $(".score-value", li).textContent = typeof r.score === "number" ? r.score.toFixed(3) : "";
+    const actions = $(".card-actions", li);
+    if (compact) {
+      actions.remove();
+    } else {
+      const list = $(".why-list", li);
+      for (const line of whyLines(r)) {
+        const item = document.createElement("li");
+        item.textContent = line;
+        list.append(item);
+      }
+      // Not named after the product: the title button keeps the product's name to itself.
+      $(".not-like", li).addEventListener("click", () => markNotLike(r.product_id, li));
+      // Clicks inside the actions are theirs, not the card's (which opens the product).
+      actions.addEventListener("click", (e) => e.stopPropagation());
+    }
     // The whole card is clickable; the title button stays the one focusable target.
     li.addEventListener("click", (e) => {
       if (e.target !== button) button.click();
@@ -783,5 +1005,6 @@
 
   updateWeightOutput();
   updateWeightState();
-  loadFacets();
+  saveNotLike();
+  loadFacets().then(() => { if (readUrl()) runSearch(); });
 })();

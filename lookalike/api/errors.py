@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike.api.limits import BodyTooLarge
 from lookalike.api.models import ErrorBody
+from lookalike.recommend import UnknownProducts
 from lookalike.search import EmbedderUnavailable, NotFoundError, Overloaded
 from lookalike.store.base import StoreError, StoreRequestError
 
@@ -93,6 +94,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
         return error_response(404, "not_found", f"not found: {exc}")
+
+    @app.exception_handler(UnknownProducts)
+    async def _unknown(_: Request, exc: UnknownProducts) -> JSONResponse:
+        return error_response(404, "not_found", f"unknown products: {exc}")
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:

@@ -16,6 +16,7 @@ from typing import Any
 
 MAX_TEXT_CHARS = 2000
 MAX_FILTER_VALUES = 20
+MAX_EXAMPLES = 50  # product ids in positive / negative / not_like
 MAX_FILTER_VALUE_CHARS = 100  # the manifest's limit for category, color and size
 MAX_PRICE = 1e9
 TOP_K_CAP = 1000  # the largest LOOKALIKE_MAX_TOP_K can be; the configured one is checked too

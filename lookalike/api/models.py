@@ -8,9 +8,17 @@ The limits live in lookalike/api/limits.py so the schema and the checks share on
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 from lookalike.api import limits
 from lookalike.store.base import Filters
@@ -48,8 +56,61 @@ Weight = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1, allow_inf_nan=Fals
                                                   description="how much the photo counts (0..1)")]
 
 
+Infer = Literal["boost", "filter", "off"]
+INFER_MODES: tuple[str, ...] = ("boost", "filter", "off")
+Strategy = Literal["average_vector", "best_score"]
+# Inferred attributes a client may remove (lookalike/rank/inferred.py DROPPABLE).
+Droppable = Literal["category", "color", "size", "price", "cheap"]
+ProductIdValue = Annotated[str, Field(min_length=1, max_length=128,
+                                      description="1-128 letters, digits, . _ : -")]
+ProductIds = Annotated[list[ProductIdValue], Field(max_length=limits.MAX_EXAMPLES)]
+Diversity = Annotated[StrictFloat | StrictInt, Field(
+    ge=0, le=1, allow_inf_nan=False, description="MMR: 0 = pure relevance, up to 1")]
+INFER_DESCRIPTION = ("what attributes inferred from the words and photo do: boost (default), "
+                     "filter, or off")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Crop(BaseModel):
+    """A crop rectangle in fractions of the photo: what gets embedded (and read for colour)."""
+
+    model_config = ConfigDict(extra="forbid")
+    x: Annotated[StrictFloat | StrictInt, Field(ge=0, lt=1, allow_inf_nan=False)]
+    y: Annotated[StrictFloat | StrictInt, Field(ge=0, lt=1, allow_inf_nan=False)]
+    w: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1, allow_inf_nan=False)]
+    h: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1, allow_inf_nan=False)]
+
+    @model_validator(mode="after")
+    def _inside(self) -> Crop:
+        if self.x + self.w > 1 + 1e-9 or self.y + self.h > 1 + 1e-9:
+            raise ValueError("crop must lie inside the photo: x + w <= 1; y + h <= 1")
+        return self
+
+    def box(self) -> tuple[float, float, float, float]:
+        return float(self.x), float(self.y), float(self.w), float(self.h)
+
+
+def parse_crop(value: str | None) -> tuple[float, float, float, float] | None:
+    """A form's or query's crop, "x,y,w,h" (fractions of the photo); ValueError if bad."""
+    if value is None or value == "":
+        return None
+    parts = value.split(",")
+    if len(parts) != 4:
+        raise ValueError('crop must be "x,y,w,h" (fractions of the photo)')
+    try:
+        x, y, w, h = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError("crop values must be numbers") from None
+    if any(v != v or v in (float("inf"), float("-inf")) for v in (x, y, w, h)):
+        raise ValueError("crop values must be finite numbers")
+    try:
+        return Crop(x=x, y=y, w=w, h=h).box()
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ValueError(f"crop must lie inside the photo: 0 <= x, y < 1; 0 < w, h <= 1; "
+                         f"x + w <= 1; y + h <= 1 ({str(exc).splitlines()[0]})") from None
 
 
 class PriceRange(_Strict):
@@ -79,6 +140,30 @@ class SearchRequest(_Strict):
     top_k: TopK = 10
     image_weight: Weight = 0.5
     filters: SearchFilters | None = None
+    infer: Infer = Field("boost", description=INFER_DESCRIPTION)
+    crop: Crop | None = None
+    not_like: ProductIds | ProductIdValue | None = Field(
+        None, description="products the shopper said 'not like this' to (a list, or "
+                          "comma-separated)")
+    diversity: Diversity = 0.0
+    drop_inferred: list[Droppable] | None = Field(
+        None, max_length=5, description="inferred attributes to ignore (removed chips)")
+
+
+class RecommendRequest(_Strict):
+    """POST /v1/recommend: more like these (`positive`, and/or a photo), not like those."""
+
+    positive: ProductIds | ProductIdValue | None = None
+    negative: ProductIds | ProductIdValue | None = None
+    image_base64: Annotated[str, Field(max_length=limits.max_base64_chars(),
+                                       description="the image bytes in base64 (or a data: URL)")] \
+        | None = None
+    image_url: Annotated[str, Field(max_length=limits.MAX_URL_CHARS,
+                                    description="http(s) URL of a public image, port 80/443")] \
+        | None = None
+    strategy: Strategy = "average_vector"
+    top_k: TopK = 10
+    filters: SearchFilters | None = None
 
 
 class SearchForm(_Strict):
@@ -95,6 +180,12 @@ class SearchForm(_Strict):
     size: FilterValues = []
     min_price: Annotated[float, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)] | None = None
     max_price: Annotated[float, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)] | None = None
+    infer: Infer = Field("boost", description=INFER_DESCRIPTION)
+    crop: str | None = Field(None, max_length=200, description='"x,y,w,h", fractions of the photo')
+    not_like: Annotated[list[Annotated[str, Field(max_length=limits.MAX_EXAMPLES * 130)]],
+                        Field(max_length=limits.MAX_EXAMPLES)] = []
+    diversity: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    drop_inferred: Annotated[list[str], Field(max_length=limits.MAX_FILTER_VALUES)] = []
 
 
 class ProductMetadata(BaseModel):
@@ -132,10 +223,16 @@ class SearchHit(BaseModel):
     price: float | None
     image_url: str = Field(description="the best-matching photo of the product")
     attributes: dict[str, Any]
+    explain: dict[str, Any] | None = Field(
+        None, description="why it ranked here: vector score per modality, BM25 score, boosts")
 
 
 class SearchResponse(BaseModel):
     results: list[SearchHit]
+    inferred: dict[str, Any] | None = Field(
+        None, description="what the words and photo were understood to ask for, with `mode`")
+    relaxed: list[str] = Field([], description="inferred attributes dropped in infer=filter "
+                                               "mode because too few products had them")
     took_ms: float
 
 
@@ -218,6 +315,33 @@ def split_values(values: list[str]) -> tuple[str, ...]:
     if len(out) > limits.MAX_FILTER_VALUES:
         raise ValueError(f"at most {limits.MAX_FILTER_VALUES} values per filter")
     return tuple(dict.fromkeys(out))
+
+
+def split_ids(values: list[str] | str | None, name: str) -> tuple[str, ...]:
+    """Product ids from a list and/or comma-separated strings; ValueError if one is malformed."""
+    from lookalike.catalog.manifest import PRODUCT_ID
+
+    out: list[str] = []
+    for v in as_list(values):
+        for part in v.split(","):
+            part = part.strip()
+            if not part or len(part) > 128 or not PRODUCT_ID.fullmatch(part):
+                raise ValueError(f"{name}: {part[:40]!r} is not a product id")
+            out.append(part)
+    if len(out) > limits.MAX_EXAMPLES:
+        raise ValueError(f"{name}: at most {limits.MAX_EXAMPLES} ids")
+    return tuple(dict.fromkeys(out))
+
+
+def split_dropped(values: list[str] | None) -> tuple[str, ...]:
+    names = split_values(list(values or []))
+    bad = [n for n in names if n not in DROPPABLE]
+    if bad:
+        raise ValueError(f"drop_inferred: {bad[0][:40]!r} is not one of {', '.join(DROPPABLE)}")
+    return names
+
+
+DROPPABLE: tuple[str, ...] = ("category", "color", "size", "price", "cheap")
 
 
 def as_list(value: list[str] | str | None) -> list[str]:

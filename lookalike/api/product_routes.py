@@ -6,7 +6,7 @@ import hmac
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path as PathParam, Request
+from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
@@ -32,6 +32,7 @@ from lookalike.api.search_routes import (
 from lookalike.catalog.manifest import PRODUCT_ID, RowError, parse_row
 from lookalike.catalog.product import Product
 from lookalike.images import CONTENT_TYPES, UPLOAD_FORMATS, InvalidImageError, sniff_content_type
+from lookalike.rank.relative import Relative
 from lookalike.search import NotFoundError
 from lookalike.store.base import Hit
 
@@ -53,7 +54,8 @@ def hit_json(hit: Hit) -> dict[str, Any]:
     p = hit.product
     return {"product_id": p.product_id, "score": round(hit.score, 6), "title": p.title,
             "category": p.category, "color": p.color, "size": p.size, "price": p.price,
-            "image_url": image_url(p.product_id, hit.image_index), "attributes": p.attributes}
+            "image_url": image_url(p.product_id, hit.image_index), "attributes": p.attributes,
+            "explain": hit.explain or None}
 
 
 def product_json(p: Product) -> dict[str, Any]:
@@ -73,15 +75,22 @@ async def get_product(ctx: Ctx, product_id: ProductId) -> dict[str, Any]:
             responses=responses(404, 422, 503))
 async def similar(request: Request, ctx: Ctx, product_id: ProductId, top_k: TopK = 10,
                   category: Category = [], color: Color = [], size: Size = [],
-                  min_price: MinPrice = None, max_price: MaxPrice = None) -> dict[str, Any]:
-    """More like this, from the product's stored vectors."""
+                  min_price: MinPrice = None, max_price: MaxPrice = None,
+                  cheaper: Annotated[bool, Query(description="only cheaper than this one")] = False,
+                  other_color: Annotated[bool, Query(description="only in another colour")] = False,
+                  same_category: Annotated[bool, Query(description="only in its category")] = False,
+                  ) -> dict[str, Any]:
+    """More like this, from the product's stored vectors. `cheaper`, `other_color` and
+    `same_category` narrow by the product itself; `size` (a filter) narrows to a size."""
     started = time.perf_counter()
-    check_params(request, FILTER_PARAMS | {"top_k"})
+    check_params(request, FILTER_PARAMS | {"top_k", "cheaper", "other_color", "same_category"})
     filters = make_filters(categories=category, colors=color, sizes=size, min_price=min_price,
                            max_price=max_price)
     top_k = check_top_k(ctx, top_k)
     request.state.log.update({"top_k": top_k, "filters": filters.as_dict()})
-    outcome = await ctx.service.similar(product_id, top_k=top_k, filters=filters)
+    relative = Relative(cheaper=cheaper, other_color=other_color, same_category=same_category)
+    outcome = await ctx.service.similar(product_id, top_k=top_k, filters=filters,
+                                        relative=relative)
     return search_response(outcome, started, request, "similar")
 
 

@@ -13,13 +13,21 @@ from lookalike.api import limits, query_images
 from lookalike.api.context import ApiContext, context
 from lookalike.api.errors import ApiError, responses
 from lookalike.api.models import (
+    INFER_DESCRIPTION,
     Facets,
+    Infer,
+    RecommendRequest,
+    SearchFilters,
     SearchForm,
     SearchRequest,
     SearchResponse,
     as_list,
+    parse_crop,
+    split_dropped,
+    split_ids,
     to_filters,
 )
+from lookalike.images import crop_fraction
 from lookalike.search import SearchOutcome, SearchQuery
 from lookalike.store.base import Filters
 
@@ -36,6 +44,16 @@ MinPrice = Annotated[float | None, Query(ge=0, le=limits.MAX_PRICE, allow_inf_na
 MaxPrice = Annotated[float | None, Query(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
 TopK = Annotated[int, Query(ge=1, le=limits.TOP_K_CAP,
                             description="1..LOOKALIKE_MAX_TOP_K (100 by default)")]
+InferMode = Annotated[Infer, Query(description=INFER_DESCRIPTION)]
+NotLike = Annotated[list[str], Query(max_length=limits.MAX_EXAMPLES,
+                                     description="product ids: not like these (repeat, or "
+                                                 "separate by commas)")]
+DiversityParam = Annotated[float, Query(ge=0, le=1, allow_inf_nan=False,
+                                        description="MMR: 0 = pure relevance, up to 1")]
+DropInferred = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES,
+                                          description="inferred attributes to ignore: category, "
+                                                      "color, size, price, cheap")]
+UNDERSTANDING_PARAMS = {"infer", "not_like", "diversity", "drop_inferred"}
 
 
 def invalid(message: str, code: str = "invalid_parameter") -> ApiError:
@@ -70,8 +88,54 @@ def query_text(text: str | None) -> str | None:
 
 def validation_error(exc: ValidationError) -> ApiError:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return invalid(f"{where}: {first.get('msg', 'invalid')}" if where else first["msg"])
+    loc = first.get("loc", ())
+    where = ".".join(str(p) for p in loc)
+    code = "invalid_crop" if loc and loc[0] == "crop" else "invalid_parameter"
+    return invalid(f"{where}: {first.get('msg', 'invalid')}" if where else first["msg"], code)
+
+
+def product_ids(values: Any, name: str) -> tuple[str, ...]:
+    try:
+        return split_ids(values, name)
+    except ValueError as exc:
+        raise invalid(str(exc), "invalid_product_id") from None
+
+
+def dropped(values: list[str] | None) -> tuple[str, ...]:
+    try:
+        return split_dropped(values)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+
+
+def cropped(image: Any, box: tuple[float, float, float, float] | None) -> Any:
+    """The shopper's crop of the photo is what gets embedded (and read for its colour)."""
+    return crop_fraction(image, box) if box is not None and image is not None else image
+
+
+def body_filters(f: SearchFilters | None) -> Filters:
+    price = f.price if f and f.price else None
+    return make_filters(categories=as_list(f and f.category), colors=as_list(f and f.color),
+                        sizes=as_list(f and f.size), min_price=price and price.gte,
+                        max_price=price and price.lte)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = limits.parse_json(raw)
+    except limits.InvalidJson as exc:
+        raise ApiError(400, "invalid_json", f"the body is {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+async def body_image(ctx: ApiContext, image_base64: str | None, image_url: str | None) -> Any:
+    if image_base64:
+        return await query_images.decode(ctx, query_images.from_base64(image_base64))
+    if image_url:
+        return await query_images.decode(ctx, await query_images.fetch(ctx, image_url))
+    return None
 
 
 def search_response(outcome: SearchOutcome, started: float, request: Request,
@@ -80,8 +144,14 @@ def search_response(outcome: SearchOutcome, started: float, request: Request,
 
     request.state.log.update({"type": kind, "embed_ms": round(outcome.timings.embed_ms, 3),
                               "search_ms": round(outcome.timings.search_ms, 3)})
-    return {"results": [hit_json(h) for h in outcome.hits],
+    return {"results": [hit_json(h) for h in outcome.hits], **understanding_json(outcome),
             "took_ms": round((time.perf_counter() - started) * 1000.0, 3)}
+
+
+def understanding_json(outcome: SearchOutcome) -> dict[str, Any]:
+    """What the query was understood to ask for, so a client can show (and remove) it."""
+    return {"inferred": {"mode": outcome.mode, **outcome.inferred.as_dict()},
+            "relaxed": list(outcome.relaxed)}
 
 
 @router.get("/v1/search", response_model=SearchResponse, responses=responses(422, 503))
@@ -90,16 +160,20 @@ async def search_get(request: Request, ctx: Ctx,
                                              description="the search text")],
                      top_k: TopK = 10, category: Category = [], color: Color = [],
                      size: Size = [], min_price: MinPrice = None,
-                     max_price: MaxPrice = None) -> dict[str, Any]:
+                     max_price: MaxPrice = None, infer: InferMode = "boost",
+                     not_like: NotLike = [], diversity: DiversityParam = 0.0,
+                     drop_inferred: DropInferred = []) -> dict[str, Any]:
     """Text search."""
     started = time.perf_counter()
-    check_params(request, FILTER_PARAMS | {"q", "top_k"})
+    check_params(request, FILTER_PARAMS | UNDERSTANDING_PARAMS | {"q", "top_k"})
     text = query_text(q)
     if text is None:
         raise invalid("q (the search text) is required", "missing_query")
-    query = SearchQuery(text=text, top_k=check_top_k(ctx, top_k),
+    query = build_query(ctx, text=text, image=None, top_k=top_k, image_weight=0.5,
                         filters=make_filters(categories=category, colors=color, sizes=size,
-                                             min_price=min_price, max_price=max_price))
+                                             min_price=min_price, max_price=max_price),
+                        infer=infer, not_like=not_like, diversity=diversity,
+                        drop_inferred=drop_inferred)
     request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
     return search_response(await ctx.service.search(query), started, request, "text")
 
@@ -131,27 +205,16 @@ async def search_post(request: Request, ctx: Ctx) -> dict[str, Any]:
 
 async def json_query(request: Request, ctx: ApiContext) -> SearchQuery:
     try:
-        body = limits.parse_json(await request.body())
-    except limits.InvalidJson as exc:
-        raise ApiError(400, "invalid_json", f"the body is {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    try:
-        req = SearchRequest.model_validate(body)
+        req = SearchRequest.model_validate(parse_body(await request.body()))
     except ValidationError as exc:
         raise validation_error(exc) from None
-    image = None
-    if req.image_base64:
-        image = await query_images.decode(ctx, query_images.from_base64(req.image_base64))
-    elif req.image_url:
-        image = await query_images.decode(ctx, await query_images.fetch(ctx, req.image_url))
-    f = req.filters
-    price = f.price if f and f.price else None
-    filters = make_filters(categories=as_list(f and f.category), colors=as_list(f and f.color),
-                           sizes=as_list(f and f.size), min_price=price and price.gte,
-                           max_price=price and price.lte)
-    return build_query(ctx, text=req.text, image=image, top_k=req.top_k,
-                       image_weight=float(req.image_weight), filters=filters)
+    not_like = product_ids(req.not_like, "not_like")
+    filters = body_filters(req.filters)
+    image = await body_image(ctx, req.image_base64, req.image_url)
+    return build_query(ctx, text=req.text, image=cropped(image, req.crop and req.crop.box()),
+                       top_k=req.top_k, image_weight=float(req.image_weight), filters=filters,
+                       infer=req.infer, not_like=not_like, diversity=float(req.diversity),
+                       drop_inferred=list(req.drop_inferred or []))
 
 
 async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
@@ -172,14 +235,20 @@ async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
             continue
         if any(not isinstance(v, str) for v in items):
             raise invalid(f"{key}: must be a text field, not a file")
-        values[key] = items if key in ("category", "color", "size") else items[-1]
-    for key in ("top_k", "image_weight", "min_price", "max_price", "text"):
+        values[key] = items if key in FORM_LISTS else items[-1]
+    for key in ("top_k", "image_weight", "min_price", "max_price", "text", "infer", "crop",
+                "diversity"):
         if values.get(key) == "":
             values.pop(key)  # an empty field is an absent one (what HTML forms send)
     try:
         req = SearchForm.model_validate(values)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    try:
+        box = parse_crop(req.crop)
+    except ValueError as exc:
+        raise invalid(str(exc), "invalid_crop") from None
+    not_like = product_ids(req.not_like, "not_like")
     image = None
     if isinstance(upload, UploadFile):
         data = await upload.read(ctx.settings.max_upload_bytes + 1)
@@ -189,17 +258,55 @@ async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
         raise invalid("image must be a file")
     filters = make_filters(categories=req.category, colors=req.color, sizes=req.size,
                            min_price=req.min_price, max_price=req.max_price)
-    return build_query(ctx, text=req.text, image=image, top_k=req.top_k,
-                       image_weight=req.image_weight, filters=filters)
+    return build_query(ctx, text=req.text, image=cropped(image, box), top_k=req.top_k,
+                       image_weight=req.image_weight, filters=filters, infer=req.infer,
+                       not_like=not_like, diversity=req.diversity,
+                       drop_inferred=req.drop_inferred)
+
+
+FORM_LISTS = ("category", "color", "size", "not_like", "drop_inferred")
 
 
 def build_query(ctx: ApiContext, *, text: str | None, image: Any, top_k: int,
-                image_weight: float, filters: Filters) -> SearchQuery:
+                image_weight: float, filters: Filters, infer: str = "boost",
+                not_like: Any = (), diversity: float = 0.0,
+                drop_inferred: list[str] | tuple[str, ...] = ()) -> SearchQuery:
     text = query_text(text)
     if text is None and image is None:
         raise invalid("give at least one of image and text", "missing_query")
     return SearchQuery(text=text, image=image, top_k=check_top_k(ctx, top_k),
-                       image_weight=image_weight, filters=filters)
+                       image_weight=image_weight, filters=filters, infer=infer,
+                       exclude_ids=product_ids(list(not_like), "not_like"),
+                       diversity=float(diversity), drop_inferred=dropped(list(drop_inferred)))
+
+
+RECOMMEND_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/RecommendRequest"}}}}}
+
+
+@router.post("/v1/recommend", response_model=SearchResponse, openapi_extra=RECOMMEND_BODY,
+             responses=responses(400, 404, 413, 415, 422, 503))
+async def recommend(request: Request, ctx: Ctx) -> dict[str, Any]:
+    """More like these (`positive` product ids and/or a photo), not like those (`negative`):
+    strategy average_vector or best_score (lookalike/rank/examples.py)."""
+    started = time.perf_counter()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    try:
+        req = RecommendRequest.model_validate(parse_body(await request.body()))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    positive, negative = product_ids(req.positive, "positive"), product_ids(req.negative, "negative")
+    top_k = check_top_k(ctx, req.top_k)
+    filters = body_filters(req.filters)
+    image = await body_image(ctx, req.image_base64, req.image_url)
+    if not positive and image is None:
+        raise invalid("give at least one positive product id or a photo", "missing_query")
+    request.state.log.update({"type": "recommend", "top_k": top_k, "filters": filters.as_dict()})
+    outcome = await ctx.service.recommend(positive=positive, negative=negative, image=image,
+                                          strategy=req.strategy, top_k=top_k, filters=filters)
+    return search_response(outcome, started, request, "recommend")
 
 
 @router.get("/v1/facets", response_model=Facets, responses=responses(503))

@@ -111,10 +111,11 @@ def _size_group(category: str) -> str:
 
 
 def build(out_dir: Path, n_products: int = 2000, *, seed: int = 7, second_image_share: float = 0.25,
-          image_format: str = "jpg", source: Source | None = None) -> Path:
-    """Write images and manifest.jsonl under out_dir; return the manifest path."""
+          image_format: str = "jpg", source: Source | None = None, split: Split = "train") -> Path:
+    """Write images and manifest.jsonl under out_dir; return the manifest path. The demo uses
+    the train split; the evaluation harness also builds one from the held-out test split."""
     out_dir = Path(out_dir)
-    images, labels = load_source(n_products, source=source)
+    images, labels = load_source(n_products, split=split, source=source)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     color_names = list(COLORS)

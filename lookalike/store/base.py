@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -72,6 +72,9 @@ class Hit:
     score: float
     image_index: int = 0  # which of the product's images matched best
     write_version: int = 0
+    # The score's parts, for explanations: {"image": cosine, "text": cosine, "lexical": BM25}.
+    scores: dict[str, float] = field(default_factory=dict, compare=False)
+    explain: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -107,6 +110,7 @@ class ProductStore(Protocol):
         top_k: int = 10,
         exclude_ids: Sequence[str] = (),
         image_vectors: Sequence[np.ndarray] = (),
+        lexical_query: str | None = None,
     ) -> list[Hit]: ...
     def get(self, product_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, Record]: ...
     def delete(self, product_ids: Sequence[str]) -> int: ...

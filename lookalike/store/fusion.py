@@ -60,3 +60,20 @@ def complete(ranked: list[float], top_k: int, *, image_floor: float | None,
     bound = fused_score(1.0 if image_floor is None else image_floor,
                         1.0 if text_floor is None else text_floor, image_weight)
     return len(ranked) >= top_k and ranked[top_k - 1] >= bound
+
+
+RRF_K = 60  # Milvus' RRFRanker default
+
+
+def rrf(*rankings: list[str], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal rank fusion of ranked id lists, scaled to 0..1 (1: first in every list).
+
+    For text queries with BM25: a cosine and a BM25 score have no common scale, ranks do.
+    Scaled so the attribute boosts (lookalike/rank) keep one meaning across query kinds.
+    """
+    out: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, pid in enumerate(ranking, start=1):
+            out[pid] = out.get(pid, 0.0) + 1.0 / (k + rank)
+    top = len(rankings) / (k + 1)
+    return {pid: s / top for pid, s in out.items()} if rankings else {}

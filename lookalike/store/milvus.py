@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,11 +31,13 @@ from lookalike.store import fusion
 from lookalike.store.base import Filters, Hit, Record, StoredProduct, StoreError, StoreRequestError
 from lookalike.store.healing import HealingClient, is_client_error
 from lookalike.store.schema import (
+    LEXICAL_FIELDS,
     NO_PRICE,
     PRODUCT_FIELDS,
     REQUIRED_FIELDS,
     build_index_params,
     build_schema,
+    lexical_text,
     row_pk,
     search_params,
 )
@@ -51,6 +53,10 @@ KEY_FIELDS = ["product_id", "image_index", "write_version"]
 # cluster address: a cheap connect attempt).
 RECONNECT_OPTIONS = {"grpc.initial_reconnect_backoff_ms": 200,
                      "grpc.min_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 1000}
+# HNSW under a filter walks past the filtered-out nodes and misses neighbours: on the demo
+# catalogue (python -m lookalike.eval) recall@10 was 0.93-0.96 per filter selectivity at ef 128
+# and >= 0.998 at 512. Filtered searches use at least this ef.
+FILTERED_EF = 512
 
 _version_lock = threading.Lock()
 _last_version = 0
@@ -121,6 +127,7 @@ class _Scored:
     score: float
     image_index: int
     version: int
+    scores: dict[str, float] = field(default_factory=dict, compare=False)  # the score's parts
 
 
 def _product_from_row(row: dict[str, Any]) -> Product:
@@ -164,8 +171,14 @@ class MilvusStore:
         except MilvusException as exc:
             raise _store_error(f"cannot connect to Milvus at {uri}: {exc}", exc) from exc
         self._search_params = {"metric_type": "COSINE", "params": search_params(settings)}
+        self._filtered_params = dict(self._search_params)
+        if "ef" in self._search_params["params"]:
+            self._filtered_params["params"] = {
+                **self._search_params["params"],
+                "ef": max(FILTERED_EF, int(self._search_params["params"]["ef"]))}
         # milvus-lite does not protect concurrent writes to one collection: serialise ours.
         self._write_lock = threading.Lock()
+        self._lexical: bool | None = None  # has the BM25 fields (schema.py); read once
 
     @classmethod
     def from_settings(cls, settings: Any, *, image_dim: int, text_dim: int) -> MilvusStore:
@@ -203,12 +216,28 @@ class MilvusStore:
                 f"collection {self.collection} was made by an older lookalike (no "
                 f"{', '.join(missing)} field): use another LOOKALIKE_COLLECTION, or drop it and "
                 "re-ingest")
+        self._lexical = all(f in dims for f in LEXICAL_FIELDS)
+        if not self._lexical:
+            log.warning("collection %s has no BM25 fields (made before full-text search): text "
+                        "searches use the dense vector only; re-ingest into a new collection "
+                        "for keyword matching", self.collection)
         want = {"image_vector": self.image_dim, "text_vector": self.text_dim}
         for name, dim in want.items():
             if dims.get(name) is not None and int(dims[name]) != dim:
                 raise StoreError(
                     f"collection {self.collection} has {name} dim {dims[name]} but the model "
                     f"gives {dim}: use another LOOKALIKE_COLLECTION or re-ingest")
+
+    @property
+    def lexical(self) -> bool:
+        """Whether the collection has the BM25 full-text fields."""
+        if self._lexical is None:
+            try:
+                self._check_dims()
+            except MilvusException as exc:
+                raise _store_error(f"cannot describe collection {self.collection}: {exc}",
+                                   exc) from exc
+        return bool(self._lexical)
 
     def drop(self) -> None:
         self.client.drop_collection(self.collection)
@@ -260,7 +289,8 @@ class MilvusStore:
         if len(vectors) == 0:
             raise ValueError(f"product {p.product_id} has no image vector")
         text_vec = np.asarray(item.text_vector, dtype=np.float32).reshape(self.text_dim).tolist()
-        return [{
+        lexical = {"lexical_text": lexical_text(p)} if self.lexical else {}
+        return [{**lexical,
             "pk": row_pk(p.product_id, version, n), "product_id": p.product_id, "image_index": n,
             "title": p.title, "description": p.description, "category": p.category,
             "color": p.color, "size": p.size,
@@ -359,8 +389,13 @@ class MilvusStore:
         top_k: int = 10,
         exclude_ids: Sequence[str] = (),
         image_vectors: Sequence[np.ndarray] = (),
+        lexical_query: str | None = None,
     ) -> list[Hit]:
         """One result per product, best first.
+
+        `lexical_query` (text-only searches): BM25 over the product's words joins the dense
+        text search, fused by reciprocal rank (fusion.rrf; scores 0..1), when the collection
+        has the BM25 fields.
 
         Several `image_vectors` (a product's photos, for "similar") search at once: each
         product scores by its best match over them. Scores: with one modality, the raw cosine;
@@ -378,7 +413,8 @@ class MilvusStore:
         for _ in range(STALE_RETRIES):
             expr = " and ".join(f"({e})" for e in (base, older and f"not ({_older_than(older)})")
                                 if e)
-            scored = self._score(queries, text_vector, float(image_weight), expr, top_k)
+            scored = self._score(queries, text_vector, float(image_weight), expr, top_k,
+                                 lexical_query)
             # One read for the winners' fields, which is also the newest-version check.
             rows = self._newest_rows([s.product_id for s in scored])
             stale = {s.product_id: int(rows[s.product_id]["write_version"]) for s in scored
@@ -389,18 +425,25 @@ class MilvusStore:
             # version: search again without them, and finish that write's cleanup.
             older.update(stale)
             self.repair(list(stale))
-        return [Hit(_product_from_row(rows[s.product_id]), s.score, s.image_index, s.version)
-                for s in scored if s.product_id in rows]
+        return [Hit(_product_from_row(rows[s.product_id]), s.score, s.image_index, s.version,
+                    dict(s.scores)) for s in scored if s.product_id in rows]
 
     def _score(self, queries: list[list[float]], text_vector: np.ndarray | None,
-               image_weight: float, expr: str, top_k: int) -> list[_Scored]:
+               image_weight: float, expr: str, top_k: int,
+               lexical_query: str | None = None) -> list[_Scored]:
+        if (not queries and text_vector is not None and lexical_query and lexical_query.strip()
+                and self.lexical):
+            return self._text_and_lexical(np.asarray(text_vector, np.float32).tolist(),
+                                          lexical_query, expr, top_k)
         if queries and text_vector is not None:
             return self._hybrid(queries, np.asarray(text_vector, np.float32).tolist(),
                                 image_weight, expr, top_k)
         field, data = (("image_vector", queries) if queries
                        else ("text_vector", [np.asarray(text_vector, np.float32).tolist()]))
         best = self._grouped(field, data, expr, top_k)
-        return sorted((_Scored(pid, score, int(row.get("image_index") or 0), int(row["write_version"]))
+        modality = field.removesuffix("_vector")
+        return sorted((_Scored(pid, score, int(row.get("image_index") or 0), int(row["write_version"]),
+                               {modality: score})
                        for pid, (score, row) in best.items()), key=lambda s: -s.score)[:top_k]
 
     def _grouped(self, field: str, data: list[list[float]], expr: str,
@@ -410,7 +453,8 @@ class MilvusStore:
         try:
             res = self.client.search(self.collection, data=data, anns_field=field, filter=expr,
                                      limit=limit, output_fields=KEY_FIELDS,
-                                     group_by_field="product_id", search_params=self._search_params,
+                                     group_by_field="product_id",
+                                     search_params=self._filtered_params if expr else self._search_params,
                                      consistency_level=CONSISTENCY)
         except MilvusException as exc:
             raise _store_error(f"search failed: {exc}", exc) from exc
@@ -445,8 +489,42 @@ class MilvusStore:
                 break
             limit = fusion.widened(limit)
         return [_Scored(p, scores[p], int(image[p][1].get("image_index") or 0),
-                        min(int(image[p][1]["write_version"]), int(texts[p][1]["write_version"])))
+                        min(int(image[p][1]["write_version"]), int(texts[p][1]["write_version"])),
+                        {"image": image[p][0], "text": texts[p][0]})
                 for p in ranked]
+
+    def _text_and_lexical(self, text: list[float], words: str, expr: str,
+                          top_k: int) -> list[_Scored]:
+        """Dense text and BM25 candidates (key fields only), fused by reciprocal rank
+        (fusion.rrf); each winner keeps its text cosine and, if BM25 found it, its BM25 score."""
+        limit = fusion.candidate_limit(top_k)
+        dense = self._grouped("text_vector", [text], expr, limit)
+        try:
+            res = self.client.search(self.collection, data=[words], anns_field="lexical",
+                                     filter=expr, limit=limit, output_fields=KEY_FIELDS,
+                                     group_by_field="product_id",
+                                     search_params={"metric_type": "BM25"},
+                                     consistency_level=CONSISTENCY)
+        except MilvusException as exc:
+            raise _store_error(f"full-text search failed: {exc}", exc) from exc
+        # Best first; milvus-lite reports BM25 scores negated, Milvus positive.
+        lexical: dict[str, tuple[float, dict[str, Any]]] = {}
+        for h in (res or [[]])[0]:
+            entity = h.get("entity", h)
+            lexical.setdefault(entity["product_id"], (abs(float(h["distance"])), entity))
+        fused = fusion.rrf(sorted(dense, key=lambda p: -dense[p][0]), list(lexical))
+        ranked = sorted(fused, key=lambda p: -fused[p])[:top_k]
+        # Exact text cosines of the BM25-only winners (from their stored vectors).
+        dense.update(self._complete("text_vector", [text], [p for p in ranked if p not in dense],
+                                    expr))
+        out = []
+        for p in ranked:
+            row = dense[p][1] if p in dense else lexical[p][1]
+            versions = [int(r[1]["write_version"]) for r in (dense.get(p), lexical.get(p)) if r]
+            out.append(_Scored(p, fused[p], int(row.get("image_index") or 0), min(versions),
+                               {"text": dense[p][0] if p in dense else 0.0,
+                                **({"lexical": lexical[p][0]} if p in lexical else {})}))
+        return out
 
     def _complete(self, field: str, data: list[list[float]], pids: list[str],
                   expr: str) -> dict[str, tuple[float, dict[str, Any]]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymilvus import DataType, MilvusClient
+from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 PK_MAX = 160
 TEXT_MAX = 16384  # bytes; the manifest caps title/description at 4,000 characters
@@ -29,6 +29,10 @@ PRODUCT_FIELDS = ["product_id", "image_index", "title", "description", "category
 # Fields a collection made by this code has; an older collection lacks some and is refused.
 REQUIRED_FIELDS = ("write_version", "source")
 NO_PRICE = -1.0  # Milvus-lite scalar fields are not nullable: -1 means "no price"
+# Full-text search: Milvus' BM25 function turns `lexical_text` (title, description, facets,
+# product id and free attributes such as brand or material) into the sparse `lexical` vector
+# at insert and at query time. A collection made before these fields searches without them.
+LEXICAL_FIELDS = ("lexical_text", "lexical")
 
 
 def row_pk(product_id: str, write_version: int, image_index: int) -> str:
@@ -59,7 +63,19 @@ def build_schema(*, image_dim: int, text_dim: int, partition_key: bool = True) -
     schema.add_field("source", DataType.VARCHAR, max_length=SHORT_MAX)
     schema.add_field("image_vector", DataType.FLOAT_VECTOR, dim=image_dim)
     schema.add_field("text_vector", DataType.FLOAT_VECTOR, dim=text_dim)
+    schema.add_field("lexical_text", DataType.VARCHAR, max_length=TEXT_MAX, enable_analyzer=True)
+    schema.add_field("lexical", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(Function(name="lexical_bm25", function_type=FunctionType.BM25,
+                                 input_field_names=["lexical_text"], output_field_names=["lexical"]))
     return schema
+
+
+def lexical_text(product: Any) -> str:
+    """The words BM25 indexes, cut to the field's byte limit."""
+    attrs = [str(v) for v in (product.attributes or {}).values() if isinstance(v, (str, int, float))]
+    text = " ".join(p for p in (product.title, product.description, product.category,
+                                product.color, product.size, product.product_id, *attrs) if p)
+    return text.encode()[:TEXT_MAX].decode(errors="ignore")
 
 
 def index_build_params(settings: Any) -> dict[str, Any]:
@@ -87,4 +103,5 @@ def build_index_params(client: MilvusClient, settings: Any) -> Any:
                          params={"params": index_build_params(settings)})
     for field in ("product_id", "color", "size", "source"):
         params.add_index(field_name=field, index_type="INVERTED")
+    params.add_index(field_name="lexical", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
     return params

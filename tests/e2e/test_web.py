@@ -245,3 +245,114 @@ def test_controls_are_labelled(page) -> None:
     assert unlabelled == []
     assert page.locator("#status").get_attribute("aria-live") == "polite"
     expect(page.get_by_role("heading", name="Results")).to_be_visible()
+
+
+# -- query understanding on the page: chips, why, "not like this", the URL ---------------------
+
+def text_search(page, text: str) -> None:
+    page.get_by_label("Description", exact=True).fill(text)
+    search(page)
+    expect(result_cards(page).first).to_be_visible()
+
+
+def test_inferred_filters_show_as_chips_that_can_be_removed(page, products: list[Product]) -> None:
+    category = Counter(p.category for p in products).most_common(1)[0][0]
+    text_search(page, f"crimson {category}")
+    chips = page.locator("#inferred-chips .inferred-chip")
+    expect(chips).to_have_count(2)
+    expect(page.locator("#inferred-chips")).to_contain_text("Colour: Red")
+    expect(page.locator("#inferred-chips")).to_contain_text(f"Category: {category}", ignore_case=True)
+    page.get_by_role("button", name=re.compile(r"^Remove colour red$", re.I)).click()
+    expect(chips).to_have_count(1)
+    expect(page.locator("#inferred-chips")).not_to_contain_text("Colour")
+    # The removal travels with the search: the URL keeps it.
+    assert "drop_inferred=color" in page.url
+
+
+def test_why_explains_a_result(page, products: list[Product]) -> None:
+    text_search(page, "navy trainers")
+    first = result_cards(page).first
+    first.locator(".why summary").click()
+    lines = first.locator(".why-list li")
+    expect(lines.first).to_be_visible()
+    text = " ".join(lines.all_inner_texts())
+    assert "Description similarity" in text
+    if first.get_attribute("data-color") == "blue":
+        assert "navy" in text  # the boost says which words it came from
+    expect(page.locator("#product-dialog")).not_to_be_visible()  # "why" does not open the product
+
+
+def test_not_like_this_hides_a_product_from_the_next_searches(page) -> None:
+    text_search(page, "dress")
+    first = result_cards(page).first
+    pid = first.get_attribute("data-product-id")
+    first.get_by_role("button", name=re.compile("^Not like this")).click()
+    expect(page.locator(f'#results li[data-product-id="{pid}"]')).to_have_count(0)
+    expect(page.locator("#not-like-note")).to_be_visible()
+    stored = page.evaluate("() => JSON.parse(localStorage.getItem('lookalike.notLike'))")
+    assert stored == [pid]
+    page.reload()  # the next visit, the same shopper
+    expect(page.locator('.facet-options[data-facet="color"] input').first).to_be_attached()
+    expect(result_cards(page).first).to_be_visible()  # the URL re-ran the search
+    assert pid not in result_cards(page).evaluate_all("cs => cs.map(c => c.dataset.productId)")
+    page.get_by_role("button", name="Show them again").click()
+    expect(page.locator(f'#results li[data-product-id="{pid}"]')).to_have_count(1)
+
+
+def test_the_search_is_in_the_url_and_a_reload_restores_it(page, products: list[Product]) -> None:
+    colour = Counter(p.color for p in products).most_common(1)[0][0]
+    page.get_by_role("group", name="Colour").get_by_role(
+        "checkbox", name=re.compile(rf"^{re.escape(colour)}\b", re.I)).check()
+    text_search(page, "comfortable shoes")
+    assert "q=comfortable+shoes" in page.url and f"color={colour}" in page.url.replace("%20", "+")
+    shown = result_cards(page).evaluate_all("cs => cs.map(c => c.dataset.productId)")
+    shared = page.url
+    other = open_page(page.context.browser, shared.split("/?")[0], viewport={"width": 1280, "height": 900})
+    try:
+        other.goto(shared)
+        expect(result_cards(other).first).to_be_visible()
+        expect(other.get_by_label("Description", exact=True)).to_have_value("comfortable shoes")
+        assert other.get_by_role("group", name="Colour").get_by_role(
+            "checkbox", name=re.compile(rf"^{re.escape(colour)}\b", re.I)).is_checked()
+        assert result_cards(other).evaluate_all("cs => cs.map(c => c.dataset.productId)") == shown
+    finally:
+        other.context.close()
+
+
+SENT_FORMS = """() => {
+  window.__sentForms = [];
+  const original = window.fetch;
+  window.fetch = (url, options) => {
+    if (options && options.body instanceof FormData) {
+      window.__sentForms.push(Object.fromEntries(
+        [...options.body.entries()].filter(([, v]) => typeof v === "string")));
+    }
+    return original(url, options);
+  };
+}"""
+
+
+def test_a_crop_drawn_on_the_photo_is_what_the_api_embeds(page, products: list[Product]) -> None:
+    target = products[5]
+    page.evaluate(SENT_FORMS)  # what the page sends (playwright hides multipart bodies with files)
+    page.get_by_label("Choose a photo to search with").set_input_files(target.images[0])
+    img = page.locator("#preview-img")
+    expect(img).to_be_visible()
+    page.wait_for_function("() => document.querySelector('#preview-img').naturalWidth > 0")
+    box = img.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.25)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.75, steps=5)
+    page.mouse.up()
+    expect(page.locator("#crop-box")).to_be_visible()
+    search(page)
+    expect(result_cards(page).first).to_be_visible()
+    sent = page.evaluate("() => window.__sentForms")
+    assert sent and "crop" in sent[-1], sent
+    x, y, w, h = (float(v) for v in sent[-1]["crop"].split(","))
+    assert (x, y, w, h) == pytest.approx((0.5, 0.25, 0.4, 0.5), abs=0.03)
+    # The whole photo again: no crop is sent.
+    page.get_by_role("button", name="Use the whole photo").click()
+    expect(page.locator("#crop-box")).to_be_hidden()
+    search(page)
+    assert "crop" not in page.evaluate("() => window.__sentForms")[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -32,6 +33,12 @@ class OneProductStore:
 
     def count(self) -> int:
         return 1
+
+    def get(self, ids, with_vectors: bool = False) -> dict:
+        return {}  # no product but p1's search hit is known by id
+
+    def facets(self) -> dict:  # the vocabulary query understanding reads
+        return {"category": {}, "color": {"red": 1}, "size": {}, "price": {"min": 3.0, "max": 3.0}}
 
 
 async def embed(_: object) -> np.ndarray:
@@ -137,3 +144,90 @@ def test_embedder_failures_and_back_pressure_are_503_with_retry_after(
                  client.post("/v1/search", files={"image": ("a.jpg", jpeg(), "image/jpeg")})):
         assert resp.status_code == 503 and resp.json()["error"]["code"] == code
         assert resp.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize("infer", ["sometimes", "OFF"])
+def test_a_bad_infer_mode_is_422(tmp_path: Path, infer: str) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    for r in (client.get("/v1/search", params={"q": "red dress", "infer": infer}),
+              client.post("/v1/search", json={"text": "red dress", "infer": infer})):
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_search_lists_what_it_inferred_and_explains_results(tmp_path: Path) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    body = client.get("/v1/search", params={"q": "crimson shoes"}).json()
+    assert body["inferred"]["colors"] == ["red"] and body["inferred"]["mode"] == "boost"
+    assert body["relaxed"] == []
+    boosts = body["results"][0]["explain"]["boosts"]
+    assert [b["attribute"] for b in boosts] == ["color"] and "crimson" in boosts[0]["why"]
+    off = client.get("/v1/search", params={"q": "crimson shoes", "infer": "off"}).json()
+    assert off["inferred"] == {"mode": "off"} and off["results"][0]["explain"]["boosts"] == []
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({}, 422, "missing_query"),
+    ({"negative": ["p1"]}, 422, "missing_query"),
+    ({"positive": "p1,p2", "strategy": "nearest"}, 422, "invalid_parameter"),
+    ({"positive": [1, 2]}, 422, "invalid_parameter"),
+    ({"positive": ["bad id!"]}, 422, "invalid_product_id"),
+    ({"positive": ["p1"], "top_k": 0}, 422, "invalid_parameter"),
+    ({"positive": ["p1"], "filters": "red"}, 422, "invalid_parameter"),
+    ({"positive": ["nope"]}, 404, "not_found"),
+    ({"image_base64": "***"}, 400, "invalid_base64"),
+])
+def test_recommend_bad_input_is_4xx(tmp_path: Path, body: dict, status: int, code: str) -> None:
+    r = make_client(OneProductStore(), tmp_path).post("/v1/recommend", json=body)
+    assert r.status_code == status and r.json()["error"]["code"] == code
+
+
+def test_recommend_wants_json(tmp_path: Path) -> None:
+    r = make_client(OneProductStore(), tmp_path).post("/v1/recommend", data={"positive": "p1"})
+    assert r.status_code == 415
+
+
+@pytest.mark.parametrize("params", [{"diversity": "2"}, {"diversity": "x"}, {"not_like": "bad id!"}])
+def test_search_refuses_bad_diversity_and_not_like(tmp_path: Path, params: dict) -> None:
+    r = make_client(OneProductStore(), tmp_path).get("/v1/search", params={"q": "dress", **params})
+    assert r.status_code == 422
+
+
+@pytest.mark.parametrize("flag", ["cheaper", "other_color", "same_category"])
+def test_similar_refuses_a_flag_that_is_not_a_boolean(tmp_path: Path, flag: str) -> None:
+    r = make_client(OneProductStore(), tmp_path).get("/v1/products/p1/similar", params={flag: "maybe"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_a_removed_chip_drops_that_inference(tmp_path: Path) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    body = client.post("/v1/search", json={"text": "crimson shoes under 10",
+                                           "drop_inferred": ["color"]}).json()
+    assert "colors" not in body["inferred"] and body["inferred"]["price"] == {"lte": 10.0}
+    r = client.post("/v1/search", json={"text": "shoes", "drop_inferred": ["brand"]})
+    assert r.status_code == 422
+
+
+@pytest.mark.parametrize("crop", [{"x": 0.5, "y": 0, "w": 0.6, "h": 1}, {"x": 0, "y": 0, "w": 0, "h": 1},
+                                  {"x": "a", "y": 0, "w": 1, "h": 1}, [0, 0, 1, 1], {"x": 0}])
+def test_a_bad_crop_is_422(tmp_path: Path, crop: object) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    r = client.post("/v1/search", json={"image_base64": base64.b64encode(jpeg()).decode(), "crop": crop})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_crop"
+
+
+def test_the_crop_is_what_gets_embedded(tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+
+    async def embed_image(img: Image.Image) -> np.ndarray:
+        seen.append(img.size)
+        return np.ones(4, dtype=np.float32)
+
+    service = SearchService(store=OneProductStore(), embed_image=embed_image, embed_text=embed,
+                            media_dir=tmp_path)
+    client = TestClient(create_api(service, Settings(data_dir=tmp_path, admin_key=ADMIN_KEY)))
+    data = base64.b64encode(jpeg()).decode()  # 32 x 32
+    assert client.post("/v1/search", json={"image_base64": data, "crop": {"x": 0.25, "y": 0.5,
+                                                                           "w": 0.5, "h": 0.5}}).status_code == 200
+    r = client.post("/v1/search", files={"image": ("a.jpg", jpeg(), "image/jpeg")},
+                    data={"crop": "0,0,0.5,0.25"})
+    assert r.status_code == 200 and seen == [(16, 16), (16, 8)]

@@ -248,3 +248,42 @@ def test_openapi_declares_bodies_limits_and_errors(client: TestClient) -> None:
     assert get_params["q"]["required"]
     assert get_params["q"]["schema"]["maxLength"] == limits.MAX_TEXT_CHARS
     assert "HTTPValidationError" not in json.dumps(spec)
+
+
+# -- search-quality parameters (moved from wt-c's tests/unit/test_api_params.py) --------------
+
+@pytest.mark.parametrize(("value", "want"), [(None, "boost"), ("boost", "boost"),
+                                             ("filter", "filter"), ("off", "off")])
+def test_infer_modes(value: object, want: str) -> None:
+    from lookalike.api.models import SearchRequest
+
+    body = {"text": "dress"} if value is None else {"text": "dress", "infer": value}
+    assert SearchRequest.model_validate(body).infer == want
+
+
+@pytest.mark.parametrize("value", ["Boost", "on", 1, ["off"], {"x": 1}, ""])
+def test_infer_refuses_other_values(value: object) -> None:
+    from pydantic import ValidationError
+
+    from lookalike.api.models import SearchRequest
+
+    with pytest.raises(ValidationError):
+        SearchRequest.model_validate({"text": "dress", "infer": value})
+
+
+def test_crop_ids_and_dropped_parsing() -> None:
+    from lookalike.api.models import parse_crop, split_dropped, split_ids
+
+    assert parse_crop(None) is None and parse_crop("") is None
+    assert parse_crop("0,0.5,0.5,0.5") == (0.0, 0.5, 0.5, 0.5)
+    for bad in ("0,0,1", "a,0,1,1", "0.5,0,0.6,1", "0,0,0,1", "nan,0,1,1"):
+        with pytest.raises(ValueError):
+            parse_crop(bad)
+    assert split_ids(["a,b", "c"], "not_like") == ("a", "b", "c")
+    assert split_ids(None, "not_like") == ()
+    for bad in (["bad id!"], ["a,,b"], [",".join(f"p{i}" for i in range(51))]):
+        with pytest.raises(ValueError):
+            split_ids(bad, "not_like")
+    assert split_dropped(["color,price"]) == ("color", "price")
+    with pytest.raises(ValueError):
+        split_dropped(["brand"])

@@ -78,3 +78,15 @@ def test_the_routers_shrink_leaves_the_embedders_input_unchanged() -> None:
         # What torchvision's Resize makes of the original, exactly (and so the same vectors).
         assert np.array_equal(np.asarray(small), np.asarray(pre.transform.transforms[0](photo)))
         assert np.array_equal(pre([photo]), pre([small]))
+
+
+def test_crop_fraction_takes_that_part_of_the_photo() -> None:
+    from PIL import Image
+
+    from lookalike.images import crop_fraction
+
+    img = Image.new("RGB", (200, 100), (255, 255, 255))
+    img.paste((255, 0, 0), (100, 0, 200, 100))  # the right half is red
+    part = crop_fraction(img, (0.5, 0.0, 0.5, 1.0))
+    assert part.size == (100, 100) and part.getpixel((10, 10)) == (255, 0, 0)
+    assert crop_fraction(img, (0.999, 0.999, 0.001, 0.001)).size == (1, 1)

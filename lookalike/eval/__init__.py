@@ -1,0 +1,1 @@
+"""Retrieval-quality evaluation: `python -m lookalike.eval` (see harness.py)."""

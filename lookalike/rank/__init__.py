@@ -1,0 +1,1 @@
+"""Re-ranking on the candidates the store returns: attribute boosts, relaxation, MMR."""

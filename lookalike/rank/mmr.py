@@ -1,0 +1,35 @@
+"""Maximal marginal relevance: a page that is not ten near-identical items.
+
+Each next result maximises (1 - diversity) * relevance - diversity * (its highest similarity
+to the results already chosen); relevance is the ranking score scaled to 0..1 over the
+candidates, similarity the cosine of the products' stored vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from lookalike.store.base import Hit
+
+
+def mmr(hits: Sequence[Hit], vectors: Mapping[str, np.ndarray], *, top_k: int,
+        diversity: float) -> list[Hit]:
+    if diversity <= 0 or len(hits) <= 1:
+        return list(hits[:top_k])
+    scores = np.array([h.score for h in hits], dtype=np.float64)
+    spread = scores.max() - scores.min()
+    relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
+    dim = next(iter(vectors.values())).shape[0] if vectors else 1
+    mat = np.stack([vectors.get(h.product.product_id, np.zeros(dim, np.float32)) for h in hits])
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    mat = mat / np.where(norms > 0, norms, 1.0)
+    sims = mat @ mat.T
+    chosen: list[int] = [0]
+    left = list(range(1, len(hits)))
+    while left and len(chosen) < top_k:
+        redundancy = sims[np.ix_(left, chosen)].max(axis=1)
+        value = (1 - diversity) * relevance[left] - diversity * redundancy
+        chosen.append(left.pop(int(np.argmax(value))))
+    return [hits[i] for i in chosen]
