@@ -65,7 +65,7 @@ def _prepare_demo(settings: Settings, products: int, source: str | None) -> Path
 def _ingest_on(cluster, manifest: Path) -> None:
     from lookalike import jobs
 
-    job = jobs.submit_ingest(cluster.dashboard_url, manifest, [])
+    job = jobs.submit_ingest(cluster.dashboard_url, manifest, [], gcs_address=cluster.gcs_address)
     _say(f"ingest job {job} submitted (dashboard: {cluster.dashboard_url}/#/jobs/{job})")
     status = jobs.follow(cluster.dashboard_url, job)
     if status != "SUCCEEDED":
@@ -180,7 +180,7 @@ def cmd_ingest(settings: Settings, manifest: Path, extra: list[str]) -> int:
     if not manifest.is_file():
         _say(f"manifest not found: {manifest}")
         return 2
-    job = jobs.submit_ingest(run.dashboard_url, manifest, extra)
+    job = jobs.submit_ingest(run.dashboard_url, manifest, extra, gcs_address=run.gcs_address)
     _say(f"ingest job {job} submitted to the running app's Ray "
          f"({run.dashboard_url}/#/jobs/{job})")
     try:

@@ -425,8 +425,11 @@ class MilvusStore:
             # version: search again without them, and finish that write's cleanup.
             older.update(stale)
             self.repair(list(stale))
+        # Still stale after the retries (writes racing on these products): leave them out
+        # rather than pair one version's matched photo with another's fields.
         return [Hit(_product_from_row(rows[s.product_id]), s.score, s.image_index, s.version,
-                    dict(s.scores)) for s in scored if s.product_id in rows]
+                    dict(s.scores)) for s in scored
+                if s.product_id in rows and s.product_id not in stale]
 
     def _score(self, queries: list[list[float]], text_vector: np.ndarray | None,
                image_weight: float, expr: str, top_k: int,
