@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from lookalike.config import Settings
-    from lookalike.ingest import IngestOptions, run_ingest
     from lookalike.store.lite_server import LiteServer
+    from pipelines.ingest import IngestOptions, run_ingest
 
     overrides = {k: v for k, v in (("milvus_uri", args.milvus_uri),
                                    ("collection", args.collection)) if v}

@@ -1,7 +1,7 @@
 """Deploying the Serve app from a Serve config file on the connected Ray, as `serve run` does.
 
 `serve run` is not used as a subprocess: its Ctrl-C waits for Serve's graceful shutdown
-(lookalike/local_ray.py says why we skip it) and its Ray is out of our hands.
+(launch/local_ray.py says why we skip it) and its Ray is out of our hands.
 """
 
 from __future__ import annotations

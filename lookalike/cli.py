@@ -63,7 +63,7 @@ def _prepare_demo(settings: Settings, products: int, source: str | None) -> Path
 
 
 def _ingest_on(cluster, manifest: Path) -> None:
-    from lookalike import jobs
+    from launch import jobs
 
     job = jobs.submit_ingest(cluster.dashboard_url, manifest, [], gcs_address=cluster.gcs_address)
     _say(f"ingest job {job} submitted (dashboard: {cluster.dashboard_url}/#/jobs/{job})")
@@ -94,11 +94,11 @@ def _stop_all(cluster, lite, owned_lite: bool, reason: str) -> None:
 
 def run_foreground(settings: Settings, *, command: str, config: Path,
                    demo_products: int | None = None, demo_source: str | None = None) -> int:
-    from lookalike.local_ray import prepare_environment
+    from launch.local_ray import prepare_environment
 
     prepare_environment()  # first: the imports below import ray
     from lookalike.banner import ready_banner
-    from lookalike.local_ray import LocalRay, check_port_free
+    from launch.local_ray import LocalRay, check_port_free
     from lookalike.store.lite_server import LiteServer
 
     # Serve's proxy tuned for throughput (the README's benchmarks run this way); read by the
@@ -106,7 +106,7 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _stop_on_signals()
-    from lookalike.serving import deploy, load_config, reserved_cpus, wait_ready
+    from launch.serving import deploy, load_config, reserved_cpus, wait_ready
 
     serve_config = load_config(config, settings)
     lite = LiteServer.from_settings(settings) if settings.embedded else None
@@ -175,7 +175,7 @@ def cmd_ingest(settings: Settings, manifest: Path, extra: list[str]) -> int:
         import ingest_job
 
         return ingest_job.main(["--manifest", str(manifest), *extra])
-    from lookalike import jobs
+    from launch import jobs
 
     if not manifest.is_file():
         _say(f"manifest not found: {manifest}")

@@ -9,7 +9,7 @@
 
 Memory stays flat in catalogue size: rows stream through Ray Data with a capped object-store
 budget, the writer holds one batch, and the pre-pass holds one 1,000-row chunk at a time.
-This is the one core module that imports ray.data.
+The stages are the core's (lookalike.ingest.stages); this module only wires them into Ray Data.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Ray Data pipelines over the core's stages (the ingest job's: `pipelines.ingest`)."""
