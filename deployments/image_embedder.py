@@ -11,9 +11,9 @@ from PIL import Image
 from ray import serve
 
 from deployments.device import check_device
+from deployments.observability import observe_batch
 from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder
-from lookalike.metrics import observe_batch
 
 
 @serve.deployment(

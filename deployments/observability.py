@@ -1,19 +1,25 @@
-"""Prometheus metrics through `ray.util.metrics`, exported by Ray's metrics agent.
+"""The Serve side of lookalike/observability.py: Prometheus metrics through `ray.util.metrics`
+(exported by Ray's metrics agent) and the request log file next to Serve's own logs.
 
 Ray prefixes every name with `ray_` and counters get `_total`, so `lookalike_requests` is
 scraped as `ray_lookalike_requests_total` (see docs/observability.md).
 
-The metric objects are created lazily, on first use, and only inside a process where Ray is
-initialised (a Serve replica, a Ray Data driver). Anywhere else - unit tests, the baseline
-server, a plain script - `metrics()` returns a sink that does nothing, so the core never needs
-Ray to import or to run.
+The metric objects are created on first use, and only inside a process where Ray is
+initialised (a Serve replica, a Ray Data driver); anywhere else `metrics()` returns the core's
+sink that does nothing.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
+from pathlib import Path
 from typing import Any
+
+import ray
+from ray.util.metrics import Counter, Gauge, Histogram
+
+from lookalike.observability import (NoopMetrics, RequestObserver, request_log_path,
+                                     request_observer)
 
 # Milliseconds; covers a cache-warm Milvus query (~1 ms) up to a cold, queued embed (seconds).
 LATENCY_MS_BOUNDARIES = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000]
@@ -33,27 +39,10 @@ def bounded_endpoint(endpoint: object) -> str:
     return "/static" if e.startswith("/static/") else "unmatched"
 
 
-class NoopMetrics:
-    """What every caller gets outside Ray: same methods, no effect."""
-
-    enabled = False
-
-    def observe_request(self, fields: dict[str, Any]) -> None:
-        pass
-
-    def observe_batch(self, deployment: str, size: int) -> None:
-        pass
-
-    def observe_ingest(self, rows: int, seconds: float, *, job: str = "ingest") -> None:
-        pass
-
-
 class RayMetrics(NoopMetrics):
     enabled = True
 
     def __init__(self) -> None:
-        from ray.util.metrics import Counter, Gauge, Histogram
-
         self.requests = Counter(
             "lookalike_requests", description="HTTP requests by endpoint, type and status.",
             tag_keys=("endpoint", "type", "status"))
@@ -109,18 +98,12 @@ _ray_metrics: RayMetrics | None = None
 _lock = threading.Lock()
 
 
-def ray_initialized() -> bool:
-    # Not imported means not initialised: never import Ray just to find out.
-    ray = sys.modules.get("ray")
-    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
-
-
 def metrics() -> NoopMetrics:
     """The process's metrics sink: Ray-backed inside Ray, a no-op elsewhere."""
     global _ray_metrics
     if _ray_metrics is not None:
         return _ray_metrics
-    if not ray_initialized():
+    if not ray.is_initialized():
         return _NOOP
     with _lock:
         if _ray_metrics is None:
@@ -141,3 +124,22 @@ def observe_ingest(rows: int, seconds: float, *, job: str = "ingest") -> None:
     that exits right after its last call may not have that last value scraped.
     """
     metrics().observe_ingest(rows, seconds, job=job)
+
+
+def serve_log_dir() -> Path | None:
+    """Ray's Serve log directory (<session>/logs/serve) inside a Ray process, else None."""
+    if not ray.is_initialized():
+        return None
+    try:
+        from ray.serve._private.logging_utils import get_serve_logs_dir
+
+        return Path(get_serve_logs_dir())
+    except Exception:  # noqa: BLE001 - a private helper; fall back to stderr if it moves
+        return None
+
+
+def router_observer() -> RequestObserver:
+    """The router replica's request observer: a rotated JSON-lines file next to Serve's own
+    logs (<session>/logs/serve/lookalike_requests_<pid>.jsonl), where Ray's log tooling and
+    shippers already look, and the Ray metrics."""
+    return request_observer(path=request_log_path(serve_log_dir()), sink=metrics())

@@ -13,10 +13,10 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from deployments.observability import router_observer
 from lookalike.api import create_api
 from lookalike.config import Settings
 from lookalike.images import resize_short_side
-from lookalike.observability import request_observer
 from lookalike.search import EmbedderUnavailable, Overloaded, SearchService
 from lookalike.store import MilvusStore
 from lookalike.store.lite_server import LiteServer
@@ -100,4 +100,4 @@ class SearchRouter:
     def __serve_build_asgi_app__(self) -> Any:
         # Serve's proxy already echoes X-Request-ID (the id it also hands to this app).
         return create_api(self.service, self.settings, readiness=self._ready,
-                          observer=request_observer(), echo_request_id=False)
+                          observer=router_observer(), echo_request_id=False)

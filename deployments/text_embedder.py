@@ -10,9 +10,9 @@ import ray
 from ray import serve
 
 from deployments.device import check_device
+from deployments.observability import observe_batch
 from lookalike.config import Settings
 from lookalike.embedding import TextEmbedder
-from lookalike.metrics import observe_batch
 
 
 @serve.deployment(

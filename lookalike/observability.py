@@ -2,7 +2,8 @@
 
 The API middleware builds a raw record per request; `request_fields` turns it into the fixed
 log schema (every key always present, so queries never have to guess), the observer logs it on
-"lookalike.requests" and feeds the metrics sink (a no-op outside Ray).
+"lookalike.requests" and feeds a metrics sink. The sink here does nothing; the Serve side
+(deployments/observability.py) passes its Ray-backed one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lookalike.logs import json_logger
-from lookalike.metrics import NoopMetrics, metrics, ray_initialized
 
 REQUEST_LOGGER = "lookalike.requests"
 REQUEST_TYPES = ("text", "image", "hybrid", "similar", "upsert", "delete", "other")
@@ -28,6 +28,21 @@ _ROUTE_TYPES = {
     ("PUT", "/v1/products/{product_id}"): "upsert",
     ("DELETE", "/v1/products/{product_id}"): "delete",
 }
+
+
+class NoopMetrics:
+    """The metrics sink's methods, doing nothing (the sink outside Ray)."""
+
+    enabled = False
+
+    def observe_request(self, fields: dict[str, Any]) -> None:
+        pass
+
+    def observe_batch(self, deployment: str, size: int) -> None:
+        pass
+
+    def observe_ingest(self, rows: int, seconds: float, *, job: str = "ingest") -> None:
+        pass
 
 
 def request_type(record: dict[str, Any]) -> str:
@@ -65,8 +80,7 @@ class RequestObserver:
     def __init__(self, logger: logging.Logger | None = None,
                  sink: NoopMetrics | None = None) -> None:
         self.logger = logger or logging.getLogger(REQUEST_LOGGER)
-        # None: ask `metrics()` per request, so a sink made before ray.init still finds Ray.
-        self.sink = sink
+        self.sink = sink or NoopMetrics()
 
     def __call__(self, record: dict[str, Any]) -> None:
         fields = request_fields(record)
@@ -74,19 +88,7 @@ class RequestObserver:
         # 5xx at WARNING: an alert on level>=WARNING catches server faults, not client mistakes.
         self.logger.log(logging.WARNING if status >= 500 else logging.INFO, "request",
                         extra={"fields": fields})
-        (self.sink or metrics()).observe_request(fields)
-
-
-def ray_serve_log_dir() -> Path | None:
-    """Ray's Serve log directory (<session>/logs/serve) inside a Ray process, else None."""
-    if not ray_initialized():
-        return None
-    try:
-        from ray.serve._private.logging_utils import get_serve_logs_dir
-
-        return Path(get_serve_logs_dir())
-    except Exception:  # noqa: BLE001 - a private helper; fall back to stderr if it moves
-        return None
+        self.sink.observe_request(fields)
 
 
 def request_log_path(log_dir: Path | None) -> Path | None:
@@ -94,14 +96,8 @@ def request_log_path(log_dir: Path | None) -> Path | None:
     return None if log_dir is None else log_dir / f"lookalike_requests_{os.getpid()}.jsonl"
 
 
-def request_observer(*, path: Path | str | None = None,
-                     stream: TextIO | None = None) -> RequestObserver:
-    """Set up the "lookalike.requests" JSON logger and return the observer.
-
-    Default destination: inside Ray, a rotated JSON-lines file next to Serve's own logs
-    (<session>/logs/serve/lookalike_requests_<pid>.jsonl), where Ray's log tooling and shippers
-    already look; outside Ray (the baseline, plain uvicorn), stderr.
-    """
-    if path is None and stream is None:
-        path = request_log_path(ray_serve_log_dir())
-    return RequestObserver(json_logger(REQUEST_LOGGER, stream=stream, path=path))
+def request_observer(*, path: Path | str | None = None, stream: TextIO | None = None,
+                     sink: NoopMetrics | None = None) -> RequestObserver:
+    """Set up the "lookalike.requests" JSON logger (to `path`, a rotated JSON-lines file, or
+    `stream`; stderr when neither is given) and return the observer."""
+    return RequestObserver(json_logger(REQUEST_LOGGER, stream=stream, path=path), sink)

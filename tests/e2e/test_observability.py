@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from lookalike.catalog.product import Product
-from lookalike.observability import FIELDS, ray_serve_log_dir
+from deployments.observability import serve_log_dir
+from lookalike.observability import FIELDS
 
 
 def poll(check: Callable[[], Any], timeout_s: float, every_s: float = 1.0) -> Any:
@@ -32,7 +33,7 @@ def poll(check: Callable[[], Any], timeout_s: float, every_s: float = 1.0) -> An
 
 
 def read_request_logs(ids: set[str]) -> dict[str, dict[str, Any]]:
-    log_dir = ray_serve_log_dir()
+    log_dir = serve_log_dir()
     assert log_dir is not None, "this test process is not connected to Ray"
     found: dict[str, dict[str, Any]] = {}
     for path in log_dir.glob("lookalike_requests_*.jsonl*"):

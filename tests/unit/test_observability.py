@@ -1,4 +1,4 @@
-"""Request log records, the JSON formatter and the metrics sink, without Ray."""
+"""Request log records, the JSON formatter and the metrics sink, without a running Ray."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from deployments.observability import RayMetrics, bounded_endpoint, metrics, router_observer
 from lookalike.logs import JsonFormatter, json_logger
-from lookalike.metrics import NoopMetrics, RayMetrics, bounded_endpoint
-from lookalike.observability import (FIELDS, REQUEST_LOGGER, RequestObserver, request_fields,
-                                     request_observer)
+from lookalike.observability import (FIELDS, REQUEST_LOGGER, NoopMetrics, RequestObserver,
+                                     request_fields, request_observer)
 
 SEARCH_RECORD = {
     "request_id": "abc123", "method": "POST", "endpoint": "/v1/search", "status": 200,
@@ -161,20 +161,18 @@ def test_request_observer_outside_ray_writes_where_told(tmp_path: Path) -> None:
 def test_metrics_are_a_noop_without_ray() -> None:
     # In a fresh interpreter: this one may have started Ray for other tests, and skipping then
     # would fail a CI run (tests/prerequisites.py) or, worse, test nothing.
-    code = ("import json, sys; from lookalike.metrics import NoopMetrics, metrics, observe_batch, "
-            "observe_ingest, ray_initialized; from lookalike.observability import request_fields;"
-            "assert not ray_initialized(); sink = metrics();"
-            "assert isinstance(sink, NoopMetrics) and not sink.enabled;"
+    code = ("import json, sys; from deployments.observability import metrics, observe_batch, "
+            "observe_ingest; from lookalike.observability import NoopMetrics, request_fields;"
+            "sink = metrics(); assert type(sink) is NoopMetrics and not sink.enabled;"
             "observe_batch('image', 4); observe_ingest(100, 2.0, job='unit');"
             "sink.observe_request(request_fields(json.loads(sys.argv[1])))")
     subprocess.run([sys.executable, "-c", code, json.dumps(SEARCH_RECORD)], check=True, timeout=60)
 
 
-def test_importing_the_core_does_not_import_ray() -> None:
-    code = ("import sys, lookalike.observability, lookalike.metrics, lookalike.logs;"
-            "lookalike.metrics.observe_batch('image', 2);"
-            "assert 'ray' not in sys.modules, 'ray was imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+def test_the_router_observer_outside_ray_logs_to_stderr_with_no_metrics() -> None:
+    observer = router_observer()
+    assert type(observer.sink) is NoopMetrics and metrics() is observer.sink
+    assert not any(isinstance(h, logging.FileHandler) for h in observer.logger.handlers)
 
 
 @pytest.mark.parametrize(("endpoint", "label"), [
