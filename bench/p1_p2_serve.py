@@ -20,7 +20,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
@@ -163,14 +164,15 @@ def main() -> int:
     import ray
     from ray import serve
 
-    import serve_app
+    from launch.serving import deploy, load_config, wait_ready
 
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
-    serve.run(serve_app.build_app({"settings": {**settings.model_dump(mode="json"),
-                                                "admin_key": settings.admin_key}}),
-              name="lookalike", route_prefix="/")
+    # The app as serve_config.yaml deploys it: the replicas and batching measured are the YAML's.
+    app_settings = {**settings.model_dump(mode="json"),
+                    "admin_key": settings.admin_key.get_secret_value()}
+    deploy(load_config(ROOT / "serve_config.yaml", settings, app_args={"settings": app_settings}))
     url = f"http://127.0.0.1:{settings.port}"
+    wait_ready(url)
     with httpx.Client(base_url=url, timeout=60) as c:
         for _ in range(10):
             c.get("/v1/search", params={"q": "warm up"})

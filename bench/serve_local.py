@@ -15,6 +15,9 @@ import argparse
 import json
 import signal
 import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--metrics-port", type=int, default=None,
                    help="Ray's Prometheus export port (default: Ray picks one)")
-    p.add_argument("--app-args", default="{}", help="JSON AppArgs for serve_app.build_app")
+    p.add_argument("--app-args", default="{}",
+                   help="JSON AppArgs for serve_app.build_app, on top of serve_config.yaml's")
+    p.add_argument("--config", type=Path, default=REPO / "serve_config.yaml",
+                   help="the Serve config (replicas, batching: the YAML's, as `serve run`)")
     p.add_argument("--max-lifetime", type=float, default=3600.0)
     args = p.parse_args(argv)
 
     import ray
     from ray import serve
 
-    import serve_app
+    from launch.serving import deploy, load_config, wait_ready
+    from lookalike.config import Settings
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -40,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         init["_metrics_export_port"] = args.metrics_port
     ray.init(**init)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-        serve.run(serve_app.build_app(json.loads(args.app_args)), name="lookalike",
-                  route_prefix="/")
+        settings = Settings(host="127.0.0.1", port=args.port)
+        deploy(load_config(args.config, settings, app_args=json.loads(args.app_args)))
+        wait_ready(f"http://127.0.0.1:{args.port}")
         print(f"READY http://127.0.0.1:{args.port}", flush=True)
         stop.wait(args.max_lifetime)
     finally:

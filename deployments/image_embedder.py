@@ -16,15 +16,8 @@ from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder
 
 
-@serve.deployment(
-    ray_actor_options={"num_cpus": 0.5},
-    # >= max_batch_size, or batches never fill; headroom so the router never waits on admission.
-    max_ongoing_requests=16,
-    # A full queue sheds (BackPressureError -> the router answers 503 "overloaded").
-    max_queued_requests=128,
-    autoscaling_config={"min_replicas": 2, "max_replicas": 2, "target_ongoing_requests": 4},
-    user_config={"max_batch_size": 4, "batch_wait_timeout_s": 0.003},
-)
+# Replicas, resources, queue bounds and batching: serve_config.yaml (and its GPU overlay) only.
+@serve.deployment
 class ImageEmbedderDeployment:
     def __init__(self, settings: dict[str, Any], num_threads: int = 1) -> None:
         config = Settings(**settings)
@@ -33,15 +26,16 @@ class ImageEmbedderDeployment:
         self.embedder = ImageEmbedder.from_settings(config, num_threads=num_threads)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        self.embed.set_max_batch_size(int(config.get("max_batch_size", 4)))
-        self.embed.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.003)))
+        # The Serve config's user_config: batching is tuned there, per machine.
+        self.embed.set_max_batch_size(int(config["max_batch_size"]))
+        self.embed.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
 
     def info(self) -> dict[str, Any]:
         # `resize`: the preprocessing's first step, which the router applies before sending.
         return {"dim": self.embedder.dim, "version": self.embedder.version,
                 "resize": self.embedder.preprocess.resize}
 
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.003)
+    @serve.batch  # sized by reconfigure() from the Serve config's user_config
     async def embed(self, images: list[Image.Image]) -> list[np.ndarray]:
         # The forward pass runs in a thread so the replica keeps collecting the next batch.
         observe_batch("image", len(images))  # shows whether batches actually fill

@@ -29,13 +29,8 @@ REPLICA_GONE = (RayActorError, ActorUnavailableError, ReplicaUnavailableError)
 READY_FRESH_S = 5.0  # an embed that succeeded this recently proves the embedders are up
 
 
-@serve.deployment(
-    ray_actor_options={"num_cpus": 0.25},
-    max_ongoing_requests=64,
-    # Past this many waiting requests Serve sheds with a 503 instead of queueing without bound.
-    max_queued_requests=256,
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
-)
+# Replicas, resources and queue bounds: serve_config.yaml (and its GPU overlay) only.
+@serve.deployment
 @serve.ingress()
 class SearchRouter:
     async def __init__(self, image_embedder: DeploymentHandle, text_embedder: DeploymentHandle,

@@ -15,16 +15,8 @@ from lookalike.config import Settings
 from lookalike.embedding import TextEmbedder
 
 
-@serve.deployment(
-    ray_actor_options={"num_cpus": 0.25},
-    max_ongoing_requests=32,
-    # A full queue sheds (BackPressureError -> the router answers 503 "overloaded").
-    max_queued_requests=128,
-    # Two from the start: one killed (or restarting, ~10 s to load a model on a busy box)
-    # leaves the other serving, so a crash never stalls text search.
-    autoscaling_config={"min_replicas": 2, "max_replicas": 2, "target_ongoing_requests": 8},
-    user_config={"max_batch_size": 16, "batch_wait_timeout_s": 0.002},
-)
+# Replicas, resources, queue bounds and batching: serve_config.yaml (and its GPU overlay) only.
+@serve.deployment
 class TextEmbedderDeployment:
     def __init__(self, settings: dict[str, Any], num_threads: int = 1) -> None:
         config = Settings(**settings)
@@ -32,13 +24,14 @@ class TextEmbedderDeployment:
         self.embedder = TextEmbedder.from_settings(config, num_threads=num_threads)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        self.embed.set_max_batch_size(int(config.get("max_batch_size", 16)))
-        self.embed.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.002)))
+        # The Serve config's user_config: batching is tuned there, per machine.
+        self.embed.set_max_batch_size(int(config["max_batch_size"]))
+        self.embed.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
 
     def info(self) -> dict[str, Any]:
         return {"dim": self.embedder.dim, "version": self.embedder.version}
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    @serve.batch  # sized by reconfigure() from the Serve config's user_config
     async def embed(self, texts: list[str]) -> list[np.ndarray]:
         observe_batch("text", len(texts))  # shows whether batches actually fill
         vectors = await asyncio.to_thread(self.embedder.embed, texts)

@@ -1,5 +1,9 @@
 """Deploying the Serve app from a Serve config file on the connected Ray, as `serve run` does.
 
+Every way of starting the app (`serve run`, `lookalike serve`/`demo`, the e2e tests, the
+benchmarks) starts it from serve_config.yaml (or its GPU overlay), so each gets the same
+replicas, resources, queue bounds and batching: the YAML is the one place they are set.
+
 `serve run` is not used as a subprocess: its Ctrl-C waits for Serve's graceful shutdown
 (launch/local_ray.py says why we skip it) and its Ray is out of our hands.
 """
@@ -12,18 +16,29 @@ from typing import Any
 
 import httpx
 import yaml
+from ray import serve
+from ray.serve._private.api import serve_start
+from ray.serve.config import gRPCOptions
+from ray.serve.schema import ServeDeploySchema
 
 from lookalike.config import Settings
 
 APP_NAME = "lookalike"
 
 
-def load_config(path: Path, settings: Settings) -> Any:
-    """The config with the HTTP address from the settings (LOOKALIKE_HOST / LOOKALIKE_PORT)."""
-    from ray.serve.schema import ServeDeploySchema
+def load_config(path: Path, settings: Settings, *, app_args: dict[str, Any] | None = None) -> Any:
+    """The config with the HTTP address from the settings (LOOKALIKE_HOST / LOOKALIKE_PORT).
 
+    app_args: build_app arguments on top of the file's (its `settings` dict merged key by key),
+    for callers that pass settings in rather than through LOOKALIKE_* variables (the tests)."""
     raw = yaml.safe_load(Path(path).read_text())
     raw.setdefault("http_options", {}).update(host=settings.host, port=settings.port)
+    if app_args:
+        (app,) = raw["applications"]
+        args = app.setdefault("args", {})
+        extra = dict(app_args)
+        args["settings"] = {**(args.get("settings") or {}), **extra.pop("settings", {})}
+        args.update(extra)
     return ServeDeploySchema.model_validate(raw)
 
 
@@ -49,9 +64,6 @@ def reserved_cpus(config: Any) -> float:
 
 def deploy(config: Any) -> None:
     # The calls `serve run CONFIG` makes (ray/serve/scripts.py); serve_start is internal API.
-    from ray.serve._private.api import serve_start
-    from ray.serve.config import gRPCOptions
-
     client = serve_start(http_options=config.http_options.model_dump(),
                          proxy_location=config.proxy_location,
                          grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
@@ -65,8 +77,6 @@ class DeployFailed(RuntimeError):
 
 def wait_ready(url: str, *, timeout_s: float = 600.0) -> dict[str, Any]:
     """Poll /readyz until 200 (returns its body); fail at once if Serve gives the app up."""
-    from ray import serve
-
     deadline = time.monotonic() + timeout_s
     next_status = 0.0
     while time.monotonic() < deadline:

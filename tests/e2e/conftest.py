@@ -18,6 +18,7 @@ from lookalike.store import MilvusStore
 from lookalike.store.lite_server import LiteServer
 from tests.conftest import free_port
 
+REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "e2e-admin-key-0123"
 N_PRODUCTS = 60
 
@@ -46,18 +47,21 @@ def app_settings(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFacto
 def app_url(app_settings: Settings, catalogue: tuple[Path, list[Product]], ray_local: None) -> Iterator[str]:
     from ray import serve
 
-    import serve_app
+    from launch.serving import deploy, load_config, wait_ready
 
     ie, te = ImageEmbedder(), TextEmbedder()
     store = MilvusStore.from_settings(app_settings, image_dim=ie.dim, text_dim=te.dim)
     store.ensure_collection()
     store.upsert(embed_products(catalogue[1], image_embedder=ie, text_embedder=te))
     store.close()
-    serve.start(http_options={"host": "127.0.0.1", "port": app_settings.port})
-    serve.run(serve_app.build_app({"settings": {**app_settings.model_dump(mode="json"),
-                                                "admin_key": app_settings.admin_key}}),
-              name="lookalike", route_prefix="/")
-    yield f"http://127.0.0.1:{app_settings.port}"
+    # From serve_config.yaml, as `serve run` and `lookalike serve` start it: the same replicas,
+    # queue bounds and batching (the YAML is the one place they are set).
+    settings = {**app_settings.model_dump(mode="json"),
+                "admin_key": app_settings.admin_key.get_secret_value()}
+    deploy(load_config(REPO / "serve_config.yaml", app_settings, app_args={"settings": settings}))
+    url = f"http://127.0.0.1:{app_settings.port}"
+    wait_ready(url)
+    yield url
     serve.shutdown()
 
 

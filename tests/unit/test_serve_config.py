@@ -105,3 +105,81 @@ def test_every_deployment_sheds_load_instead_of_queueing_without_bound(config_fi
         queued = info.deployment_config.max_queued_requests
         assert 0 < queued <= 1024, (name, queued)
         assert queued >= info.deployment_config.max_ongoing_requests, name
+
+
+# -- one place for deployment options: the YAML ---------------------------------------------------
+
+YAML_OWNS = {"num_replicas", "autoscaling_config", "ray_actor_options", "max_ongoing_requests",
+             "max_queued_requests", "user_config", "placement_group_bundles",
+             "placement_group_strategy", "max_replicas_per_node", "health_check_period_s",
+             "health_check_timeout_s", "graceful_shutdown_timeout_s"}
+
+
+def deployment_classes() -> dict[str, Any]:
+    from deployments.image_embedder import ImageEmbedderDeployment
+    from deployments.search_router import SearchRouter
+    from deployments.text_embedder import TextEmbedderDeployment
+
+    return {d.name: d for d in (ImageEmbedderDeployment, TextEmbedderDeployment, SearchRouter)}
+
+
+def test_the_decorators_set_no_option_the_yaml_owns() -> None:
+    # What Serve itself records as set in code (`@serve.deployment(...)` or `.options(...)`).
+    for name, d in deployment_classes().items():
+        in_code = d._deployment_config.user_configured_option_names & YAML_OWNS
+        assert not in_code, f"{name} sets {sorted(in_code)} in code: they belong in the YAML"
+
+
+def test_batching_is_not_sized_in_code() -> None:
+    import ast
+
+    for path in sorted((REPO / "deployments").glob("*.py")) + [REPO / "serve_app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                if node.func.attr == "batch" and (node.args or node.keywords):
+                    pytest.fail(f"{path.name}:{node.lineno} sizes @serve.batch in code")
+                if node.func.attr == "options":
+                    pytest.fail(f"{path.name}:{node.lineno} sets deployment options in code")
+            if isinstance(node, ast.FunctionDef) and node.name == "reconfigure":
+                # config.get("max_batch_size", 4) would be a second default beside the YAML's.
+                gets = [c for c in ast.walk(node) if isinstance(c, ast.Call)
+                        and isinstance(c.func, ast.Attribute) and c.func.attr == "get"]
+                assert not gets, f"{path.name}:{node.lineno} reconfigure has fallback values"
+
+
+@pytest.mark.parametrize("config_file", ["serve_config.yaml", "serve_config.gpu.yaml"])
+def test_each_yaml_sets_every_deployment_option_the_code_left_out(config_file: str) -> None:
+    (app,) = yaml.safe_load((REPO / config_file).read_text())["applications"]
+    entries = {d["name"]: d for d in app["deployments"]}
+    assert set(entries) == set(deployment_classes())
+    for name, entry in entries.items():
+        for key in ("autoscaling_config", "ray_actor_options", "max_ongoing_requests",
+                    "max_queued_requests"):
+            assert key in entry, (config_file, name, key)
+    for name in EMBEDDERS:
+        assert set(entries[name]["user_config"]) == {"max_batch_size", "batch_wait_timeout_s"}
+    # And the resolved app carries them (no code value competes, none is lost).
+    infos = resolve(config_file)
+    for name, entry in entries.items():
+        config = infos[name].deployment_config
+        assert config.max_ongoing_requests == entry["max_ongoing_requests"]
+        assert config.autoscaling_config.max_replicas == entry["autoscaling_config"]["max_replicas"]
+        options = dict(infos[name].replica_config.ray_actor_options)
+        options.pop("runtime_env", None)  # the application's, which Serve copies in
+        assert options == entry["ray_actor_options"]
+        assert config.user_config == entry.get("user_config")
+
+
+def test_the_tests_and_benches_start_the_app_from_the_yaml_with_their_settings() -> None:
+    from launch.serving import load_config
+
+    config = load_config(REPO / "serve_config.yaml", Settings(port=8123),
+                         app_args={"settings": {"collection": "e2e"}, "image_threads": 2})
+    (app,) = config.applications
+    assert config.http_options.port == 8123
+    assert app.args == {"image_threads": 2, "text_threads": 1, "settings": {"collection": "e2e"}}
+    gpu = load_config(REPO / "serve_config.gpu.yaml", Settings(),
+                      app_args={"settings": {"collection": "e2e"}})
+    # Merged key by key: the overlay's own settings stay.
+    assert gpu.applications[0].args["settings"] == {"device": "cuda", "collection": "e2e"}
+    assert not ray.is_initialized()
