@@ -17,6 +17,7 @@ from pymilvus import DataType, MilvusClient
 
 from lookalike.catalog.product import Product
 from lookalike.config import Settings
+from lookalike.store import lite_executor
 from lookalike.store.base import StoredProduct
 from lookalike.store.lite_server import LiteServer
 from lookalike.store.milvus import MilvusStore
@@ -280,3 +281,40 @@ def test_describe_index_reports_real_progress(lite_server: LiteServer,
         assert (info["indexed_rows"], info["total_rows"]) == (want_total, want_total), info
         client.drop_collection(name)
         client.close()
+
+
+def test_memtable_snapshot_matches_milvus_lite(tmp_path: Path) -> None:
+    """The numpy memtable snapshot equals MemTable.to_search_snapshot on a real Collection."""
+    from milvus_lite.db import MilvusLite
+    from milvus_lite.schema.types import CollectionSchema, DataType, FieldSchema
+
+    rng = np.random.default_rng(1)
+    db = MilvusLite(str(tmp_path / "db"))
+    try:
+        schema = CollectionSchema(fields=[
+            FieldSchema("pk", DataType.VARCHAR, is_primary=True, max_length=32),
+            FieldSchema("cat", DataType.VARCHAR, max_length=8),
+            FieldSchema("v", DataType.FLOAT_VECTOR, dim=8)])
+        col = db.create_collection("c", schema)
+        col.create_partition("p2")
+
+        def rows(ids):
+            return [{"pk": f"k{i}", "cat": "ab"[i % 2], "v": rng.standard_normal(8).tolist()}
+                    for i in ids]
+
+        col.insert(rows(range(50)))
+        col.insert(rows(range(40, 70)), partition_name="p2")
+        col.upsert(rows(range(10, 20)))
+        col.delete(["k3", "k45", "k99"])
+        mt = col._memtable  # noqa: SLF001
+        for parts in (None, ["_default"], ["p2"]):
+            for include_table in (False, True):
+                want = mt.to_search_snapshot("v", parts, include_table)
+                got = lite_executor._search_snapshot(mt, "v", parts, include_table)  # noqa: SLF001
+                assert got[0] == want[0] and got[3] == want[3]
+                np.testing.assert_array_equal(got[1], want[1])
+                np.testing.assert_array_equal(got[2], want[2])
+                if include_table:
+                    assert got[4].equals(want[4])
+    finally:
+        db.close()

@@ -1,20 +1,27 @@
-"""The vectorised visibility masks against a direct transcription of milvus-lite's loops.
+"""The vectorised visibility masks against a direct transcription of milvus-lite's loops, and
+the pin: the patch is written for exactly one milvus-lite version, and its upstreamable diff
+(docs/milvus-lite-executor_indexed.diff) must still apply to the installed package.
 
-No server here, and lite_patch.apply() is never called in the test process (it would patch
-milvus-lite for every later test); the patched server is tested in
-tests/integration/test_lite_patch.py.
+No server and no database here, and lite_patch.apply() is never called in the test process (it
+would patch milvus-lite for every later test); the patched server and the memtable snapshot
+are tested in tests/integration/test_lite_patch.py.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from lookalike.store import lite_masks as lm
-from lookalike.store import lite_executor, lite_patch
+from lookalike.store import lite_patch
 
 
 def reference_visible(sources, deletes, mt_deletes):
@@ -146,43 +153,6 @@ def test_cosine_topk_matches_milvus_lite_brute_force() -> None:
     assert set(ids[0, :2]) == {1, 2} and (ids[:, 2:] == -1).all() and np.isinf(d[:, 2:]).all()
 
 
-def test_memtable_snapshot_matches_milvus_lite(tmp_path) -> None:
-    """The numpy memtable snapshot equals MemTable.to_search_snapshot on a real Collection."""
-    from milvus_lite.db import MilvusLite
-    from milvus_lite.schema.types import CollectionSchema, DataType, FieldSchema
-
-    rng = np.random.default_rng(1)
-    db = MilvusLite(str(tmp_path / "db"))
-    try:
-        schema = CollectionSchema(fields=[
-            FieldSchema("pk", DataType.VARCHAR, is_primary=True, max_length=32),
-            FieldSchema("cat", DataType.VARCHAR, max_length=8),
-            FieldSchema("v", DataType.FLOAT_VECTOR, dim=8)])
-        col = db.create_collection("c", schema)
-        col.create_partition("p2")
-
-        def rows(ids):
-            return [{"pk": f"k{i}", "cat": "ab"[i % 2], "v": rng.standard_normal(8).tolist()}
-                    for i in ids]
-
-        col.insert(rows(range(50)))
-        col.insert(rows(range(40, 70)), partition_name="p2")
-        col.upsert(rows(range(10, 20)))
-        col.delete(["k3", "k45", "k99"])
-        mt = col._memtable  # noqa: SLF001
-        for parts in (None, ["_default"], ["p2"]):
-            for include_table in (False, True):
-                want = mt.to_search_snapshot("v", parts, include_table)
-                got = lite_executor._search_snapshot(mt, "v", parts, include_table)  # noqa: SLF001
-                assert got[0] == want[0] and got[3] == want[3]
-                np.testing.assert_array_equal(got[1], want[1])
-                np.testing.assert_array_equal(got[2], want[2])
-                if include_table:
-                    assert got[4].equals(want[4])
-    finally:
-        db.close()
-
-
 def test_other_versions_run_unpatched(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     monkeypatch.setattr(lite_patch, "installed_version", lambda: "3.2.3")
     with caplog.at_level(logging.WARNING, logger=lite_patch.__name__):
@@ -193,3 +163,42 @@ def test_other_versions_run_unpatched(monkeypatch: pytest.MonkeyPatch, caplog) -
 def test_env_switch_turns_patch_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(lite_patch.ENV_SWITCH, "0")
     assert lite_patch.apply() is False and not lite_patch.is_applied()
+
+
+REPO = Path(__file__).resolve().parents[2]
+UPGRADE = ("the milvus-lite search patch is written for milvus-lite {want} and would not be "
+           "applied to {got}: the server would run unpatched (correct, but search cost grows "
+           "with the rows stored). Before changing the pin, follow docs/milvus-lite-patch.md "
+           "('When milvus-lite changes'): re-check lookalike/store/lite_executor.py against the "
+           "new executor_indexed.py, regenerate the diff, then move SUPPORTED_VERSION and "
+           "constraints.txt together.")
+
+
+def test_the_installed_milvus_lite_is_the_one_the_patch_is_for() -> None:
+    """Fails loudly on an upgrade (or a resolver that ignored constraints.txt): the server
+    itself only logs a warning and runs unpatched, which no other test would notice."""
+    got = lite_patch.installed_version()
+    assert got == lite_patch.SUPPORTED_VERSION, UPGRADE.format(want=lite_patch.SUPPORTED_VERSION,
+                                                               got=got)
+
+
+def test_the_pin_in_constraints_is_the_patched_version() -> None:
+    pins = re.findall(r"^milvus-lite==(\S+)", (REPO / "constraints.txt").read_text(), re.M)
+    assert pins == [lite_patch.SUPPORTED_VERSION], UPGRADE.format(
+        want=lite_patch.SUPPORTED_VERSION, got=pins)
+
+
+def test_the_upstream_diff_still_applies_to_the_installed_package(tmp_path: Path) -> None:
+    """docs/milvus-lite-executor_indexed.diff is kept current: `git apply --check` against a
+    copy of the installed milvus_lite package (the diff's paths are relative to site-packages)."""
+    diff = REPO / "docs" / "milvus-lite-executor_indexed.diff"
+    spec = importlib.util.find_spec("milvus_lite")
+    assert spec is not None and spec.origin is not None
+    shutil.copytree(Path(spec.origin).parent, tmp_path / "milvus_lite",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.so.*", "lib", "bin"))
+    touched = set(re.findall(r"^\+\+\+ b/(\S+)", diff.read_text(), re.M))
+    assert touched and all((tmp_path / f).is_file() for f in touched), touched
+    out = subprocess.run(["git", "apply", "--check", "-v", str(diff)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, ("the upstream diff no longer applies to the installed "
+                                 f"milvus-lite:\n{out.stderr}")
