@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,9 @@ def test_browser_tests_without_chromium_fail_collection_under_ci(
     # The real module and its real check; only the chromium path points nowhere.
     monkeypatch.setenv("LOOKALIKE_CHROMIUM", str(tmp_path / "no-chromium"))
     args = ["--collect-only", "tests/e2e/test_web.py"]
-    local = pytest_run(args, cwd=REPO, ci=False)
-    ci = pytest_run(args, cwd=REPO, ci=True)
+    # Both at once: each collection imports the e2e tier's whole stack (seconds of imports).
+    with ThreadPoolExecutor(2) as pool:
+        local, ci = pool.map(lambda ci: pytest_run(args, cwd=REPO, ci=ci), (False, True))
     assert "no-chromium is missing" in local.stdout and local.returncode in (0, 5), local.stdout
     assert ci.returncode not in (0, 5), ci.stdout
     assert "CI=true" in ci.stdout and "apt-get install chromium" in ci.stdout
