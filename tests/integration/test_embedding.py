@@ -122,3 +122,46 @@ def test_model_version_follows_preprocessing_and_dtype(image_embedder: ImageEmbe
     assert fingerprint("w", cfg, "torch.float16") != base
     shorter = TextEmbedder(max_length=64)
     assert shorter.version != text_embedder.version
+
+
+# Titles of every length the catalogue has: empty, one word, long enough to be truncated at 128
+# tokens, non-ASCII; batched together so padding is exercised as well.
+TEXTS = ["", "dress", "red summer dress with a belt", "Blaue Jeans für Damen, große Größe",
+         " ".join(["very long title"] * 80), "sneaker 👟 white"]
+
+
+def hand_rolled(texts: list[str], max_length: int = 128) -> tuple[np.ndarray, str]:
+    """The text embedder as it was before sentence-transformers: AutoTokenizer + AutoModel,
+    mask-weighted mean pooling, L2 norm; and the model version it computed."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from lookalike.embedding.common import fingerprint, weights_digest
+    from lookalike.embedding.text import _tokenizer_digest, packaged_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir(), local_files_only=True)
+    model = AutoModel.from_pretrained(packaged_model_dir(), local_files_only=True)
+    # Before the first call: a call leaves its padding/truncation settings in the tokenizer spec.
+    version = f"all-MiniLM-L6-v2:packaged:max{max_length}@" + fingerprint(
+        weights_digest(model), _tokenizer_digest(tokenizer), max_length, "mean-pool",
+        "torch.float32")
+    model.eval()
+    with torch.inference_mode():
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=-1).numpy(), version
+
+
+def test_sentence_transformers_gives_the_hand_rolled_vectors_and_version(
+        text_embedder: TextEmbedder) -> None:
+    want, version = hand_rolled(TEXTS)
+    got = text_embedder.embed(TEXTS)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    # One at a time (no padding) too: what a lone query gets from the Serve batcher.
+    np.testing.assert_allclose(np.vstack([text_embedder.embed([t]) for t in TEXTS]), want,
+                               atol=1e-6, rtol=0)
+    # Same version: stored vectors stay valid, a re-ingest still skips unchanged products.
+    assert text_embedder.version == version
