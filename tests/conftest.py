@@ -55,7 +55,8 @@ def ray_local(ray_metrics_port: int) -> Iterator[None]:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        # address="local": a Ray of our own, never one a `ray start` on this host left running.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  _metrics_export_port=ray_metrics_port,
                  runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
     yield
