@@ -3,7 +3,8 @@
 Columns: product_id (required, unique), title, description, category, color, size, price,
 images (one or more local paths relative to the manifest, or http(s) URLs; in CSV separated by
 '|' or given as a JSON list). Any other column becomes an attribute.
-A bad row is reported as a RowError (row, field, reason) and skipped; the load goes on.
+A bad row is reported as a RowError (row, field, reason) and skipped; the load goes on. The
+fields are checked by a Pydantic model (ManifestRow), the first bad one is the row's error.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
 
 from lookalike.catalog.product import CORE_FIELDS, Product
 
@@ -44,14 +46,24 @@ def _empty(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
 
-def _text(raw: dict[str, Any], name: str, limit: int = MAX_TEXT) -> str:
-    v = raw.get(name)
+def _product_id(v: Any) -> str:
     if _empty(v):
-        return ""
-    s = str(v).strip()
-    if len(s) > limit:
-        raise ValueError(f"longer than {limit} characters")
-    return s
+        raise ValueError("required")
+    pid = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip()
+    if not PRODUCT_ID.match(pid):
+        raise ValueError(f"{pid[:40]!r}: use 1-128 letters, digits, . _ : -")
+    return pid
+
+
+def _text(limit: int) -> Any:
+    def check(v: Any) -> str:
+        if _empty(v):
+            return ""
+        s = str(v).strip()
+        if len(s) > limit:
+            raise ValueError(f"longer than {limit} characters")
+        return s
+    return BeforeValidator(check)
 
 
 def _price(v: Any) -> float | None:
@@ -66,14 +78,18 @@ def _price(v: Any) -> float | None:
     return p
 
 
-def _images(v: Any, base_dir: Path | None) -> tuple[str, ...]:
+def _images(v: Any, info: ValidationInfo) -> tuple[str, ...]:
     if _empty(v):
         raise ValueError("at least one image is required")
     if isinstance(v, str):
         s = v.strip()
         items = json.loads(s) if s.startswith("[") else [p for p in s.split("|")]
     else:
-        items = list(v)
+        try:
+            items = list(v)
+        except TypeError as exc:  # pydantic passes only ValueErrors on as field errors
+            raise ValueError(str(exc)) from None
+    base_dir: Path | None = (info.context or {}).get("base_dir")
     refs: list[str] = []
     for item in items:
         ref = str(item).strip()
@@ -95,29 +111,39 @@ def _images(v: Any, base_dir: Path | None) -> tuple[str, ...]:
     return tuple(refs)
 
 
+class ManifestRow(BaseModel):
+    """One manifest row's core fields, validated in this order (the first bad one is reported).
+    Missing fields are validated too (validate_default), so "required" reads the same as empty."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)
+
+    product_id: Annotated[str, BeforeValidator(_product_id)] = None  # type: ignore[assignment]
+    title: Annotated[str, _text(MAX_TEXT)] = ""
+    description: Annotated[str, _text(MAX_TEXT)] = ""
+    category: Annotated[str, _text(100)] = ""
+    color: Annotated[str, _text(100)] = ""
+    size: Annotated[str, _text(100)] = ""
+    price: Annotated[float | None, BeforeValidator(_price)] = None
+    images: Annotated[tuple[str, ...], BeforeValidator(_images)] = None  # type: ignore[assignment]
+
+
+def _reason(error: Any) -> str:
+    exc = (error.get("ctx") or {}).get("error")
+    return str(exc) if exc is not None else str(error["msg"])
+
+
 def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None) -> Product | RowError:
     """Validate one manifest row. Never raises for bad data: returns a RowError instead."""
-    pid = raw.get("product_id")
-    if _empty(pid):
-        return RowError(row, "product_id", "required")
-    pid = str(pid).strip()
-    if isinstance(raw.get("product_id"), float) and float(raw["product_id"]).is_integer():
-        pid = str(int(raw["product_id"]))
-    if not PRODUCT_ID.match(pid):
-        return RowError(row, "product_id", f"{pid[:40]!r}: use 1-128 letters, digits, . _ : -")
-    values: dict[str, Any] = {"product_id": pid}
-    for name in ("title", "description", "category", "color", "size"):
-        try:
-            values[name] = _text(raw, name, MAX_TEXT if name in ("title", "description") else 100)
-        except ValueError as exc:
-            return RowError(row, name, str(exc), pid)
-    for name, fn in (("price", lambda v: _price(v)), ("images", lambda v: _images(v, base_dir))):
-        try:
-            values[name] = fn(raw.get(name))
-        except (ValueError, json.JSONDecodeError, TypeError) as exc:
-            return RowError(row, name, str(exc), pid)
+    try:
+        fields = ManifestRow.model_validate(raw, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "*"
+        # The id was valid when the first bad field is another one.
+        pid = None if name == "product_id" else _product_id(raw.get("product_id"))
+        return RowError(row, name, _reason(first), pid)
     attributes = {k: _plain(v) for k, v in raw.items() if k not in CORE_FIELDS and not _empty(v)}
-    return Product(**values, attributes=attributes)
+    return Product(**fields.model_dump(), attributes=attributes)
 
 
 def _plain(v: Any) -> Any:

@@ -1,4 +1,5 @@
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -90,3 +91,46 @@ def test_row_errors_carry_the_product_id_when_it_was_valid() -> None:
     assert isinstance(bad_price, RowError) and bad_price.product_id == "p9"
     no_id = parse_row({"product_id": "", "images": "a.jpg"}, 5)
     assert isinstance(no_id, RowError) and no_id.product_id is None
+
+
+# What the hand-rolled validator returned for each row, recorded before the Pydantic model
+# replaced it (ManifestRow): the same Product, or the same field, reason and product_id.
+CASES = [
+    # (raw row, the hand-rolled validator's result: a Product, or (field, reason, product_id))
+    ({"images": "a.jpg"}, ("product_id", "required", None)),
+    ({"product_id": None, "images": "a.jpg"}, ("product_id", "required", None)),
+    ({"product_id": "  ", "images": "a.jpg"}, ("product_id", "required", None)),
+    ({"product_id": math.nan, "images": "a.jpg"}, ("product_id", "required", None)),
+    ({"product_id": "bad id!", "images": "a.jpg"}, ("product_id", "'bad id!': use 1-128 letters, digits, . _ : -", None)),
+    ({"product_id": "x" * 200, "images": "a.jpg"}, ("product_id", repr("x" * 40) + ": use 1-128 letters, digits, . _ : -", None)),
+    ({"product_id": 12.0, "images": "a.jpg"}, Product("12", images=("/base/a.jpg",))),
+    ({"product_id": 12.5, "images": "a.jpg"}, Product("12.5", images=("/base/a.jpg",))),
+    ({"product_id": 7, "images": "a.jpg"}, Product("7", images=("/base/a.jpg",))),
+    ({"product_id": "p1", "title": "t" * 4001, "images": "a.jpg"}, ("title", "longer than 4000 characters", "p1")),
+    ({"product_id": "p1", "color": "c" * 101, "images": "a.jpg"}, ("color", "longer than 100 characters", "p1")),
+    ({"product_id": "p1", "title": "t" * 4001, "price": "x"}, ("title", "longer than 4000 characters", "p1")),
+    ({"product_id": "p1", "price": "cheap", "images": "a.jpg"}, ("price", "not a number: 'cheap'", "p1")),
+    ({"product_id": "p1", "price": [1], "images": "a.jpg"}, ("price", "not a number: [1]", "p1")),
+    ({"product_id": "p1", "price": -1, "images": "a.jpg"}, ("price", "must be a finite number >= 0, got -1", "p1")),
+    ({"product_id": "p1", "price": "inf", "images": "a.jpg"}, ("price", "must be a finite number >= 0, got 'inf'", "p1")),
+    ({"product_id": "p1", "price": "cheap"}, ("price", "not a number: 'cheap'", "p1")),
+    ({"product_id": "p1"}, ("images", "at least one image is required", "p1")),
+    ({"product_id": "p1", "images": " | "}, ("images", "at least one image is required", "p1")),
+    ({"product_id": "p1", "images": []}, ("images", "at least one image is required", "p1")),
+    ({"product_id": "p1", "images": "[1, "}, ("images", "Expecting value: line 1 column 4 (char 3)", "p1")),
+    ({"product_id": "p1", "images": 5}, ("images", "'int' object is not iterable", "p1")),
+    ({"product_id": "p1", "images": "ftp://h/x.jpg"}, ("images", "unsupported image scheme in 'ftp://h/x.jpg' (local path or http(s) URL)", "p1")),
+    ({"product_id": "p1", "images": "|".join(f"{i}.jpg" for i in range(17))}, ("images", "at most 16 images per product", "p1")),
+    ({"product_id": "p1", "title": " Red ", "price": "19.5", "images": '["a.jpg", "https://x/b.jpg"]', "brand": "X", "empty": "", "n": math.nan}, Product("p1", title="Red", price=19.5, images=("/base/a.jpg", "https://x/b.jpg"), attributes={"brand": "X"})),
+    ({"product_id": "p1", "images": ["/abs/a.jpg", " b.jpg ", ""], "size": 42}, Product("p1", size="42", images=("/abs/a.jpg", "/base/b.jpg"))),
+]
+
+
+@pytest.mark.parametrize(("raw", "want"), CASES)
+def test_the_pydantic_row_gives_the_hand_rolled_results(raw: dict, want: object) -> None:
+    got = parse_row(raw, 3, Path("/base"))
+    if isinstance(want, Product):
+        assert got == want
+    else:
+        assert isinstance(got, RowError) and (got.row, got.field, got.reason, got.product_id) == (
+            3, *want)
