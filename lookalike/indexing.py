@@ -7,6 +7,7 @@ and the same StoredProduct, so their vectors match.
 from __future__ import annotations
 
 import hashlib
+from itertools import islice
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -33,13 +34,10 @@ def embed_products(products: Sequence[Product], *, image_embedder: ImageEmbedder
 
 
 def batched(items: Iterable[Product], n: int) -> Iterator[list[Product]]:
-    batch: list[Product] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
+    """Lists of n (the last one shorter): itertools.batched, which is Python 3.12+ (we support
+    3.10), as its documented islice recipe."""
+    it = iter(items)
+    while batch := list(islice(it, n)):
         yield batch
 
 
