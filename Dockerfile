@@ -5,6 +5,8 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY lookalike ./lookalike
 COPY deployments ./deployments
+COPY pipelines ./pipelines
+COPY launch ./launch
 COPY web ./web
 COPY serve_app.py ingest_job.py serve_config.yaml serve_config.gpu.yaml ./
 RUN pip install --no-cache-dir -c constraints.txt -e .
