@@ -37,6 +37,9 @@ def test_wheel_ships_the_vendored_subsets_and_a_plain_install_reads_them(tmp_pat
     (wheel,) = (tmp_path / "dist").glob("lookalike-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert DATA_FILES <= names, sorted(n for n in names if n.startswith("lookalike/catalog"))
+    # The Ray side beside the core: the CLI, Ray workers and `-m ingest_job` import these.
+    assert {"pipelines/ingest.py", "launch/serving.py", "launch/local_ray.py", "launch/jobs.py",
+            "deployments/observability.py", "serve_app.py", "ingest_job.py"} <= names
 
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:  # a wheel is installed by unpacking it
