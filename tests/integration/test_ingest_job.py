@@ -42,7 +42,8 @@ IMAGE_DIM, TEXT_DIM = 1280, 384
 def ray_cluster() -> Iterator[str]:
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": our own Ray, never one a `ray start` on this host left running.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
