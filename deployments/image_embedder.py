@@ -12,7 +12,7 @@ from ray import serve
 
 from deployments.device import check_device
 from lookalike.config import Settings
-from lookalike.embedding import ImageEmbedder
+from lookalike.embedding.factory import image_embedder
 from lookalike.metrics import observe_batch
 
 
@@ -30,7 +30,7 @@ class ImageEmbedderDeployment:
         config = Settings(**settings)
         check_device(config, type(self).__name__, ray.get_gpu_ids())
         # One torch thread per replica: replicas scale out instead of fighting over cores.
-        self.embedder = ImageEmbedder.from_settings(config, num_threads=num_threads)
+        self.embedder = image_embedder(config, num_threads=num_threads)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.embed.set_max_batch_size(int(config.get("max_batch_size", 4)))
@@ -39,7 +39,8 @@ class ImageEmbedderDeployment:
     def info(self) -> dict[str, Any]:
         # `resize`: the preprocessing's first step, which the router applies before sending.
         return {"dim": self.embedder.dim, "version": self.embedder.version,
-                "resize": self.embedder.preprocess.resize}
+                "resize": self.embedder.preprocess.resize,
+                "cross_modal": getattr(self.embedder, "cross_modal", False)}
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.003)
     async def embed(self, images: list[Image.Image]) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ from ray import serve
 
 from deployments.device import check_device
 from lookalike.config import Settings
-from lookalike.embedding import TextEmbedder
+from lookalike.embedding.factory import text_embedder
 from lookalike.metrics import observe_batch
 
 
@@ -29,14 +29,15 @@ class TextEmbedderDeployment:
     def __init__(self, settings: dict[str, Any], num_threads: int = 1) -> None:
         config = Settings(**settings)
         check_device(config, type(self).__name__, ray.get_gpu_ids())
-        self.embedder = TextEmbedder.from_settings(config, num_threads=num_threads)
+        self.embedder = text_embedder(config, num_threads=num_threads)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.embed.set_max_batch_size(int(config.get("max_batch_size", 16)))
         self.embed.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.002)))
 
     def info(self) -> dict[str, Any]:
-        return {"dim": self.embedder.dim, "version": self.embedder.version}
+        return {"dim": self.embedder.dim, "version": self.embedder.version,
+                "cross_modal": getattr(self.embedder, "cross_modal", False)}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def embed(self, texts: list[str]) -> list[np.ndarray]:

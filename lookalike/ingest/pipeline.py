@@ -28,6 +28,7 @@ from ray.data import ActorPoolStrategy, Datasource, ExecutionResources, ReadTask
 from ray.data.block import BlockMetadata
 
 from lookalike.config import Settings
+from lookalike.embedding.factory import preprocessor_key
 from lookalike.ingest.fetch import FetchLimits
 from lookalike.ingest.plan import Plan, plan_resources
 from lookalike.ingest.record import ingest_record, save_last_ingest
@@ -118,7 +119,7 @@ def build_dataset(chunks: list[tuple[Any, int, int]], plan: Plan, settings: Sett
     ds = ds.map_batches(
         PrepareStage, batch_size=PREPARE_BATCH, batch_format="numpy",
         fn_constructor_kwargs={"limits": FetchLimits.from_settings(settings),
-                               "model_name": settings.image_model},
+                               "model_name": preprocessor_key(settings)},
         num_cpus=plan.prepare_cpus, compute=ActorPoolStrategy(size=plan.prepare_actors))
     ds = ds.map_batches(
         ImageStage, batch_size=plan.image_batch, batch_format="numpy",
@@ -138,10 +139,11 @@ _PROBED: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def _model_key(settings: Settings) -> tuple[Any, ...]:
-    key: list[Any] = [settings.image_model, settings.image_weights, settings.text_model]
-    for value in (settings.image_weights, settings.text_model):
+    key: list[Any] = [settings.image_model, settings.image_weights, settings.text_model,
+                      settings.clip_model]
+    for value in (settings.image_weights, settings.text_model, settings.clip_model):
         path = Path(value)
-        if path.exists():  # a local checkpoint or model dir may be replaced in place
+        if value and path.exists():  # a local checkpoint or model dir may be replaced in place
             key.append(path.stat().st_mtime_ns)
     return tuple(key)
 
