@@ -98,12 +98,19 @@ class LiveService:
     # -- start-up and resolution -----------------------------------------------------------------
 
     def start(self) -> None:
-        """Create the collection if missing and make the served name an alias (blocking)."""
-        self._admin.ensure_collection()
-        aliases.adopt(self._admin.client, self.alias, version=self.primary.version,
-                      spec=aliases.model_spec(self.settings))
-        target = aliases.resolve(self._admin.client, self.alias)
-        if target is not None and target.model_version != self.primary.version:
+        """Create the collection if missing and make the served name an alias (blocking).
+
+        An existing collection is checked against its own recorded model, not this app's:
+        after an upgrade it may hold another model's vectors, which the router then serves
+        with that model (loaded in-process) until the app gets the new settings."""
+        client = self._admin.client
+        if aliases.resolve(client, self.alias) is None:
+            self._admin.ensure_collection()
+        target = aliases.adopt(client, self.alias, version=self.primary.version,
+                               spec=aliases.model_spec(self.settings))
+        if target.model_version == self.primary.version:
+            self._admin.ensure_collection()  # dims checked, loaded
+        else:
             log.warning("collection %s holds vectors of %s; this app's embedders run %s: its "
                         "queries are embedded in-process with the collection's model until the "
                         "app is redeployed with that model's settings", target.collection,

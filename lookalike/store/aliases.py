@@ -103,17 +103,14 @@ def adopt(client: Any, name: str, *, version: str, spec: dict[str, str]) -> Targ
     it: Milvus refuses an alias that shares a collection's name. Requests of other processes
     that fall between the rename and the alias fail once; that happens only at the first start
     of this version. Concurrent starts race safely: the loser finds the alias made.
-    The model record comes from a stored row's model_version when there are rows (they say what
-    made them), else from the caller's models.
+    The model record of a collection made before records is the caller's model: the one that
+    has been serving it (as before, only its dimensions were ever checked).
     """
     target = resolve(client, name)
     if target is None:
         raise LookupError(f"no collection or alias {name!r}")
     if not target.aliased:
-        rows = client.query(name, filter="image_index == 0", output_fields=["model_version"],
-                            limit=1)
-        made_by = (rows[0].get("model_version") if rows else None) or version
-        concrete = collection_name(name, made_by, 1)
+        concrete = collection_name(name, version, 1)
         try:
             client.rename_collection(name, concrete)
             client.create_alias(concrete, name)
@@ -131,9 +128,11 @@ def adopt(client: Any, name: str, *, version: str, spec: dict[str, str]) -> Targ
     if target.model is None:
         rows = client.query(target.collection, filter="image_index == 0",
                             output_fields=["model_version"], limit=1)
-        made_by = (rows[0].get("model_version") if rows else None) or version
-        # A legacy row's spec is unknown unless it is the caller's model.
-        set_model(client, target.collection, made_by, spec if made_by == version else {})
+        if rows and rows[0].get("model_version") not in (None, "", version):
+            log.warning("collection %s: its rows name the model %s, the app runs %s; recorded "
+                        "as %s (re-embed with `lookalike upgrade` if they really differ)",
+                        target.collection, rows[0]["model_version"], version, version)
+        set_model(client, target.collection, version, spec)
         target = resolve(client, name)
         assert target is not None
     return target
