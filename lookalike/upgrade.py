@@ -30,6 +30,7 @@ from lookalike.config import Settings
 from lookalike.embedding.factory import image_embedder, text_embedder
 from lookalike.images import decode_image
 from lookalike.ingest.fetch import FetchLimits, fetch, new_client
+from lookalike.ingest.record import LAST_INGEST_KEY
 from lookalike.store import aliases
 from lookalike.store.base import StoredProduct
 from lookalike.store.milvus import MilvusStore
@@ -126,6 +127,10 @@ class Upgrade:
                          "--force switches anyway")
                 return result
             result["reconciled"] += self._reconcile(source, target, new)
+            # `lookalike status` and /v1/info read the last ingest's record from the live one.
+            record = source.get_property(LAST_INGEST_KEY)
+            if record:
+                target.set_property(LAST_INGEST_KEY, record)
             aliases.switch(admin.client, self.alias, name)
             switched = True
             result["switched_at"] = time.time()
