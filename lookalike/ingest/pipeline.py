@@ -37,6 +37,7 @@ from lookalike.ingest.summary import ErrorSink, Summary
 from lookalike.ingest.worklist import iter_chunks, store_lookup
 from lookalike.ingest.writer import StoreWriter
 from lookalike.store.lite_server import LiteServer
+from lookalike.store import aliases
 from lookalike.store.base import catalog_source
 from lookalike.store.milvus import WRITE_BATCH_ROWS, MilvusStore
 
@@ -192,6 +193,8 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         ctx.execution_options.resource_limits = ExecutionResources(
             object_store_memory=opts.in_flight_bytes)
         store.ensure_collection()
+        # Never write one model's vectors into a collection of another (after an upgrade).
+        aliases.check_writer(store.client, settings.collection, aliases.model_spec(settings))
         keep: set[str] = set()
         # Small blocks: Ray Data hands a whole block to one prepare actor, so 1,000-row blocks
         # would leave the others idle. take() copies the rows (a pickled slice could drag the

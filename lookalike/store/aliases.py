@@ -138,6 +138,21 @@ def adopt(client: Any, name: str, *, version: str, spec: dict[str, str]) -> Targ
     return target
 
 
+def check_writer(client: Any, name: str, spec: dict[str, str]) -> None:
+    """Refuse a writer (the ingest job) whose model settings are not those the live collection
+    records: its vectors would mix with another model's. Settings, not versions, are compared,
+    so a GPU (fp16) app and a CPU-probed job with the same settings agree."""
+    from lookalike.store.base import StoreError
+
+    target = resolve(client, name)
+    recorded = (target.model or {}).get("spec") if target else None
+    if recorded and {k: recorded.get(k) for k in SPEC_FIELDS} != spec:
+        raise StoreError(
+            f"{name} serves {target.collection}, embedded with {recorded}; this job is set up "
+            f"for {spec}. Use the collection's model settings (LOOKALIKE_*), or move the "
+            "catalogue with `lookalike upgrade` first")
+
+
 def switch(client: Any, alias: str, collection: str) -> None:
     """Point the alias at `collection`: one request, every later request reads the new one."""
     client.alter_alias(collection, alias)

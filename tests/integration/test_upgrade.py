@@ -27,6 +27,7 @@ from lookalike.indexing import embed_products
 from lookalike.live import LiveService, Models, in_process_models
 from lookalike.search import SearchQuery
 from lookalike.store import MilvusStore, aliases
+from lookalike.store.base import StoreError
 from lookalike.upgrade import Upgrade, UpgradeOptions
 from tests.tiny_clip import build_tiny_clip
 
@@ -225,5 +226,20 @@ def test_a_worse_model_is_refused_and_the_same_model_passes(
         assert store.count() == 8  # the alias now reads the new collection
         out = asyncio.run(live.search(SearchQuery(text=catalogue[0].title, top_k=3)))
         assert out.hits and out.model_version == same["new_model"]
+    finally:
+        drop_all(settings)
+
+
+def test_a_writer_with_other_model_settings_is_refused(settings: Settings) -> None:
+    store = MilvusStore.from_settings(settings, image_dim=8, text_dim=4)
+    store.ensure_collection()
+    try:
+        spec = aliases.model_spec(settings)
+        aliases.check_writer(store.client, settings.collection, spec)  # not adopted yet: as before
+        aliases.adopt(store.client, settings.collection, version="v1", spec=spec)
+        aliases.check_writer(store.client, settings.collection, spec)
+        with pytest.raises(StoreError, match="lookalike upgrade"):
+            aliases.check_writer(store.client, settings.collection,
+                                 {**spec, "clip_model": "some/clip"})
     finally:
         drop_all(settings)
