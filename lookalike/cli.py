@@ -234,11 +234,14 @@ def cmd_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
     spec = {k: v for k in ("image_model", "image_weights", "text_model", "clip_model")
             if (v := getattr(args, k)) is not None}
-    if not spec:
-        _say("name the new model: --image-model/--image-weights, --text-model or --clip-model")
+    if not spec and not args.drop_old:
+        _say("name the new model: --image-model/--image-weights, --text-model or --clip-model "
+             "(or --drop-old alone: drop the collections earlier upgrades left)")
         return 2
     if settings.embedded:
         LiteServer.from_settings(settings).ensure_running()  # the running app's, or its own
+    if not spec:
+        return _drop_retired(settings)
     result = Upgrade(settings, UpgradeOptions(
         spec=spec, force=args.force, drop_old=args.drop_old, tolerance=args.tolerance,
         eval_products=args.eval_products, eval_image_queries=args.eval_image_queries),
@@ -248,6 +251,24 @@ def cmd_upgrade(settings: Settings, args: argparse.Namespace) -> int:
         _say("now set the new model's LOOKALIKE_* settings for the app and the ingest job "
              "(until then the app embeds for it in-process)")
     return 0 if result["switched"] else 1
+
+
+def _drop_retired(settings: Settings) -> int:
+    from pymilvus import MilvusClient
+
+    from lookalike.store import aliases
+
+    client = MilvusClient(uri=settings.resolved_milvus_uri, token=settings.milvus_token)
+    try:
+        names = aliases.retired(client, settings.collection)
+        for name in names:
+            client.drop_collection(name)
+            _say(f"dropped {name}")
+        if not names:
+            _say(f"no retired collections of {settings.collection}")
+    finally:
+        client.close()
+    return 0
 
 
 # -- the command line --------------------------------------------------------------------------
@@ -281,7 +302,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--text-model", help="packaged, an HF id or a model dir")
     up.add_argument("--clip-model", help="a CLIP model (HF id or dir) for both roles; '' for none")
     up.add_argument("--force", action="store_true", help="switch even if the new model is worse")
-    up.add_argument("--drop-old", action="store_true", help="drop the old collection afterwards")
+    up.add_argument("--drop-old", action="store_true",
+                    help="drop the old collection after the switch; alone (no model option): "
+                    "drop every collection earlier upgrades left, once the app runs the new model")
     up.add_argument("--tolerance", type=float, default=0.0,
                     help="how much a harness figure may drop and still pass (default 0)")
     up.add_argument("--eval-products", type=int, default=500,

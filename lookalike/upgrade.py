@@ -149,8 +149,8 @@ class Upgrade:
             self.say(f"dropped {live.collection}")
             result["dropped"] = live.collection
         else:
-            self.say(f"{live.collection} is kept (for a rollback: lookalike upgrade with its "
-                     "model's settings, or drop it with --drop-old on the next upgrade)")
+            self.say(f"{live.collection} is kept for a rollback; `lookalike upgrade --drop-old` "
+                     "drops it once the app runs the new model's settings")
         for store in (source, target, admin):
             store.close()
         return result

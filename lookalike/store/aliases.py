@@ -43,6 +43,14 @@ def collection_name(alias: str, model_version: str, generation: int) -> str:
     return f"{alias[:200]}_{digest}_g{generation}"
 
 
+def retired(client: Any, alias: str) -> list[str]:
+    """The alias's collections that neither serve nor take part in an upgrade."""
+    target = resolve(client, alias)
+    keep = {target.collection, target.pending} if target else set()
+    pattern = re.compile(re.escape(alias[:200]) + r"_[0-9a-f]{10}_g\d+")
+    return sorted(n for n in client.list_collections() if pattern.fullmatch(n) and n not in keep)
+
+
 def next_collection_name(client: Any, alias: str, model_version: str) -> str:
     """A fresh name for `alias`'s next collection: one generation past every existing one."""
     pattern = re.compile(re.escape(alias[:200]) + r"_[0-9a-f]{10}_g(\d+)")

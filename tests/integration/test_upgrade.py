@@ -177,6 +177,8 @@ def test_searches_never_fail_or_mix_models_while_the_alias_switches(
             load.stop.set()
             thread.join(timeout=120)
         assert result["switched"] and result["worse"], result
+        # The old collection stays for a rollback, until `lookalike upgrade --drop-old`.
+        assert aliases.retired(live._admin.client, settings.collection) == [result["live"]]
         switch_at = result["switched_at"]
         near = [m for t, m in load.searches if abs(t - switch_at) <= 2.0]
         figures = {"searches": len(load.searches), "writes": len(load.written),
@@ -223,6 +225,7 @@ def test_a_worse_model_is_refused_and_the_same_model_passes(
         now = aliases.resolve(store.client, settings.collection)
         assert now.collection == same["candidate"] != before.collection
         assert not store.client.has_collection(before.collection)
+        assert aliases.retired(store.client, settings.collection) == []
         assert store.count() == 8  # the alias now reads the new collection
         out = asyncio.run(live.search(SearchQuery(text=catalogue[0].title, top_k=3)))
         assert out.hits and out.model_version == same["new_model"]

@@ -49,3 +49,10 @@ def test_collection_names_carry_the_model_and_count_up() -> None:
     others = ["products_eval", "productsx_0123456789_g9", b3, a]
     assert aliases.next_collection_name(Listing(others), "products", "model-a").endswith("_g4")
     assert aliases.next_collection_name(Listing([]), "products", "m").endswith("_g1")
+
+
+def test_retired_lists_only_this_alias_s_model_collections() -> None:
+    a, b = aliases.collection_name("products", "m", 1), aliases.collection_name("products", "n", 2)
+    listing = Listing([a, b, "products_eval", "other_0123456789_g1"])
+    listing.has_collection = lambda name: False  # type: ignore[attr-defined]  # no alias yet
+    assert aliases.retired(listing, "products") == sorted([a, b])
