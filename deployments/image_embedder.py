@@ -13,7 +13,7 @@ from ray import serve
 from deployments.device import check_device
 from deployments.observability import observe_batch
 from lookalike.config import Settings
-from lookalike.embedding import ImageEmbedder
+from lookalike.embedding.factory import image_embedder
 
 
 # Replicas, resources, queue bounds and batching: serve_config.yaml (and its GPU overlay) only.
@@ -23,7 +23,7 @@ class ImageEmbedderDeployment:
         config = Settings(**settings)
         check_device(config, type(self).__name__, ray.get_gpu_ids())
         # One torch thread per replica: replicas scale out instead of fighting over cores.
-        self.embedder = ImageEmbedder.from_settings(config, num_threads=num_threads)
+        self.embedder = image_embedder(config, num_threads=num_threads)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         # The Serve config's user_config: batching is tuned there, per machine.
@@ -33,7 +33,8 @@ class ImageEmbedderDeployment:
     def info(self) -> dict[str, Any]:
         # `resize`: the preprocessing's first step, which the router applies before sending.
         return {"dim": self.embedder.dim, "version": self.embedder.version,
-                "resize": self.embedder.preprocess.resize}
+                "resize": self.embedder.preprocess.resize,
+                "cross_modal": getattr(self.embedder, "cross_modal", False)}
 
     @serve.batch  # sized by reconfigure() from the Serve config's user_config
     async def embed(self, images: list[Image.Image]) -> list[np.ndarray]:

@@ -17,8 +17,8 @@ from deployments.observability import router_observer
 from lookalike.api import create_api
 from lookalike.config import Settings
 from lookalike.images import resize_short_side
-from lookalike.search import EmbedderUnavailable, Overloaded, SearchService
-from lookalike.store import MilvusStore
+from lookalike.live import LiveService, Models, in_process_models
+from lookalike.search import EmbedderUnavailable, Overloaded
 from lookalike.store.lite_server import LiteServer
 
 log = logging.getLogger(__name__)
@@ -42,19 +42,21 @@ class SearchRouter:
             await asyncio.to_thread(LiteServer.from_settings(self.settings).ensure_running)
         image_info, text_info = await asyncio.gather(self.image.info.remote(),
                                                      self.text.info.remote())
-        self.store = MilvusStore.from_settings(self.settings, image_dim=image_info["dim"],
-                                               text_dim=text_info["dim"])
-        await asyncio.to_thread(self.store.ensure_collection)
         # The embedders' own first step (their resize), run here: replicas get a ~256-pixel
         # image, never the upload; pure PIL, so the router loads no torch.
         resize = image_info.get("resize")
         shrink = (functools.partial(resize_short_side, size=resize["short_side"],
                                     interpolation=resize["interpolation"]) if resize else None)
-        self.service = SearchService(
-            store=self.store, embed_image=self._embed_image, embed_text=self._embed_text,
-            media_dir=self.settings.media_dir, facets_ttl_s=self.settings.facets_ttl_s,
-            model_version=f"{image_info['version']}|{text_info['version']}",
-            shrink_image=shrink, min_short_side=resize["short_side"] if resize else None)
+        primary = Models(f"{image_info['version']}|{text_info['version']}", self._embed_image,
+                         self._embed_text, image_info["dim"], text_info["dim"],
+                         cross_modal=bool(text_info.get("cross_modal")), shrink_image=shrink,
+                         min_short_side=resize["short_side"] if resize else None)
+        # Searches go to the collection behind the alias, with that collection's model; during
+        # `lookalike upgrade` writes also reach the new collection (lookalike/live.py). Another
+        # model than the deployments' own is loaded in this process only when a collection needs it.
+        self.service = LiveService(settings=self.settings, primary=primary,
+                                   load_models=in_process_models(self.settings))
+        await asyncio.to_thread(self.service.start)
         self._ok_at = {"image": 0.0, "text": 0.0}  # when each embedder last answered
 
     async def _call(self, handle: DeploymentHandle, what: str, item: Any) -> Any:

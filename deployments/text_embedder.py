@@ -12,7 +12,7 @@ from ray import serve
 from deployments.device import check_device
 from deployments.observability import observe_batch
 from lookalike.config import Settings
-from lookalike.embedding import TextEmbedder
+from lookalike.embedding.factory import text_embedder
 
 
 # Replicas, resources, queue bounds and batching: serve_config.yaml (and its GPU overlay) only.
@@ -21,7 +21,7 @@ class TextEmbedderDeployment:
     def __init__(self, settings: dict[str, Any], num_threads: int = 1) -> None:
         config = Settings(**settings)
         check_device(config, type(self).__name__, ray.get_gpu_ids())
-        self.embedder = TextEmbedder.from_settings(config, num_threads=num_threads)
+        self.embedder = text_embedder(config, num_threads=num_threads)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         # The Serve config's user_config: batching is tuned there, per machine.
@@ -29,7 +29,8 @@ class TextEmbedderDeployment:
         self.embed.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
 
     def info(self) -> dict[str, Any]:
-        return {"dim": self.embedder.dim, "version": self.embedder.version}
+        return {"dim": self.embedder.dim, "version": self.embedder.version,
+                "cross_modal": getattr(self.embedder, "cross_modal", False)}
 
     @serve.batch  # sized by reconfigure() from the Serve config's user_config
     async def embed(self, texts: list[str]) -> list[np.ndarray]:

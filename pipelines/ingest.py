@@ -28,6 +28,7 @@ from ray.data import ActorPoolStrategy, Datasource, ExecutionResources, ReadTask
 from ray.data.block import BlockMetadata
 
 from lookalike.config import Settings
+from lookalike.embedding.factory import preprocessor_key
 from lookalike.ingest.fetch import FetchLimits
 from lookalike.ingest.plan import Plan, plan_resources
 from lookalike.ingest.record import ingest_record, save_last_ingest
@@ -36,6 +37,7 @@ from lookalike.ingest.summary import ErrorSink, Summary
 from lookalike.ingest.worklist import iter_chunks, store_lookup
 from lookalike.ingest.writer import StoreWriter
 from lookalike.store.lite_server import LiteServer
+from lookalike.store import aliases
 from lookalike.store.base import catalog_source
 from lookalike.store.milvus import WRITE_BATCH_ROWS, MilvusStore
 
@@ -118,7 +120,7 @@ def build_dataset(chunks: list[tuple[Any, int, int]], plan: Plan, settings: Sett
     ds = ds.map_batches(
         PrepareStage, batch_size=PREPARE_BATCH, batch_format="numpy",
         fn_constructor_kwargs={"limits": FetchLimits.from_settings(settings),
-                               "model_name": settings.image_model},
+                               "model_name": preprocessor_key(settings)},
         num_cpus=plan.prepare_cpus, compute=ActorPoolStrategy(size=plan.prepare_actors))
     ds = ds.map_batches(
         ImageStage, batch_size=plan.image_batch, batch_format="numpy",
@@ -138,10 +140,11 @@ _PROBED: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def _model_key(settings: Settings) -> tuple[Any, ...]:
-    key: list[Any] = [settings.image_model, settings.image_weights, settings.text_model]
-    for value in (settings.image_weights, settings.text_model):
+    key: list[Any] = [settings.image_model, settings.image_weights, settings.text_model,
+                      settings.clip_model]
+    for value in (settings.image_weights, settings.text_model, settings.clip_model):
         path = Path(value)
-        if path.exists():  # a local checkpoint or model dir may be replaced in place
+        if value and path.exists():  # a local checkpoint or model dir may be replaced in place
             key.append(path.stat().st_mtime_ns)
     return tuple(key)
 
@@ -190,6 +193,8 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         ctx.execution_options.resource_limits = ExecutionResources(
             object_store_memory=opts.in_flight_bytes)
         store.ensure_collection()
+        # Never write one model's vectors into a collection of another (after an upgrade).
+        aliases.check_writer(store.client, settings.collection, aliases.model_spec(settings))
         keep: set[str] = set()
         # Small blocks: Ray Data hands a whole block to one prepare actor, so 1,000-row blocks
         # would leave the others idle. take() copies the rows (a pickled slice could drag the

@@ -48,7 +48,8 @@ def evaluate(settings: Settings, *, catalogue: str, n_products: int, work_dir: P
         return te.embed([text])[0]
 
     service = SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
-                            media_dir=settings.media_dir, facets_ttl_s=3600)
+                            media_dir=settings.media_dir, facets_ttl_s=3600,
+                            cross_modal=getattr(te, "cross_modal", False))
     app = create_api(service, settings)
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"catalogue": catalogue, "products": len(products),

@@ -39,10 +39,10 @@ def _preprocessor(model_name: str) -> Any:
     if model_name not in _PREPROCESSORS:
         import torch
 
-        from lookalike.embedding.image import ImagePreprocessor
+        from lookalike.embedding.factory import image_preprocessor
 
         torch.set_num_threads(1)  # a prepare task has a fraction of a CPU; never fan out
-        _PREPROCESSORS[model_name] = ImagePreprocessor(model_name)
+        _PREPROCESSORS[model_name] = image_preprocessor(model_name)
     return _PREPROCESSORS[model_name]
 
 
@@ -173,9 +173,9 @@ class ImageStage(_LazyStage):
     """Actor: embeds the `pixels` of rows that need it with ImageEmbedder.__call__."""
 
     def _make(self) -> Any:
-        from lookalike.embedding.image import ImageEmbedder
+        from lookalike.embedding.factory import image_embedder
 
-        return ImageEmbedder.from_settings(self.settings, num_threads=self.num_threads)
+        return image_embedder(self.settings, num_threads=self.num_threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raw = batch.pop("pixels")
@@ -193,9 +193,9 @@ class TextStage(_LazyStage):
     """Actor: embeds each changed product's text once (on its first image row)."""
 
     def _make(self) -> Any:
-        from lookalike.embedding.text import TextEmbedder
+        from lookalike.embedding.factory import text_embedder
 
-        return TextEmbedder.from_settings(self.settings, num_threads=self.num_threads)
+        return text_embedder(self.settings, num_threads=self.num_threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = batch.pop("text")
@@ -211,9 +211,8 @@ class TextStage(_LazyStage):
 def probe_models(settings: Any) -> dict[str, Any]:
     """Versions and dims of the configured models (run once as a short-lived Ray task, so the
     driver never loads torch)."""
-    from lookalike.embedding import ImageEmbedder, TextEmbedder
+    from lookalike.embedding.factory import image_embedder, text_embedder
 
-    image, text = ImageEmbedder.from_settings(settings, num_threads=1), TextEmbedder.from_settings(
-        settings, num_threads=1)
+    image, text = image_embedder(settings, num_threads=1), text_embedder(settings, num_threads=1)
     return {"model_version": f"{image.version}|{text.version}", "image_dim": image.dim,
             "text_dim": text.dim}

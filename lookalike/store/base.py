@@ -64,6 +64,9 @@ class StoredProduct:
     content_hash: str = ""
     model_version: str = ""
     source: str = API_SOURCE
+    # 0: the write gets a new version. A copy into another collection (a model upgrade) keeps
+    # the source's version, so a newer write that reached the copy first still wins.
+    write_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Hit:
     # The score's parts, for explanations: {"image": cosine, "text": cosine, "lexical": BM25}.
     scores: dict[str, float] = field(default_factory=dict, compare=False)
     explain: dict[str, Any] = field(default_factory=dict, compare=False)
+    model_version: str = ""  # what made the stored vectors (never mixed within one search)
 
 
 @dataclass

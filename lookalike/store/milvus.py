@@ -240,7 +240,12 @@ class MilvusStore:
         return bool(self._lexical)
 
     def drop(self) -> None:
-        self.client.drop_collection(self.collection)
+        """Drop the collection; for an alias (lookalike/store/aliases.py), the alias and the
+        collection behind it."""
+        real = self.client.describe_collection(self.collection).get("collection_name")
+        if real and real != self.collection:
+            self.client.drop_alias(self.collection)
+        self.client.drop_collection(real or self.collection)
 
     # -- collection properties: small records that travel with the collection ------------------
 
@@ -273,18 +278,21 @@ class MilvusStore:
                 batches.append([])  # never split a product over two requests
             batches[-1].extend(rows)
         pids = list(dict.fromkeys(item.product.product_id for item in items))
+        # Copies keep their versions: then the newest stored version wins, whichever it is.
+        retire_at = 0 if any(item.write_version for item in items) else version
         try:
             with self._write_lock:
                 for batch in batches:
                     if batch:
                         self.client.upsert(self.collection, batch)
-                self._retire_older(pids, version)
+                self._retire_older(pids, retire_at)
         except MilvusException as exc:
             raise _store_error(f"upsert failed: {exc}", exc) from exc
         return len(items)
 
     def _rows(self, item: StoredProduct, version: int) -> list[dict[str, Any]]:
         p = item.product
+        version = item.write_version or version
         vectors = np.asarray(item.image_vectors, dtype=np.float32).reshape(-1, self.image_dim)
         if len(vectors) == 0:
             raise ValueError(f"product {p.product_id} has no image vector")
@@ -322,6 +330,15 @@ class MilvusStore:
         for chunk in _chunks(list(cutoffs), ID_CHUNK):
             self.client.delete(self.collection,
                                filter=_older_than({pid: cutoffs[pid] for pid in chunk}))
+
+    def newest_versions(self, product_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """{product_id: newest stored write version}, of these products or of all."""
+        if product_ids is not None:
+            return {p: max(v) for p, v in self._versions(product_ids).items()}
+        out: dict[str, int] = {}
+        for row in self._iter_rows(["product_id", "write_version"]):
+            out[row["product_id"]] = max(out.get(row["product_id"], 0), int(row["write_version"]))
+        return out
 
     def repair(self, product_ids: Sequence[str]) -> None:
         """Finish interrupted writes: drop all but the newest version of these products."""
@@ -428,7 +445,8 @@ class MilvusStore:
         # Still stale after the retries (writes racing on these products): leave them out
         # rather than pair one version's matched photo with another's fields.
         return [Hit(_product_from_row(rows[s.product_id]), s.score, s.image_index, s.version,
-                    dict(s.scores)) for s in scored
+                    dict(s.scores), model_version=rows[s.product_id].get("model_version") or "")
+                for s in scored
                 if s.product_id in rows and s.product_id not in stale]
 
     def _score(self, queries: list[list[float]], text_vector: np.ndarray | None,
@@ -550,7 +568,7 @@ class MilvusStore:
         out: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(list(product_ids), ID_CHUNK):
             for row in self._query(f"{_in('product_id', chunk)} and image_index == 0",
-                                   PRODUCT_FIELDS):
+                                   [*PRODUCT_FIELDS, "model_version"]):
                 pid = row["product_id"]
                 if pid not in out or int(row["write_version"]) > int(out[pid]["write_version"]):
                     out[pid] = row

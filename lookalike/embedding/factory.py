@@ -1,0 +1,49 @@
+"""Which embedder class serves each role, decided in one place from the settings.
+
+Every caller (the Serve deployments, the Ray Data ingest stages, the upgrade command, the
+evaluation) builds its embedders here, so the image role and its preprocessing are the same
+everywhere: CLIP when `clip_model` is set (lookalike/embedding/clip.py), else the timm image
+model and the transformers text model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLIP_KEY = "clip:"
+
+
+def image_embedder(settings: Any, *, num_threads: int | None = None) -> Any:
+    if settings.clip_model:
+        from lookalike.embedding.clip import ClipImageEmbedder
+
+        return ClipImageEmbedder.from_settings(settings, num_threads=num_threads)
+    from lookalike.embedding.image import ImageEmbedder
+
+    return ImageEmbedder.from_settings(settings, num_threads=num_threads)
+
+
+def text_embedder(settings: Any, *, num_threads: int | None = None) -> Any:
+    if settings.clip_model:
+        from lookalike.embedding.clip import ClipTextEmbedder
+
+        return ClipTextEmbedder.from_settings(settings, num_threads=num_threads)
+    from lookalike.embedding.text import TextEmbedder
+
+    return TextEmbedder.from_settings(settings, num_threads=num_threads)
+
+
+def preprocessor_key(settings: Any) -> str:
+    """A plain string naming the image preprocessing (it travels to Ray Data prepare actors)."""
+    return CLIP_KEY + settings.clip_model if settings.clip_model else settings.image_model
+
+
+def image_preprocessor(key: str) -> Any:
+    """The image role's preprocessing for a preprocessor_key: what its embedder runs itself."""
+    if key.startswith(CLIP_KEY):
+        from lookalike.embedding.clip import ClipImagePreprocessor
+
+        return ClipImagePreprocessor(key[len(CLIP_KEY):])
+    from lookalike.embedding.image import ImagePreprocessor
+
+    return ImagePreprocessor(key)

@@ -1,0 +1,256 @@
+"""LiveService: the SearchService interface over whichever collection the alias names now.
+
+Each request resolves the alias (cached for RESOLVE_TTL_S) to one collection and uses that
+collection's own model for its queries: a search never pairs one model's query vector with
+another model's stored vectors, also while `lookalike upgrade` switches the alias. Every
+sub-request of one search reads the same resolved collection by its real name.
+
+Models: the router's own embedders (the Serve deployments, `primary`) serve the collection
+they made. Another collection's model (after a switch, before the app is redeployed with the
+new settings; or the target of an upgrade in progress) is loaded in-process from the settings
+recorded on that collection (`load_models`), once, and in the background as soon as an upgrade
+is seen, so the switch does not wait for it.
+
+Writes during an upgrade (a `lookalike.pending` record on the live collection, read fresh
+before every write): the product goes to the live collection as always, then to the target
+with the target's model. If the target write fails while the upgrade is still pending, the
+request fails (503) and a retry writes both again; if the upgrade ended meanwhile (switched or
+refused), the failure is moot and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lookalike.catalog.product import Product
+from lookalike.search import EmbedImage, EmbedText, SearchOutcome, SearchQuery, SearchService
+from lookalike.store import MilvusStore
+from lookalike.store import aliases
+from lookalike.store.base import Filters, StoredProduct, StoreError
+
+log = logging.getLogger(__name__)
+RESOLVE_TTL_S = 1.0  # how long a search trusts its last look at the alias
+
+
+@dataclass(frozen=True)
+class Models:
+    """A model pair as the search path calls it."""
+
+    version: str
+    embed_image: EmbedImage
+    embed_text: EmbedText
+    image_dim: int
+    text_dim: int
+    cross_modal: bool = False
+    shrink_image: Callable[[Image.Image], Image.Image] | None = None
+    min_short_side: int | None = None
+
+
+LoadModels = Callable[[dict[str, str]], Awaitable[Models]]
+
+
+def in_process_models(settings: Any) -> LoadModels:
+    """Models loaded in this process from a collection's recorded settings (factory.py)."""
+    from lookalike.embedding.factory import image_embedder, text_embedder
+
+    async def load(spec: dict[str, str]) -> Models:
+        model_settings = settings.model_copy(update=spec)
+        ie = await asyncio.to_thread(image_embedder, model_settings)
+        te = await asyncio.to_thread(text_embedder, model_settings)
+
+        async def embed_image(img: Image.Image) -> np.ndarray:
+            return (await asyncio.to_thread(ie.embed, [img]))[0]
+
+        async def embed_text(text: str) -> np.ndarray:
+            return (await asyncio.to_thread(te.embed, [text]))[0]
+
+        return Models(f"{ie.version}|{te.version}", embed_image, embed_text, ie.dim, te.dim,
+                      cross_modal=getattr(te, "cross_modal", False))
+
+    return load
+
+
+class LiveService:
+    def __init__(self, *, settings: Any, primary: Models, load_models: LoadModels,
+                 resolve_ttl_s: float = RESOLVE_TTL_S) -> None:
+        self.settings = settings
+        self.alias = settings.collection
+        self.primary = primary
+        self._load_models = load_models
+        self._ttl = resolve_ttl_s
+        self._admin = MilvusStore.from_settings(settings, image_dim=primary.image_dim,
+                                                text_dim=primary.text_dim)
+        self._models: dict[str, Models] = {primary.version: primary}
+        self._loading: dict[str, asyncio.Task[Models]] = {}
+        self._services: dict[str, SearchService] = {}
+        self._resolved: tuple[float, aliases.Target] | None = None
+        self._last: SearchService | None = None
+
+    # -- start-up and resolution -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the collection if missing and make the served name an alias (blocking).
+
+        An existing collection is checked against its own recorded model, not this app's:
+        after an upgrade it may hold another model's vectors, which the router then serves
+        with that model (loaded in-process) until the app gets the new settings."""
+        client = self._admin.client
+        if aliases.resolve(client, self.alias) is None:
+            self._admin.ensure_collection()
+        target = aliases.adopt(client, self.alias, version=self.primary.version,
+                               spec=aliases.model_spec(self.settings))
+        if target.model_version == self.primary.version:
+            self._admin.ensure_collection()  # dims checked, loaded
+        else:
+            log.warning("collection %s holds vectors of %s; this app's embedders run %s: its "
+                        "queries are embedded in-process with the collection's model until the "
+                        "app is redeployed with that model's settings", target.collection,
+                        target.model_version, self.primary.version)
+
+    def _resolve_now(self) -> aliases.Target:
+        target = aliases.resolve(self._admin.client, self.alias)
+        if target is None:
+            raise StoreError(f"collection {self.alias} is missing")
+        self._resolved = (time.monotonic(), target)
+        return target
+
+    async def _target(self, fresh: bool) -> aliases.Target:
+        cached = self._resolved
+        if not fresh and cached and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        try:
+            return await asyncio.to_thread(self._resolve_now)
+        except Exception as exc:  # noqa: BLE001 - a failed look keeps the last answer for reads
+            if fresh or cached is None:
+                raise StoreError(f"cannot resolve {self.alias}: {exc}") from exc
+            return cached[1]
+
+    async def _models_for(self, collection: str) -> Models:
+        target = await asyncio.to_thread(aliases.resolve, self._admin.client, collection)
+        if target is None or target.model is None:
+            return self.primary  # a collection made before model records: the app's own model
+        version = target.model["version"]
+        if version in self._models:
+            return self._models[version]
+        if not target.model.get("spec"):
+            raise StoreError(f"collection {collection} was made by {version}, which this app "
+                             "cannot load: deploy the app with that model's settings")
+        if version not in self._loading:
+            log.info("loading %s in-process for collection %s", version, collection)
+            self._loading[version] = asyncio.ensure_future(self._load_models(target.model["spec"]))
+        try:
+            models = await asyncio.shield(self._loading[version])
+        except BaseException:
+            self._loading.pop(version, None)
+            raise
+        if models.version != version:
+            raise StoreError(f"the settings recorded on {collection} load {models.version}, "
+                             f"not {version}: its vectors cannot be queried")
+        self._models[version] = models
+        return models
+
+    async def _service(self, collection: str) -> SearchService:
+        if collection not in self._services:
+            m = await self._models_for(collection)
+            store = MilvusStore.from_settings(
+                self.settings.model_copy(update={"collection": collection}),
+                image_dim=m.image_dim, text_dim=m.text_dim)
+            self._services.setdefault(collection, SearchService(
+                store=store, embed_image=m.embed_image, embed_text=m.embed_text,
+                media_dir=self.settings.media_dir, model_version=m.version,
+                facets_ttl_s=self.settings.facets_ttl_s, shrink_image=m.shrink_image,
+                min_short_side=m.min_short_side, cross_modal=m.cross_modal))
+        return self._services[collection]
+
+    async def _live(self, *, fresh: bool = False) -> tuple[SearchService, str | None]:
+        target = await self._target(fresh)
+        if target.pending and target.pending not in self._services:
+            # Load the upgrade's model now, so its writes and the switch never wait for it.
+            asyncio.ensure_future(self._preload(target.pending))
+        service = await self._service(target.collection)
+        self._last = service
+        return service, target.pending
+
+    async def _preload(self, collection: str) -> None:
+        try:
+            await self._service(collection)
+        except Exception as exc:  # noqa: BLE001 - the write that needs it will say why
+            log.warning("cannot load the model of pending collection %s: %s", collection, exc)
+
+    # -- the SearchService interface the API uses ------------------------------------------------
+
+    @property
+    def store(self) -> Any:
+        """The live collection's store as of the last request (the alias before any)."""
+        return self._last.store if self._last else self._admin
+
+    @property
+    def model_version(self) -> str:
+        return self._last.model_version if self._last else self.primary.version
+
+    async def load_image(self, data: bytes) -> Image.Image:
+        return await (await self._live())[0].load_image(data)
+
+    async def search(self, query: SearchQuery) -> SearchOutcome:
+        return await (await self._live())[0].search(query)
+
+    async def recommend(self, **kwargs: Any) -> SearchOutcome:
+        return await (await self._live())[0].recommend(**kwargs)
+
+    async def similar(self, product_id: str, *, top_k: int, filters: Filters,
+                      **kwargs: Any) -> SearchOutcome:
+        return await (await self._live())[0].similar(product_id, top_k=top_k, filters=filters,
+                                                     **kwargs)
+
+    async def get(self, product_id: str) -> Product:
+        return await (await self._live())[0].get(product_id)
+
+    async def count(self) -> int:
+        return await (await self._live())[0].count()
+
+    async def facets(self) -> dict[str, Any]:
+        return await (await self._live())[0].facets()
+
+    async def upsert(self, product: Product, images: Sequence[bytes]) -> Product:
+        live, pending = await self._live(fresh=True)
+        stored = await live.upsert(product, images)
+        if pending:
+            await self._mirror(pending, lambda target: self._write_copy(target, stored, images))
+        return stored
+
+    async def delete(self, product_id: str) -> None:
+        live, pending = await self._live(fresh=True)
+        await live.delete(product_id)
+        if pending:
+            await self._mirror(pending, lambda target: asyncio.to_thread(
+                target.store.delete, [product_id]))
+
+    async def _write_copy(self, target: SearchService, product: Product,
+                          images: Sequence[bytes]) -> None:
+        """The live write's product, embedded with the target's model (same refs, same hash)."""
+        decoded = [await target.load_image(data) for data in images]
+        vectors = await asyncio.gather(target.embed_text(product.text()),
+                                       *(target.embed_image(img) for img in decoded))
+        digests = tuple(Path(r).stem for r in product.images)
+        item = StoredProduct(replace(product), np.stack(vectors[1:]), vectors[0],
+                             product.content_hash(digests), target.model_version)
+        await asyncio.to_thread(target.store.upsert, [item])
+
+    async def _mirror(self, pending: str, write: Callable[[SearchService], Awaitable[Any]]) -> None:
+        try:
+            await write(await self._service(pending))
+        except Exception as exc:
+            now = await self._target(fresh=True)
+            if now.pending == pending:
+                raise StoreError(f"the write reached {self.alias} but not the upgrade's "
+                                 f"collection {pending} ({exc}): retry it") from exc
+            log.info("upgrade to %s ended during a write; its copy is not needed", pending)
