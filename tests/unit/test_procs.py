@@ -9,10 +9,13 @@ import time
 from lookalike import procs
 
 # A child that starts a grandchild ignoring SIGTERM (as a stuck worker would), then waits.
+# The grandchild touches a file once it ignores SIGTERM: on a busy machine its interpreter can
+# take longer to start than the grace period, and a SIGTERM before that would simply end it.
 TREE = """
 import signal, subprocess, sys, time
 subprocess.Popen([sys.executable, "-c",
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+    "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "pathlib.Path(sys.argv[1]).touch(); time.sleep(600)", sys.argv[1]])
 time.sleep(600)
 """
 
@@ -24,10 +27,11 @@ def wait_for(predicate, timeout_s: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_descendants_and_end_leave_nothing_of_the_tree() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", TREE])
+def test_descendants_and_end_leave_nothing_of_the_tree(tmp_path) -> None:
+    ignoring = tmp_path / "ignoring-sigterm"
+    proc = subprocess.Popen([sys.executable, "-c", TREE, str(ignoring)])
     try:
-        wait_for(lambda: len(procs.descendants(proc.pid)) == 1)
+        wait_for(lambda: len(procs.descendants(proc.pid)) == 1 and ignoring.exists())
         tree = [proc.pid, *procs.descendants(proc.pid)]
         killed = procs.end(tree, grace_s=0.5)
         proc.wait(timeout=10)
