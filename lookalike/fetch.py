@@ -249,10 +249,20 @@ class Fetcher:
             pool = self._pools[key] = httpcore.AsyncConnectionPool(
                 network_backend=_PinnedBackend(target.address),
                 max_connections=self.max_connections, keepalive_expiry=30.0)
-            while len(self._pools) > self.MAX_POOLS:
-                await self._pools.popitem(last=False)[1].aclose()
+            await self._evict()
         self._pools.move_to_end(key)
         return pool
+
+    async def _evict(self) -> None:
+        """Close the least recently used pools over MAX_POOLS, never one with a fetch in
+        progress (over the limit for a while rather than breaking a download)."""
+        for key in list(self._pools)[:-1]:
+            if len(self._pools) <= self.MAX_POOLS:
+                return
+            pool = self._pools[key]
+            if all(conn.is_idle() for conn in pool.connections):
+                del self._pools[key]
+                await pool.aclose()
 
     async def _get(self, target: Target) -> bytes | _Redirect:
         policy, what = self.policy, self.policy.subject

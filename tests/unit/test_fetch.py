@@ -230,3 +230,16 @@ def test_the_sync_fetcher_serves_many_threads_on_kept_alive_connections(server: 
     assert 1 <= len(Handler.peers) <= 8  # at most one connection per concurrent fetch
     with pytest.raises(RuntimeError, match="closed"):
         f.fetch(urls[0])
+
+
+def test_the_fetcher_keeps_a_bounded_number_of_pools(server: int, monkeypatch) -> None:
+    from lookalike.fetch import Fetcher
+
+    async def many_hosts() -> int:
+        async with Fetcher(TRUSTED, resolver=StubResolver(["127.0.0.1"])) as fetcher:
+            monkeypatch.setattr(fetcher, "MAX_POOLS", 3)
+            for i in range(6):  # six host names: six pinned pools, the idle oldest closed
+                assert await fetcher.fetch(f"http://h{i}.example:{server}/a.jpg") == b"image"
+            return len(fetcher._pools)
+
+    assert asyncio.run(many_hosts()) == 3
