@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import socket
 import threading
 from collections import OrderedDict
@@ -312,35 +313,57 @@ async def fetch_url(url: str, policy: FetchPolicy = SHOPPER, *,
         return await fetcher.fetch(url)
 
 
+class _LoopThread:
+    """One event loop in one daemon thread, with a Fetcher of its own."""
+
+    def __init__(self, fetcher: Fetcher) -> None:
+        self.fetcher = fetcher
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                       name="lookalike-fetch")
+        self.thread.start()
+
+    def run(self, coro: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.run(self.fetcher.aclose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
 class SyncFetcher:
     """A Fetcher for synchronous callers (the ingest's worker threads).
 
-    It runs on an event loop of its own in one daemon thread; `fetch` is safe to call from any
-    number of threads at once, and their fetches run concurrently on that loop, sharing its
-    kept-alive connections. `close` stops the loop.
+    The same async code, on `loops` event loops of its own, each in one daemon thread; `fetch`
+    is safe to call from any number of threads at once, and their fetches run concurrently
+    on those loops (round robin), sharing each loop's kept-alive connections. More than one
+    loop spreads the HTTP parsing over threads (measured on 200 KB images from 8 threads:
+    1 loop 0.5-0.6x the rate of 8 threads of plain sync httpx, 4 loops 0.5-0.84x, over 500
+    images/s either way: ten times what one embedder consumes). `close` stops them.
     """
 
     def __init__(self, policy: FetchPolicy = OPERATOR, resolver: Resolver = system_resolver,
-                 max_connections: int = 16) -> None:
+                 max_connections: int = 16, loops: int = 1) -> None:
         self.policy = policy
-        self._fetcher = Fetcher(policy, resolver, max_connections)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="lookalike-fetch")
-        self._thread.start()
+        self._loops = [_LoopThread(Fetcher(policy, resolver, max_connections))
+                       for _ in range(max(1, loops))]
+        self._next = itertools.count()
+        self._closed = False
 
     def fetch(self, url: str) -> bytes:
-        if self._loop.is_closed():
+        if self._closed:
             raise RuntimeError("SyncFetcher is closed")
-        return asyncio.run_coroutine_threadsafe(self._fetcher.fetch(url), self._loop).result()
+        worker = self._loops[next(self._next) % len(self._loops)]
+        return worker.run(worker.fetcher.fetch(url))
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        if self._closed:
             return
-        asyncio.run_coroutine_threadsafe(self._fetcher.aclose(), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        self._closed = True
+        for worker in self._loops:
+            worker.close()
 
     def __enter__(self) -> SyncFetcher:
         return self

@@ -79,8 +79,9 @@ def read_local(path: str, limits: FetchLimits) -> bytes:
 
 
 def new_client(limits: FetchLimits) -> SyncFetcher:
-    """One fetcher for many reads (thread-safe, connections kept alive); `close()` it."""
-    return SyncFetcher(limits.policy())
+    """One fetcher for many reads (thread-safe, connections kept alive); `close()` it. Four
+    loops: the prepare stage calls it from 8 I/O threads (see SyncFetcher)."""
+    return SyncFetcher(limits.policy(), loops=4)
 
 
 def download(url: str, limits: FetchLimits, client: SyncFetcher | None = None) -> bytes:

@@ -220,14 +220,17 @@ def test_retries_only_what_can_succeed_later(server: int) -> None:
     assert gone.value.attempts == 1 and Handler.calls["/gone"] == 1
 
 
-def test_the_sync_fetcher_serves_many_threads_on_kept_alive_connections(server: int) -> None:
+@pytest.mark.parametrize("loops", [1, 4])
+def test_the_sync_fetcher_serves_many_threads_on_kept_alive_connections(
+        server: int, loops: int) -> None:
     # The ingest's face of the same code: 8 worker threads, 64 images, one fetcher.
     Handler.peers.clear()
     urls = [f"http://images.example:{server}/img/{i}.jpg" for i in range(64)]
-    with SyncFetcher(TRUSTED, resolver=StubResolver(["127.0.0.1"]), max_connections=8) as f, \
-            ThreadPoolExecutor(8) as pool:
+    with SyncFetcher(TRUSTED, resolver=StubResolver(["127.0.0.1"]), max_connections=8,
+                     loops=loops) as f, ThreadPoolExecutor(8) as pool:
         assert list(pool.map(f.fetch, urls)) == [b"image"] * 64
-    assert 1 <= len(Handler.peers) <= 8  # at most one connection per concurrent fetch
+    # Kept alive: far fewer connections than fetches (each loop's pool holds at most 8).
+    assert 1 <= len(Handler.peers) <= 8 * loops < 64
     with pytest.raises(RuntimeError, match="closed"):
         f.fetch(urls[0])
 
