@@ -28,7 +28,7 @@ from lookalike.rank.inferred import Inferred
 from lookalike.rank.mmr import mmr
 from lookalike.rank.relative import Relative, relative_filters
 from lookalike.recommend import recommend
-from lookalike.store.base import Filters, Hit, ProductStore, StoredProduct, StoreError
+from lookalike.store.base import Filters, Hit, ProductStore, Record, StoredProduct, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ class NotFoundError(LookupError):
 
 class EmbedderUnavailable(RuntimeError):
     """An embedding model did not answer (its replica died, restarts or timed out)."""
+
+
+class MediaUnavailable(RuntimeError):
+    """Uploaded images could not be written to the media directory; the write was undone."""
 
 
 class Overloaded(RuntimeError):
@@ -238,15 +242,39 @@ class SearchService:
         item = StoredProduct(product, np.stack(vectors[1:]), vectors[0],
                              product.content_hash(digests), self.model_version)
         pid = product.product_id
-        old = (await asyncio.to_thread(self.store.get, [pid])).get(pid)
+        old = (await asyncio.to_thread(self.store.get, [pid], with_vectors=True)).get(pid)
         await asyncio.to_thread(self.store.upsert, [item])
         self._facets.invalidate()
-        # Files only after the product is stored: a failed write leaves no orphan files.
-        for data in images:
-            await asyncio.to_thread(self.media.save, data)
+        # Files only after the product is stored: a failed store write leaves no orphan files
+        # (and a concurrent clean-up sees the new product before it could remove its files).
+        try:
+            for data in images:
+                await asyncio.to_thread(self.media.save, data)
+        except OSError as exc:
+            await self._undo_upsert(pid, old, refs)
+            raise MediaUnavailable(f"cannot save the uploaded images: {exc.strerror or exc}") \
+                from exc
         if old is not None:
             await self._release_media([r for r in old.product.images if r not in refs])
         return product
+
+    async def _undo_upsert(self, pid: str, old: Record | None, refs: Sequence[str]) -> None:
+        """A media write failed after the store write: put the store back as it was (the old
+        version, or no product), then drop the new files nobody lists. Nothing half-stored."""
+        try:
+            if old is None:
+                await asyncio.to_thread(self.store.delete, [pid])
+            else:
+                await asyncio.to_thread(self.store.upsert, [StoredProduct(
+                    old.product, np.stack(old.image_vectors), old.text_vector,
+                    old.content_hash, old.model_version, old.source)])
+        except (StoreError, ValueError) as exc:  # ValueError: an old version without vectors
+            log.error("media write failed and undoing product %s failed too; it lists images "
+                      "that were not saved: %s", pid, exc)
+        finally:
+            self._facets.invalidate()
+        kept = set(old.product.images) if old is not None else set()
+        await self._release_media([r for r in refs if r not in kept])
 
     async def delete(self, product_id: str) -> None:
         old = (await asyncio.to_thread(self.store.get, [product_id])).get(product_id)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import Request
 
 from lookalike.config import Settings
-from lookalike.fetch import FetchPolicy, Resolver, system_resolver
+from lookalike.fetch import SHOPPER, FetchPolicy, Resolver, system_resolver
 from lookalike.search import SearchService
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
@@ -29,11 +29,12 @@ class ApiContext:
 
     @property
     def fetch_policy(self) -> FetchPolicy:
+        """The strict SHOPPER policy with this app's limits (lookalike/fetch.py)."""
         s = self.settings
-        return FetchPolicy(allow_private=s.allow_private_image_urls,
-                           ports=frozenset(s.image_url_ports), max_bytes=s.max_upload_bytes,
-                           timeout_s=s.image_fetch_timeout_s, deadline_s=s.image_fetch_deadline_s,
-                           retries=min(s.image_fetch_retries, 1))
+        return replace(SHOPPER, allow_private=s.allow_private_image_urls,
+                       ports=frozenset(s.image_url_ports), max_bytes=s.max_upload_bytes,
+                       timeout_s=s.image_fetch_timeout_s, deadline_s=s.image_fetch_deadline_s,
+                       retries=min(s.image_fetch_retries, 1))
 
 
 def context(request: Request) -> ApiContext:

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lookalike.api.limits import BodyTooLarge
 from lookalike.api.models import ErrorBody
 from lookalike.recommend import UnknownProducts
-from lookalike.search import EmbedderUnavailable, NotFoundError, Overloaded
+from lookalike.search import EmbedderUnavailable, MediaUnavailable, NotFoundError, Overloaded
 from lookalike.store.base import StoreError, StoreRequestError
 
 log = logging.getLogger("lookalike.api")
@@ -116,6 +116,12 @@ def install(app: FastAPI) -> None:
     async def _embedder(_: Request, exc: EmbedderUnavailable) -> JSONResponse:
         log.warning("embedder unavailable: %s", exc)
         return unavailable("embedder_unavailable", "an embedding model is unavailable; retry")
+
+    @app.exception_handler(MediaUnavailable)
+    async def _media(_: Request, exc: MediaUnavailable) -> JSONResponse:
+        log.error("media write failed, the product write was undone: %s", exc)
+        return unavailable("media_unavailable",
+                           "the uploaded images could not be saved; nothing was stored; retry")
 
     @app.exception_handler(Overloaded)
     async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:

@@ -3,23 +3,20 @@
 Pure functions (no Ray), run inside the ingest job's parallel prepare tasks. Every failure is an
 ImageFetchError whose message is the reason reported against the manifest row.
 
-Manifests are written by the operator, so they follow lookalike.fetch.OPERATOR, the trusted
-policy (any host and port, redirects followed), not the SSRF-guarded SHOPPER policy the API
-applies to shoppers' image URLs: both live in lookalike/fetch.py.
+URLs are fetched by lookalike/fetch.py, the one fetch module the API uses too, under its
+OPERATOR policy: manifests are written by the operator, so they are trusted (any address and
+port, redirects followed), unlike the shopper's `image_url`, which the API fetches under the
+strict SHOPPER policy. The policy is the only difference; see that module and README
+"Fetching image URLs".
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import httpx
-
-from lookalike.fetch import OPERATOR
-
-RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+from lookalike.fetch import OPERATOR, FetchError, FetchPolicy, SyncFetcher
 
 
 class ImageFetchError(Exception):
@@ -39,6 +36,14 @@ class FetchLimits:
     def from_settings(cls, settings: object) -> FetchLimits:
         return cls(max_bytes=settings.max_upload_bytes, timeout_s=settings.image_fetch_timeout_s,
                    retries=settings.image_fetch_retries)
+
+    def policy(self) -> FetchPolicy:
+        """The trusted OPERATOR policy with these limits; the deadline leaves room for every
+        attempt to use its whole timeout."""
+        worst = (self.retries + 1) * self.timeout_s * 2 + self.backoff_s * 2 ** self.retries
+        return replace(OPERATOR, max_bytes=self.max_bytes, timeout_s=self.timeout_s,
+                       retries=self.retries, backoff_s=self.backoff_s,
+                       deadline_s=max(OPERATOR.deadline_s, worst))
 
 
 def image_digest(data: bytes) -> str:
@@ -73,62 +78,27 @@ def read_local(path: str, limits: FetchLimits) -> bytes:
     return data
 
 
-def _download_once(client: httpx.Client, url: str, limits: FetchLimits) -> bytes:
-    with client.stream("GET", url) as resp:
-        if resp.status_code != 200:
-            raise _HttpStatus(resp.status_code)
-        declared = resp.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-            raise ImageFetchError(f"{url}: {declared} bytes is over the {limits.max_bytes}-byte limit")
-        chunks: list[bytes] = []
-        total = 0
-        # Count while streaming: Content-Length may be absent or lie.
-        for chunk in resp.iter_bytes(64 * 1024):
-            total += len(chunk)
-            if total > limits.max_bytes:
-                raise ImageFetchError(f"{url}: over the {limits.max_bytes}-byte limit")
-            chunks.append(chunk)
-    return b"".join(chunks)
+def new_client(limits: FetchLimits) -> SyncFetcher:
+    """One fetcher for many reads (thread-safe, connections kept alive); `close()` it. Four
+    loops: the prepare stage calls it from 8 I/O threads (see SyncFetcher)."""
+    return SyncFetcher(limits.policy(), loops=4)
 
 
-class _HttpStatus(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-def download(url: str, limits: FetchLimits, client: httpx.Client | None = None) -> bytes:
+def download(url: str, limits: FetchLimits, client: SyncFetcher | None = None) -> bytes:
     """GET with retries on timeouts, connection errors and 408/429/5xx; other statuses fail fast."""
     own = client is None
     client = client or new_client(limits)
     try:
-        last = ""
-        for attempt in range(limits.retries + 1):
-            if attempt:
-                time.sleep(limits.backoff_s * 2 ** (attempt - 1))
-            try:
-                return _download_once(client, url, limits)
-            except _HttpStatus as exc:
-                last = f"HTTP {exc.status}"
-                if exc.status not in RETRY_STATUS:
-                    break
-            except httpx.TimeoutException:
-                last = f"timed out after {limits.timeout_s:g}s"
-            except httpx.HTTPError as exc:  # connection refused, reset, bad URL ...
-                last = f"{exc.__class__.__name__}: {exc}"
-        tries = attempt + 1
-        raise ImageFetchError(f"{url}: {last} ({tries} attempt{'s' if tries > 1 else ''})")
+        return client.fetch(url)
+    except FetchError as exc:
+        n = exc.attempts
+        raise ImageFetchError(f"{url}: {exc} ({n} attempt{'s' if n > 1 else ''})") from None
     finally:
         if own:
             client.close()
 
 
-def new_client(limits: FetchLimits) -> httpx.Client:
-    return httpx.Client(timeout=limits.timeout_s, follow_redirects=OPERATOR.follow_redirects,
-                        headers={"User-Agent": OPERATOR.user_agent})
-
-
-def fetch(ref: str, limits: FetchLimits, client: httpx.Client | None = None) -> bytes:
+def fetch(ref: str, limits: FetchLimits, client: SyncFetcher | None = None) -> bytes:
     """The bytes of one manifest image reference (already resolved against the manifest dir)."""
     if ref.startswith(("http://", "https://")):
         return download(ref, limits, client)

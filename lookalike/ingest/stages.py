@@ -143,7 +143,7 @@ class PrepareStage:
     def __init__(self, limits: FetchLimits, model_name: str, io_threads: int = 8) -> None:
         self.limits, self.model_name = limits, model_name
         self.pool = ThreadPoolExecutor(io_threads, thread_name_prefix="image-read")
-        self.client = new_client(limits)  # httpx clients are thread-safe; keep-alive across batches
+        self.client = new_client(limits)  # thread-safe; connections kept alive across batches
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return prepare_batch(batch, limits=self.limits, model_name=self.model_name, pool=self.pool,

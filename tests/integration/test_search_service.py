@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from PIL import Image
 from lookalike.catalog import Product
 from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder, TextEmbedder
-from lookalike.search import SearchService
+from lookalike.search import MediaUnavailable, SearchService
 from lookalike.store import MilvusStore, StoredProduct
 from lookalike.store.base import StoreError
 
@@ -107,6 +108,33 @@ def test_a_failed_store_write_leaves_no_files(service: SearchService, store: Mil
         asyncio.run(service.upsert(too_long, [RED, GREEN]))
     assert not store.get(["big"])
     assert media_files(service) == set()
+
+
+def break_media_dir(service: SearchService) -> None:
+    """A real failure of the media write: its directory replaced by a plain file."""
+    shutil.rmtree(service.media_dir, ignore_errors=True)
+    service.media_dir.write_bytes(b"")
+
+
+def test_a_failed_media_write_stores_nothing_new(service: SearchService,
+                                                 store: MilvusStore) -> None:
+    break_media_dir(service)
+    with pytest.raises(MediaUnavailable):
+        asyncio.run(service.upsert(Product("new", title="red"), [RED]))
+    assert not store.get(["new"])
+
+
+def test_a_failed_media_write_leaves_the_old_version(service: SearchService,
+                                                     store: MilvusStore) -> None:
+    asyncio.run(service.upsert(Product("p", title="red dress"), [RED]))
+    before = store.get(["p"])["p"]
+    break_media_dir(service)
+    with pytest.raises(MediaUnavailable):
+        asyncio.run(service.upsert(Product("p", title="blue coat"), [BLUE, GREEN]))
+    after = store.get(["p"], with_vectors=True)["p"]
+    assert after.intact and after.product == before.product
+    assert after.product.title == "red dress" and after.content_hash == before.content_hash
+    assert len(after.image_vectors) == 1
 
 
 class ScanCountingStore:

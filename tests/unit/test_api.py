@@ -231,3 +231,37 @@ def test_the_crop_is_what_gets_embedded(tmp_path: Path) -> None:
     r = client.post("/v1/search", files={"image": ("a.jpg", jpeg(), "image/jpeg")},
                     data={"crop": "0,0,0.5,0.25"})
     assert r.status_code == 200 and seen == [(16, 16), (16, 8)]
+
+
+class WriteLogStore(OneProductStore):
+    """Records writes (this test is about the answer; the real store's side of the undo is in
+    tests/integration/test_search_service.py)."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str]] = []
+
+    def upsert(self, items) -> int:
+        self.writes += [("upsert", i.product.product_id) for i in items]
+        return len(items)
+
+    def delete(self, ids) -> int:
+        self.writes += [("delete", i) for i in ids]
+        return len(ids)
+
+    def referenced_images(self, refs) -> set:
+        return set()
+
+
+def test_a_failed_media_write_is_a_json_503_and_the_write_is_undone(tmp_path: Path) -> None:
+    store = WriteLogStore()
+    media = tmp_path / "media"
+    media.write_bytes(b"")  # a file where the media directory should be: every save fails
+    service = SearchService(store=store, embed_image=embed, embed_text=embed, media_dir=media)
+    client = TestClient(create_api(service, Settings(data_dir=tmp_path, admin_key=ADMIN_KEY)),
+                        raise_server_exceptions=False)
+    resp = client.put("/v1/products/p9", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                      data={"metadata": '{"title": "red"}'},
+                      files={"image": ("a.jpg", jpeg(), "image/jpeg")})
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "media_unavailable"
+    assert resp.headers["retry-after"] == "1"
+    assert store.writes == [("upsert", "p9"), ("delete", "p9")]

@@ -8,6 +8,7 @@ import ipaddress
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -17,6 +18,7 @@ from lookalike.fetch import (
     SHOPPER,
     FetchError,
     FetchTimeout,
+    SyncFetcher,
     TooLargeError,
     fetch_url,
     is_public,
@@ -75,19 +77,42 @@ def test_malformed_or_forbidden_urls_are_refused(url: str, match: str) -> None:
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse can be seen
     hosts: list[str] = []
+    calls: dict[str, int] = {}
+    peers: set[int] = set()  # client ports: one per connection
 
     def log_message(self, *args: object) -> None:
         pass
 
+    def plain(self, status: int, body: bytes = b"", **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self) -> None:
         Handler.hosts.append(self.headers.get("Host", ""))
-        if self.path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-            self.end_headers()
+        Handler.peers.add(self.client_address[1])
+        n = Handler.calls[self.path] = Handler.calls.get(self.path, 0) + 1
+        port = self.server.server_address[1]
+        if self.path.startswith("/flaky") and n == 1:
+            self.plain(503)
+        elif self.path == "/gone":
+            self.plain(404)
+        elif self.path == "/hop":  # relative, then absolute to another name: two hops
+            self.plain(302, Location="/hop2")
+        elif self.path == "/hop2":
+            self.plain(302, Location=f"http://other.example:{port}/a.jpg")
+        elif self.path == "/loop":
+            self.plain(302, Location="/loop")
+        elif self.path == "/redirect":
+            self.plain(302, Location="http://169.254.169.254/latest/meta-data/")
         elif self.path == "/slow":
             self.send_response(200)
+            self.send_header("Connection", "close")
             self.end_headers()
             for _ in range(100):  # dribbles: each read is quick, the whole is not
                 self.wfile.write(b"x")
@@ -95,14 +120,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(0.1)
         elif self.path == "/endless":
             self.send_response(200)
+            self.send_header("Connection", "close")
             self.end_headers()  # no Content-Length
             for _ in range(64):
                 self.wfile.write(b"x" * 65536)
         else:
-            self.send_response(200)
-            self.send_header("Content-Length", "5")
-            self.end_headers()
-            self.wfile.write(b"image")
+            self.plain(200, b"image")
 
 
 @pytest.fixture(scope="module")
@@ -149,5 +172,77 @@ def test_size_is_counted_while_streaming(server: int) -> None:
 
 def test_the_operator_policy_is_the_trusted_one() -> None:
     assert OPERATOR.allow_private and OPERATOR.ports is None and OPERATOR.follow_redirects
+    assert OPERATOR.retries > 0 and OPERATOR.deadline_s > SHOPPER.deadline_s
     assert not SHOPPER.allow_private and SHOPPER.ports == {80, 443}
-    assert not SHOPPER.follow_redirects
+    assert not SHOPPER.follow_redirects and SHOPPER.retries == 0
+
+
+# The trusted policy against the same loopback server: same code, only the policy differs.
+TRUSTED = replace(OPERATOR, deadline_s=5.0, backoff_s=0.01)
+
+
+def test_shopper_refuses_to_fetch_private_addresses_the_operator_may(server: int) -> None:
+    url = f"http://images.example:{server}/a.jpg"
+    with pytest.raises(FetchError, match="non-public"):
+        asyncio.run(fetch_url(url, replace(SHOPPER, ports=None),
+                              resolver=StubResolver(["127.0.0.1"])))
+    with pytest.raises(FetchError, match="port"):
+        asyncio.run(fetch_url(url, replace(SHOPPER, allow_private=True),
+                              resolver=StubResolver(["127.0.0.1"])))
+    assert asyncio.run(fetch_url(url, TRUSTED, resolver=StubResolver(["127.0.0.1"]))) == b"image"
+
+
+def test_the_operator_policy_follows_redirects_resolving_each_hop_once(server: int) -> None:
+    resolver = StubResolver(["127.0.0.1"])
+    data = asyncio.run(fetch_url(f"http://images.example:{server}/hop", TRUSTED,
+                                 resolver=resolver))
+    # /hop, /hop2 (images.example), /a.jpg (other.example): three hops, one lookup each, and
+    # each hop checked and pinned like a first request.
+    assert data == b"image" and resolver.calls == 3
+    assert Handler.hosts[-1] == f"other.example:{server}"
+    with pytest.raises(FetchError, match="redirected more than 2 times"):
+        asyncio.run(fetch_url(f"http://images.example:{server}/loop",
+                              replace(TRUSTED, max_redirects=2), resolver=resolver))
+
+
+def test_retries_only_what_can_succeed_later(server: int) -> None:
+    resolver = StubResolver(["127.0.0.1"])
+    # 503 then 200: the trusted policy retries; the shopper's (no retries) reports the 503.
+    assert asyncio.run(fetch_url(f"http://i.example:{server}/flaky-a", TRUSTED,
+                                 resolver=resolver)) == b"image"
+    assert Handler.calls["/flaky-a"] == 2
+    with pytest.raises(FetchError, match="HTTP 503") as shopper:
+        asyncio.run(fetch_url(f"http://i.example:{server}/flaky-b", LOCAL, resolver=resolver))
+    assert shopper.value.attempts == 1 and Handler.calls["/flaky-b"] == 1
+    # A 404 will not change: never retried, whatever the policy allows.
+    with pytest.raises(FetchError, match="HTTP 404") as gone:
+        asyncio.run(fetch_url(f"http://i.example:{server}/gone", TRUSTED, resolver=resolver))
+    assert gone.value.attempts == 1 and Handler.calls["/gone"] == 1
+
+
+@pytest.mark.parametrize("loops", [1, 4])
+def test_the_sync_fetcher_serves_many_threads_on_kept_alive_connections(
+        server: int, loops: int) -> None:
+    # The ingest's face of the same code: 8 worker threads, 64 images, one fetcher.
+    Handler.peers.clear()
+    urls = [f"http://images.example:{server}/img/{i}.jpg" for i in range(64)]
+    with SyncFetcher(TRUSTED, resolver=StubResolver(["127.0.0.1"]), max_connections=8,
+                     loops=loops) as f, ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(f.fetch, urls)) == [b"image"] * 64
+    # Kept alive: far fewer connections than fetches (each loop's pool holds at most 8).
+    assert 1 <= len(Handler.peers) <= 8 * loops < 64
+    with pytest.raises(RuntimeError, match="closed"):
+        f.fetch(urls[0])
+
+
+def test_the_fetcher_keeps_a_bounded_number_of_pools(server: int, monkeypatch) -> None:
+    from lookalike.fetch import Fetcher
+
+    async def many_hosts() -> int:
+        async with Fetcher(TRUSTED, resolver=StubResolver(["127.0.0.1"])) as fetcher:
+            monkeypatch.setattr(fetcher, "MAX_POOLS", 3)
+            for i in range(6):  # six host names: six pinned pools, the idle oldest closed
+                assert await fetcher.fetch(f"http://h{i}.example:{server}/a.jpg") == b"image"
+            return len(fetcher._pools)
+
+    assert asyncio.run(many_hosts()) == 3

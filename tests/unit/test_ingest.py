@@ -97,7 +97,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         n = self.calls[self.path] = self.calls.get(self.path, 0) + 1
-        if self.path == "/flaky" and n == 1:
+        if self.path.startswith("/flaky") and n == 1:
             self.send_error(503)
             return
         if self.path == "/slow":
@@ -182,6 +182,21 @@ def test_prepare_batch_one_row_per_image_and_markers(tmp_path: Path) -> None:
     assert [bool(t) for t in out["text"]] == [True, False, False]  # text once per product
     assert out["pixels"][2] == b""
     assert product_from_json(out["product"][0]) == products[0]
+
+
+def test_prepare_batch_reads_urls_through_the_shared_fetcher(http_base: str) -> None:
+    # The ingest's URL reads go through lookalike.fetch (OPERATOR policy: loopback allowed,
+    # any port): one fetcher for the batch, used from the pool's threads.
+    products = [Product("u1", images=(f"{http_base}/u1.jpg", f"{http_base}/flaky-u1")),
+                Product("u2", images=(f"{http_base}/gone",))]
+    batch = {"row": np.array([1, 2]), "product_id": np.array(["u1", "u2"], dtype=object),
+             "product": np.array([product_to_json(p) for p in products], dtype=object),
+             "stored_hash": np.array(["", ""], dtype=object)}
+    with ThreadPoolExecutor(4) as pool:
+        out = prepare_batch(batch, limits=FetchLimits(backoff_s=0.01),
+                            model_name="tf_efficientnet_lite0", pool=pool)
+    assert list(out["status"]) == [EMBED, EMBED, FAILED]
+    assert _Handler.calls["/flaky-u1"] == 2  # a 503, then the retry
 
 
 # -- manifest pre-pass --------------------------------------------------------------------------
