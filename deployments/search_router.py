@@ -47,8 +47,9 @@ class SearchRouter:
             await asyncio.to_thread(LiteServer.from_settings(self.settings).ensure_running)
         image_info, text_info = await asyncio.gather(self.image.info.remote(),
                                                      self.text.info.remote())
+        # auto_flush: API writes are flushed by the write-flush policy (settings.write_flush_*).
         self.store = MilvusStore.from_settings(self.settings, image_dim=image_info["dim"],
-                                               text_dim=text_info["dim"])
+                                               text_dim=text_info["dim"], auto_flush=True)
         await asyncio.to_thread(self.store.ensure_collection)
         # The embedders' own first step (their resize), run here: replicas get a ~256-pixel
         # image, never the upload; pure PIL, so the router loads no torch.

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     ivf_nlist: int = Field(128, ge=1, le=65536)
     ivf_nprobe: int = Field(16, ge=1, le=65536)
 
+    # Rows written through the API stay in the store's write buffer, where every search pays
+    # for them (milvus-lite: ~5x the CPU per search), until a flush. The router's store flushes
+    # once `write_flush_rows` rows are pending, or `write_flush_idle_s` after the last write
+    # (lookalike/store/flush_policy.py; bench/p8_write_flush.py measures it).
+    write_flush: bool = True
+    write_flush_rows: int = Field(1000, ge=1)
+    write_flush_idle_s: float = Field(1.0, ge=0, le=3600)
+
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_images_per_product: int = Field(16, ge=1, le=64)
     image_fetch_timeout_s: float = Field(10.0, gt=0)
