@@ -102,7 +102,7 @@ class ImageEmbedder:
     @classmethod
     def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> ImageEmbedder:
         return cls(settings.image_model, weights=settings.image_weights, device=settings.device,
-                   num_threads=num_threads, onnx=options_from_settings(settings))
+                   num_threads=num_threads, onnx=options_from_settings(settings, "image"))
 
     @staticmethod
     def _build(model_name: str, weights: str | None) -> torch.nn.Module:

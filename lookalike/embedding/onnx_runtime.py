@@ -10,7 +10,8 @@ it once: a file lock serialises them and the graph appears by an atomic rename.
 
 `quantize="int8"` runs onnxruntime's dynamic int8 quantization on the exported graph (weights
 int8, activations quantized per batch); its vectors are other vectors, so it has its own tag
-in the model version.
+in the model version. Settings offer it for the text model only (LOOKALIKE_TEXT_QUANTIZE):
+on EfficientNet-Lite0 it was slower than fp32 and cost image P@10 (bench/p7_runtime.py).
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ class OnnxOptions:
         return "+onnx" if self.quantize == "none" else f"+onnx-{self.quantize}"
 
 
-def options_from_settings(settings: Any) -> OnnxOptions | None:
-    """None for the torch runtime (the default); the ONNX options otherwise."""
+def options_from_settings(settings: Any, role: str) -> OnnxOptions | None:
+    """None for the torch runtime (the default); the ONNX options of `role` ("image" or
+    "text") otherwise. Only the text model has an int8 option (settings.text_quantize)."""
     if getattr(settings, "model_runtime", TORCH) != ONNX:
         return None
-    return OnnxOptions(cache_dir=Path(settings.resolved_model_cache_dir), quantize=settings.model_quantize)
+    quantize = settings.text_quantize if role == "text" else "none"
+    return OnnxOptions(cache_dir=Path(settings.resolved_model_cache_dir), quantize=quantize)
 
 
 def _import_ort() -> Any:

@@ -92,7 +92,7 @@ class TextEmbedder:
     @classmethod
     def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> TextEmbedder:
         return cls(settings.text_model, device=settings.device, num_threads=num_threads,
-                   onnx=options_from_settings(settings))
+                   onnx=options_from_settings(settings, "text"))
 
     @staticmethod
     def _load(model: str, name: str, local_only: bool) -> tuple[Any, Any]:

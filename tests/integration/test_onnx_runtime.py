@@ -85,13 +85,15 @@ def test_the_graphs_are_exported_once_into_the_cache(sample, onnx_settings: Sett
     assert graphs(onnx_settings) == before  # loaded, not exported again
 
 
-def test_int8_is_its_own_graph_and_version(sample, tmp_path: Path) -> None:
+def test_text_int8_is_its_own_graph_and_version(sample, tmp_path: Path) -> None:
     _, texts = sample
-    settings = Settings(data_dir=tmp_path, model_runtime="onnx", model_quantize="int8")
-    fp32 = TextEmbedder.from_settings(settings.model_copy(update={"model_quantize": "none"}))
+    settings = Settings(data_dir=tmp_path, model_runtime="onnx", text_quantize="int8")
+    fp32 = TextEmbedder.from_settings(settings.model_copy(update={"text_quantize": "none"}))
     int8 = TextEmbedder.from_settings(settings)
     assert int8.version.endswith("+onnx-int8") and int8.version != fp32.version
     assert len(graphs(settings)) == 2
+    image = ImageEmbedder.from_settings(settings)  # text_quantize leaves the image model fp32
+    assert image.version.endswith("+onnx") and len(graphs(settings)) == 3
     # Close, but not the same vectors: why int8 has its own version (resume re-embeds).
     cos = (fp32.embed(texts) * int8.embed(texts)).sum(1)
     assert 0.8 < cos.mean() < 0.99999

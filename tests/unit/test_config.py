@@ -90,7 +90,7 @@ def test_the_key_never_shows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
 
 
 @pytest.mark.parametrize("bad", [{"model_runtime": "onnx", "device": "cuda"},
-                                 {"model_quantize": "int8"},  # torch runtime: no int8
+                                 {"text_quantize": "int8"},  # torch runtime: no int8
                                  {"model_runtime": "openvino"},
                                  {"write_flush_rows": 0}, {"write_flush_idle_s": -1}])
 def test_bad_runtime_and_flush_settings_fail_fast(bad: dict) -> None:
