@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                          "image_best_batch": max(med_i, key=med_i.get),
                          "text_per_s_by_batch": med_t, "text_batch1": med_t[1],
                          "text_best": max(med_t.values()),
-                         "text_best_batch": max(med_t, key=med_t.get), "version": [ie.version, te.version]}
+                         "text_best_batch": max(med_t, key=med_t.get),
+                         "version": [ie.version, te.version]}
                 if ref_i is not None:
                     ci = (ie.embed_pixels(pixels) * ref_i).sum(1)
                     ct = (te.embed(texts) * ref_t).sum(1)

@@ -197,7 +197,8 @@ class MilvusStore:
         return store
 
     def enable_auto_flush(self, *, max_rows: int, idle_s: float) -> AutoFlush:
-        """Flush after `max_rows` written rows, or `idle_s` after the last write (flush_policy.py)."""
+        """Flush after `max_rows` written rows, or `idle_s` after the last write
+        (flush_policy.py)."""
         self.auto_flush = AutoFlush(self.flush, FlushPolicy(max_rows=max_rows, idle_s=idle_s))
         return self.auto_flush
 
