@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Ray cluster to join (default: $RAY_ADDRESS; unset or 'local' starts a "
                    "private one)")
     p.add_argument("--num-cpus", type=int, help="CPUs for a locally started Ray (default: all)")
+    p.add_argument("--no-wait-index", action="store_true",
+                   help="report done right after the final flush, without waiting for the "
+                   "vector indexes (searches are slower until they finish building)")
+    p.add_argument("--index-timeout", type=float, default=600.0,
+                   help="seconds to wait for the indexes at most (default 600)")
     return p.parse_args(argv)
 
 
@@ -104,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         opts = IngestOptions(manifest=args.manifest, delete_missing=args.delete_missing,
                              source=args.source, errors_out=args.errors_out, num_gpus=args.num_gpus,
                              image_batch=args.image_batch, text_batch=args.text_batch,
-                             write_batch=args.write_batch, max_image_actors=args.image_actors)
+                             write_batch=args.write_batch, max_image_actors=args.image_actors,
+                             wait_index=not args.no_wait_index,
+                             index_timeout_s=args.index_timeout)
         summary = run_ingest(opts, settings)
         print(summary.table(), flush=True)
     finally:

@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     # finds products by their photos alone (README "Cross-modal search"). Empty: off.
     clip_model: str = ""
     device: Literal["cpu", "cuda"] = "cpu"
+    # What runs the embedders' forward pass on the CPU: "torch", or "onnx" (ONNX Runtime on a
+    # graph exported once from the same weights into `model_cache_dir`; needs the `onnx` extra;
+    # bench/p7_runtime.py measures both). Same preprocessing and normalisation either way.
+    model_runtime: Literal["torch", "onnx"] = "torch"
+    # "int8": onnxruntime's dynamic int8 quantization of the exported text graph (onnx only):
+    # ~2x texts/s over onnx fp32, harness text P@10 within 0.01 (docs/onnx-runtime.md). There
+    # is no image option: int8 EfficientNet-Lite0 was slower than fp32 and lost image P@10.
+    text_quantize: Literal["none", "int8"] = "none"
+    # Exported graphs (rebuildable); default data_dir/models.
+    model_cache_dir: Path | None = None
 
     index_type: Literal["HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT", "AUTOINDEX"] = "HNSW"
     hnsw_m: int = Field(16, ge=4, le=64)
@@ -67,6 +77,14 @@ class Settings(BaseSettings):
     search_ef: int = Field(128, ge=8, le=4096)
     ivf_nlist: int = Field(128, ge=1, le=65536)
     ivf_nprobe: int = Field(16, ge=1, le=65536)
+
+    # Rows written through the API stay in the store's write buffer, where every search pays
+    # for them (milvus-lite: ~5x the CPU per search), until a flush. The router's store flushes
+    # once `write_flush_rows` rows are pending, or `write_flush_idle_s` after the last write
+    # (lookalike/store/flush_policy.py; bench/p8_write_flush.py measures it).
+    write_flush: bool = True
+    write_flush_rows: int = Field(1000, ge=1)
+    write_flush_idle_s: float = Field(1.0, ge=0, le=3600)
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_images_per_product: int = Field(16, ge=1, le=64)
@@ -115,6 +133,11 @@ class Settings(BaseSettings):
     def _check_ports(self) -> Settings:
         if self.milvus_uri == EMBEDDED and self.lite_port == self.port:
             raise ValueError("lite_port and port must differ")
+        if self.model_runtime == "onnx" and self.device != "cpu":
+            raise ValueError("model_runtime=onnx is the CPU path: use device=cpu, or "
+                             "model_runtime=torch on cuda")
+        if self.text_quantize != "none" and self.model_runtime != "onnx":
+            raise ValueError("text_quantize needs model_runtime=onnx")
         return self
 
     @property
@@ -124,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def resolved_milvus_uri(self) -> str:
         return f"http://127.0.0.1:{self.lite_port}" if self.embedded else self.milvus_uri
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
 
     @property
     def media_dir(self) -> Path:

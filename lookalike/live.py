@@ -163,7 +163,7 @@ class LiveService:
             m = await self._models_for(collection)
             store = MilvusStore.from_settings(
                 self.settings.model_copy(update={"collection": collection}),
-                image_dim=m.image_dim, text_dim=m.text_dim)
+                image_dim=m.image_dim, text_dim=m.text_dim, auto_flush=True)  # the API's writes
             self._services.setdefault(collection, SearchService(
                 store=store, embed_image=m.embed_image, embed_text=m.embed_text,
                 media_dir=self.settings.media_dir, model_version=m.version,

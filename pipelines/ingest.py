@@ -5,7 +5,7 @@
       -> ImageStage (actor pool)    ImageEmbedder.__call__
       -> TextStage (actor pool)     TextEmbedder.__call__
       -> StoreWriter (driver)       regroup per product, upsert <=1,000 rows a call
-    then --delete-missing, and one flush.
+    then --delete-missing, one flush, and a wait for the indexes (--no-wait-index skips it).
 
 Memory stays flat in catalogue size: rows stream through Ray Data with a capped object-store
 budget, the writer holds one batch, and the pre-pass holds one 1,000-row chunk at a time.
@@ -35,7 +35,7 @@ from lookalike.ingest.record import ingest_record, save_last_ingest
 from lookalike.ingest.stages import ImageStage, PrepareStage, TextStage, probe_models
 from lookalike.ingest.summary import ErrorSink, Summary
 from lookalike.ingest.worklist import iter_chunks, store_lookup
-from lookalike.ingest.writer import StoreWriter
+from lookalike.ingest.writer import StoreWriter, flush_and_wait_for_index
 from lookalike.store.lite_server import LiteServer
 from lookalike.store import aliases
 from lookalike.store.base import catalog_source
@@ -68,6 +68,9 @@ class IngestOptions:
     # The catalogue's name: its products are stored with source "catalog:<name>", and
     # --delete-missing only ever deletes products of that source.
     source: str = "default"
+    # Wait for the vector indexes after the final flush (no slow window after the job).
+    wait_index: bool = True
+    index_timeout_s: float = 600.0
 
 
 def make_plan(opts: IngestOptions) -> Plan:
@@ -217,7 +220,8 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         elif opts.delete_missing:
             # Products whose images failed this time are still listed, so they are kept.
             summary.deleted = delete_missing(store, keep, source)
-        store.flush()
+        flush_and_wait_for_index(store, summary, wait=opts.wait_index,
+                                 timeout_s=opts.index_timeout_s)
         summary.finish()
         # Only the file name: the record is shown on the public page (GET /v1/info).
         save_last_ingest(store, ingest_record(summary.as_dict(), manifest=opts.manifest.name,

@@ -21,6 +21,7 @@ from lookalike.embedding.common import (
     weights_digest,
 )
 from lookalike.embedding.errors import ModelUnavailableError
+from lookalike.embedding.onnx_runtime import OnnxOptions, image_graph, options_from_settings
 from lookalike.images import to_rgb
 
 PACKAGED = "packaged"
@@ -74,6 +75,7 @@ class ImageEmbedder:
         weights: str | None = PACKAGED,
         device: str = "cpu",
         num_threads: int | None = None,
+        onnx: OnnxOptions | None = None,
     ) -> None:
         set_torch_threads(num_threads)
         self.model_name = model_name
@@ -90,11 +92,17 @@ class ImageEmbedder:
         # preprocessing and the dtype (fp16 on CUDA gives other vectors than fp32).
         self.version = (f"{model_name}:{self._weights_tag(weights)}"
                         f"@{fingerprint(digest, self.preprocess.config, dtype)}")
+        # The ONNX runtime (LOOKALIKE_MODEL_RUNTIME=onnx) replaces only the forward pass.
+        self.graph = None
+        if onnx is not None:
+            self.graph = image_graph(self.model, self.preprocess.input_size,
+                                     weights_digest=digest, options=onnx, num_threads=num_threads)
+            self.version += onnx.tag
 
     @classmethod
     def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> ImageEmbedder:
         return cls(settings.image_model, weights=settings.image_weights, device=settings.device,
-                   num_threads=num_threads)
+                   num_threads=num_threads, onnx=options_from_settings(settings, "image"))
 
     @staticmethod
     def _build(model_name: str, weights: str | None) -> torch.nn.Module:
@@ -141,6 +149,8 @@ class ImageEmbedder:
 
     @torch.inference_mode()
     def forward(self, pixels: np.ndarray) -> torch.Tensor:
+        if self.graph is not None:
+            return torch.from_numpy(self.graph.run({"pixels": np.ascontiguousarray(pixels)}))
         x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
         if self.device.type == "cuda":
             x = x.half()

@@ -22,6 +22,12 @@ from lookalike.embedding.common import (
     weights_digest,
 )
 from lookalike.embedding.errors import ModelUnavailableError
+from lookalike.embedding.onnx_runtime import (
+    OnnxOptions,
+    options_from_settings,
+    text_feeds,
+    text_graph,
+)
 
 PACKAGED = "packaged"
 
@@ -62,6 +68,7 @@ class TextEmbedder:
         device: str = "cpu",
         max_length: int = 128,
         num_threads: int | None = None,
+        onnx: OnnxOptions | None = None,
     ) -> None:
         set_torch_threads(num_threads)
         name, local_only = resolve_model_dir(model)
@@ -81,10 +88,17 @@ class TextEmbedder:
         self.version = f"{label}:max{max_length}@" + fingerprint(
             digest, _tokenizer_digest(self.tokenizer), max_length, "mean-pool",
             str(next(transformer.parameters()).dtype))
+        # The ONNX runtime (LOOKALIKE_MODEL_RUNTIME=onnx) replaces only transformer + pooling.
+        self.graph = None
+        if onnx is not None:
+            self.graph = text_graph(transformer, weights_digest=digest, options=onnx,
+                                    num_threads=num_threads)
+            self.version += onnx.tag
 
     @classmethod
     def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> TextEmbedder:
-        return cls(settings.text_model, device=settings.device, num_threads=num_threads)
+        return cls(settings.text_model, device=settings.device, num_threads=num_threads,
+                   onnx=options_from_settings(settings, "text"))
 
     @staticmethod
     def _load(model: str, name: str, local_only: bool) -> SentenceTransformer:
@@ -100,6 +114,10 @@ class TextEmbedder:
 
     @torch.inference_mode()
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        if self.graph is not None:
+            enc = self.tokenizer(list(texts), padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="np")
+            return torch.from_numpy(self.graph.run(text_feeds(enc)))
         # One forward pass for the whole batch (the caller sized it), mean-pooled over tokens.
         return self.model.encode(list(texts), batch_size=len(texts), convert_to_tensor=True,
                                  normalize_embeddings=False, show_progress_bar=False)

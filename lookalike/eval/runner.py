@@ -29,7 +29,9 @@ def evaluate(settings: Settings, *, catalogue: str, n_products: int, work_dir: P
 
     from lookalike.api import create_api
 
-    ie, te = embedders or (ImageEmbedder(), TextEmbedder())
+    # From settings: LOOKALIKE_MODEL_RUNTIME=onnx (or int8) evaluates that runtime.
+    ie, te = embedders or (ImageEmbedder.from_settings(settings),
+                           TextEmbedder.from_settings(settings))
     products = build_catalogue(kind=catalogue, n_products=n_products, work_dir=work_dir)
     labelled = embed_cached(products, image_embedder=ie, text_embedder=te, cache_dir=work_dir)
     store = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)

@@ -48,6 +48,10 @@ class Summary:
     # the steady state, without Ray start-up, model loading and the final flush.
     first_vector_at: float | None = None
     last_vector_at: float | None = None
+    # After the final flush: "ready" (the job waited until the vector indexes covered every
+    # row), "not waited for (--no-wait-index)", or "still building after N s" (timed out).
+    index: str = ""
+    index_wait_s: float = 0.0
 
     def vector_arrived(self) -> None:
         now = time.monotonic()
@@ -72,6 +76,7 @@ class Summary:
             "steady_seconds": round(steady, 3),
             "steady_images_per_s": round(self.images_embedded / steady, 2) if steady > 0 else None,
             "model_version": self.model_version,
+            "index": self.index, "index_wait_s": round(self.index_wait_s, 3),
         }
 
     def table(self) -> str:
@@ -87,6 +92,9 @@ class Summary:
                  f"  time                 {d['seconds']:>9.1f} s",
                  f"  throughput           {d['products_per_s']:>9.1f} products/s, "
                  f"{d['images_per_s']:.1f} images/s"]
+        if self.index:
+            wait = f" (waited {self.index_wait_s:.1f} s)" if self.index_wait_s else ""
+            lines.append(f"  indexes              {self.index}{wait}")
         return "\n".join(lines)
 
     def emit(self) -> None:

@@ -10,6 +10,7 @@ which is what lets a re-run trust the stored hash and skip it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -148,3 +149,22 @@ def consume_all(writer: StoreWriter, batches: Iterable[dict[str, np.ndarray]]) -
     for batch in batches:
         writer.consume(batch)
     writer.close()
+
+
+def flush_and_wait_for_index(store: object, summary: Summary, *, wait: bool,
+                             timeout_s: float) -> None:
+    """The job's last write step: flush, then (unless told not to) wait until the vector
+    indexes cover every row before the job reports done. Without the wait, searches right
+    after a bulk load scan the unindexed rows by brute force while the indexes build (P4:
+    35.8 ms p50 against 3.25 ms at 200k rows, for ~30 s). The summary says which happened."""
+    store.flush()  # type: ignore[attr-defined]
+    if not wait:
+        summary.index = "not waited for (--no-wait-index)"
+        return
+    start = time.monotonic()
+    ready = store.wait_index_ready(timeout_s=timeout_s)  # type: ignore[attr-defined]
+    summary.index_wait_s = time.monotonic() - start
+    summary.index = "ready" if ready else f"still building after {timeout_s:.0f} s"
+    if not ready:
+        log.warning("the vector indexes are still building after %.0f s; searches scan the "
+                    "unindexed rows until they finish", timeout_s)

@@ -29,6 +29,7 @@ from pymilvus import MilvusClient, MilvusException
 from lookalike.catalog.product import Product
 from lookalike.store import fusion
 from lookalike.store.base import Filters, Hit, Record, StoredProduct, StoreError, StoreRequestError
+from lookalike.store.flush_policy import AutoFlush, FlushPolicy
 from lookalike.store.healing import HealingClient, is_client_error
 from lookalike.store.schema import (
     LEXICAL_FIELDS,
@@ -179,12 +180,31 @@ class MilvusStore:
         # milvus-lite does not protect concurrent writes to one collection: serialise ours.
         self._write_lock = threading.Lock()
         self._lexical: bool | None = None  # has the BM25 fields (schema.py); read once
+        self.auto_flush: AutoFlush | None = None  # see enable_auto_flush
 
     @classmethod
-    def from_settings(cls, settings: Any, *, image_dim: int, text_dim: int) -> MilvusStore:
-        return cls(settings.resolved_milvus_uri, collection=settings.collection,
-                   image_dim=image_dim, text_dim=text_dim, settings=settings,
-                   token=settings.milvus_token)
+    def from_settings(cls, settings: Any, *, image_dim: int, text_dim: int,
+                      auto_flush: bool = False) -> MilvusStore:
+        """`auto_flush`: flush this store's own writes by the write-flush policy (the API's
+        write path; settings.write_flush_rows / write_flush_idle_s, off with write_flush=False).
+        Bulk writers (the ingest job) flush themselves at the end instead."""
+        store = cls(settings.resolved_milvus_uri, collection=settings.collection,
+                    image_dim=image_dim, text_dim=text_dim, settings=settings,
+                    token=settings.milvus_token)
+        if auto_flush and getattr(settings, "write_flush", False):
+            store.enable_auto_flush(max_rows=settings.write_flush_rows,
+                                    idle_s=settings.write_flush_idle_s)
+        return store
+
+    def enable_auto_flush(self, *, max_rows: int, idle_s: float) -> AutoFlush:
+        """Flush after `max_rows` written rows, or `idle_s` after the last write
+        (flush_policy.py)."""
+        self.auto_flush = AutoFlush(self.flush, FlushPolicy(max_rows=max_rows, idle_s=idle_s))
+        return self.auto_flush
+
+    def _wrote(self, rows: int) -> None:
+        if self.auto_flush is not None and rows:
+            self.auto_flush.wrote(rows)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -263,6 +283,8 @@ class MilvusStore:
             raise StoreError(f"cannot set {key} on {self.collection}: {exc}") from exc
 
     def close(self) -> None:
+        if self.auto_flush is not None:
+            self.auto_flush.close()  # what is still pending gets flushed first
         self.client.close()
 
     # -- writes ----------------------------------------------------------------------------------
@@ -285,9 +307,10 @@ class MilvusStore:
                 for batch in batches:
                     if batch:
                         self.client.upsert(self.collection, batch)
-                self._retire_older(pids, retire_at)
+                retired = self._retire_older(pids, retire_at)
         except MilvusException as exc:
             raise _store_error(f"upsert failed: {exc}", exc) from exc
+        self._wrote(sum(len(b) for b in batches) + retired)
         return len(items)
 
     def _rows(self, item: StoredProduct, version: int) -> list[dict[str, Any]]:
@@ -321,7 +344,8 @@ class MilvusStore:
     def _retire_older(self, product_ids: Sequence[str], version: int) -> None:
         """Delete every version older than the newest stored one. If a racing write stored a
         newer version than ours, ours is the one retired: the newest write wins either way,
-        whichever request reached the store first (the caller holds the write lock)."""
+        whichever request reached the store first (the caller holds the write lock).
+        Returns how many products had older versions deleted."""
         cutoffs: dict[str, int] = {}
         for pid, versions in self._versions(product_ids).items():
             newest = max(version, *versions)
@@ -330,6 +354,7 @@ class MilvusStore:
         for chunk in _chunks(list(cutoffs), ID_CHUNK):
             self.client.delete(self.collection,
                                filter=_older_than({pid: cutoffs[pid] for pid in chunk}))
+        return len(cutoffs)
 
     def newest_versions(self, product_ids: Sequence[str] | None = None) -> dict[str, int]:
         """{product_id: newest stored write version}, of these products or of all."""
@@ -344,9 +369,10 @@ class MilvusStore:
         """Finish interrupted writes: drop all but the newest version of these products."""
         try:
             with self._write_lock:
-                self._retire_older(list(product_ids), 0)
+                retired = self._retire_older(list(product_ids), 0)
         except MilvusException as exc:
             raise _store_error(f"repair failed: {exc}", exc) from exc
+        self._wrote(retired)
 
     def delete(self, product_ids: Sequence[str]) -> int:
         if not product_ids:
@@ -360,13 +386,24 @@ class MilvusStore:
                     self.client.delete(self.collection, filter=_in("product_id", chunk))
         except MilvusException as exc:
             raise _store_error(f"delete failed: {exc}", exc) from exc
+        self._wrote(len(existing))
         return len(existing)
 
     def flush(self) -> None:
         try:
-            self.client.flush(self.collection)
+            with self._write_lock:  # milvus-lite: no flush in the middle of our own write
+                self.client.flush(self.collection)
         except MilvusException as exc:
             raise _store_error(f"flush failed: {exc}", exc) from exc
+
+    def flushed_rows(self) -> int:
+        """Rows in flushed segments (what the vector index covers, deleted rows included);
+        rows still in the write buffer are not counted."""
+        try:
+            info = self.client.describe_index(self.collection, index_name="image_vector") or {}
+        except MilvusException as exc:
+            raise _store_error(f"index status failed: {exc}", exc) from exc
+        return int(info.get("total_rows") or 0)
 
     def wait_index_ready(self, timeout_s: float = 600.0, poll_s: float = 0.5) -> bool:
         """Wait until both vector indexes cover every flushed row; False on timeout.

@@ -105,6 +105,10 @@ def test_ingest_counts_rerun_changes_and_delete_missing(ray_cluster, lite_server
     store = open_store(settings)
     try:
         assert store.count() == GOOD
+        # Done means indexed: the job waited for both vector indexes and says so.
+        assert first.index == "ready" and first.as_dict()["index"] == "ready"
+        assert store.wait_index_ready(timeout_s=0) and store.flushed_rows() >= GOOD
+        assert "indexes              ready" in first.table()
         # Vectors are the embedders' own, per image, in image order (regrouping is right).
         two = next(r for r in store.get([f"fm-{i:05d}" for i in range(GOOD)], with_vectors=True).values()
                    if len(r.product.images) == 2)
@@ -117,8 +121,9 @@ def test_ingest_counts_rerun_changes_and_delete_missing(ray_cluster, lite_server
             [decode_image(Path(p).read_bytes()) for p in two.product.images])
         np.testing.assert_allclose(np.stack(two.image_vectors), direct, atol=1e-4)
 
-        again = run_ingest(IngestOptions(manifest), settings)
+        again = run_ingest(IngestOptions(manifest, wait_index=False), settings)
         assert (again.embedded, again.written, again.skipped, again.failed) == (0, 0, GOOD, len(bad_rows))
+        assert again.index == "not waited for (--no-wait-index)" and again.index_wait_s == 0
         assert store.count() == GOOD
 
         # Moving the catalogue folder re-embeds nothing (the hash follows the pixels), and the

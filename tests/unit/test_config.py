@@ -87,3 +87,21 @@ def test_the_key_never_shows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     for text in shown:
         assert KEY not in text and secret.get_secret_value() not in text
     assert configured.admin_key.get_secret_value() == KEY
+
+
+@pytest.mark.parametrize("bad", [{"model_runtime": "onnx", "device": "cuda"},
+                                 {"text_quantize": "int8"},  # torch runtime: no int8
+                                 {"model_runtime": "openvino"},
+                                 {"write_flush_rows": 0}, {"write_flush_idle_s": -1}])
+def test_bad_runtime_and_flush_settings_fail_fast(bad: dict) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**bad)
+
+
+def test_model_runtime_from_env_and_cache_under_the_data_dir(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    monkeypatch.setenv("LOOKALIKE_MODEL_RUNTIME", "onnx")
+    monkeypatch.setenv("LOOKALIKE_DATA_DIR", str(tmp_path))
+    s = Settings()
+    assert s.model_runtime == "onnx" and s.resolved_model_cache_dir == tmp_path / "models"
+    assert Settings(model_cache_dir=tmp_path / "m").resolved_model_cache_dir == tmp_path / "m"

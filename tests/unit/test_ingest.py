@@ -31,7 +31,7 @@ from lookalike.ingest.stages import (
 )
 from lookalike.ingest.summary import ErrorSink, IngestError, Summary
 from lookalike.ingest.worklist import iter_chunks
-from lookalike.ingest.writer import StoreWriter
+from lookalike.ingest.writer import StoreWriter, flush_and_wait_for_index
 from lookalike.store.base import StoreError
 
 # -- resource sizing --------------------------------------------------------------------------
@@ -305,6 +305,33 @@ def test_summary_is_one_json_line_and_errors_go_to_jsonl(tmp_path: Path,
     assert "\n" not in line and data["event"] == "ingest_summary" and data["logger"] == "lookalike.ingest"
     assert (data["read"], data["written"], data["skipped_unchanged"], data["failed"]) == (10, 7, 2, 1)
     assert "written" in summary.table() and "skipped (unchanged)" in summary.table()
+
+
+class _IndexStore:
+    """Records flush/wait calls; `ready` is what wait_index_ready answers."""
+
+    def __init__(self, ready: bool) -> None:
+        self.ready, self.calls = ready, []
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+
+    def wait_index_ready(self, timeout_s: float) -> bool:
+        self.calls.append(("wait", timeout_s))
+        return self.ready
+
+
+@pytest.mark.parametrize(("wait", "ready", "calls", "says"), [
+    (True, True, ["flush", ("wait", 5.0)], "ready"),
+    (True, False, ["flush", ("wait", 5.0)], "still building after 5 s"),
+    (False, True, ["flush"], "not waited for (--no-wait-index)"),
+])
+def test_the_job_flushes_then_waits_for_the_index_and_says_so(wait: bool, ready: bool,
+                                                               calls: list, says: str) -> None:
+    store, summary = _IndexStore(ready), Summary()
+    flush_and_wait_for_index(store, summary, wait=wait, timeout_s=5.0)
+    assert store.calls == calls and summary.index == says
+    assert summary.as_dict()["index"] == says and f"indexes              {says}" in summary.table()
 
 
 def test_a_row_that_went_bad_still_counts_as_listed_for_delete_missing(tmp_path: Path) -> None:
