@@ -7,5 +7,5 @@ COPY lookalike ./lookalike
 COPY deployments ./deployments
 COPY web ./web
 COPY serve_app.py ingest_job.py serve_config.yaml serve_config.gpu.yaml ./
-RUN pip install --no-cache-dir -c constraints.txt -e .
+RUN pip install --no-cache-dir -c constraints.txt -e ".[s3]"
 ENV HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -16,6 +16,7 @@ from ray.serve.handle import DeploymentHandle
 from lookalike.api import create_api
 from lookalike.config import Settings
 from lookalike.images import resize_short_side
+from lookalike.media import open_media
 from lookalike.observability import request_observer
 from lookalike.search import EmbedderUnavailable, Overloaded, SearchService
 from lookalike.store import MilvusStore
@@ -57,8 +58,9 @@ class SearchRouter:
                                     interpolation=resize["interpolation"]) if resize else None)
         self.service = SearchService(
             store=self.store, embed_image=self._embed_image, embed_text=self._embed_text,
-            media_dir=self.settings.media_dir, facets_ttl_s=self.settings.facets_ttl_s,
-            model_version=f"{image_info['version']}|{text_info['version']}",
+            media_dir=self.settings.media_dir,
+            media=await asyncio.to_thread(open_media, self.settings),
+            facets_ttl_s=self.settings.facets_ttl_s, model_version=f"{image_info['version']}|{text_info['version']}",
             shrink_image=shrink, min_short_side=resize["short_side"] if resize else None)
         self._ok_at = {"image": 0.0, "text": 0.0}  # when each embedder last answered
 

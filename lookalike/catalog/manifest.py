@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lookalike.catalog.product import CORE_FIELDS, Product
+from lookalike.image_refs import CATALOG, catalog_ref, catalog_rel
 
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 MAX_TEXT = 4000
@@ -66,7 +67,7 @@ def _price(v: Any) -> float | None:
     return p
 
 
-def _images(v: Any, base_dir: Path | None) -> tuple[str, ...]:
+def _images(v: Any, base_dir: Path | None, catalog_root: Path | None = None) -> tuple[str, ...]:
     if _empty(v):
         raise ValueError("at least one image is required")
     if isinstance(v, str):
@@ -81,13 +82,19 @@ def _images(v: Any, base_dir: Path | None) -> tuple[str, ...]:
             continue
         if ref.startswith(("http://", "https://")):
             refs.append(ref)
+        elif ref.startswith(CATALOG):
+            if catalog_rel(ref) is None:
+                raise ValueError(f"{ref[:80]!r}: a catalog: reference is a relative path "
+                                 "inside the catalogue root")
+            refs.append(ref)
         elif "://" in ref:
             raise ValueError(f"unsupported image scheme in {ref!r} (local path or http(s) URL)")
         else:
             path = Path(ref)
             if base_dir is not None and not path.is_absolute():
                 path = base_dir / path
-            refs.append(str(path))
+            # Under the catalogue root: stored as `catalog:<relative>`, resolvable on any node.
+            refs.append(catalog_ref(str(path), catalog_root))
     if not refs:
         raise ValueError("at least one image is required")
     if len(refs) > MAX_IMAGES:
@@ -95,8 +102,10 @@ def _images(v: Any, base_dir: Path | None) -> tuple[str, ...]:
     return tuple(refs)
 
 
-def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None) -> Product | RowError:
-    """Validate one manifest row. Never raises for bad data: returns a RowError instead."""
+def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None,
+              catalog_root: Path | None = None) -> Product | RowError:
+    """Validate one manifest row. Never raises for bad data: returns a RowError instead.
+    Image paths under `catalog_root` become `catalog:` references (lookalike/image_refs.py)."""
     pid = raw.get("product_id")
     if _empty(pid):
         return RowError(row, "product_id", "required")
@@ -111,7 +120,7 @@ def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None) -> Pr
             values[name] = _text(raw, name, MAX_TEXT if name in ("title", "description") else 100)
         except ValueError as exc:
             return RowError(row, name, str(exc), pid)
-    for name, fn in (("price", lambda v: _price(v)), ("images", lambda v: _images(v, base_dir))):
+    for name, fn in (("price", lambda v: _price(v)), ("images", lambda v: _images(v, base_dir, catalog_root))):
         try:
             values[name] = fn(raw.get(name))
         except (ValueError, json.JSONDecodeError, TypeError) as exc:
@@ -166,7 +175,8 @@ def read_table(path: Path) -> Iterator[list[dict[str, Any]]]:
         raise ValueError(f"unsupported manifest type {suffix!r}: use .jsonl, .csv or .parquet")
 
 
-def iter_manifest(path: str | Path) -> Iterator[Product | RowError]:
+def iter_manifest(path: str | Path,
+                  catalog_root: Path | None = None) -> Iterator[Product | RowError]:
     """Products and row errors in manifest order; duplicate product_ids are errors after the first."""
     path = Path(path)
     base_dir = path.parent.resolve()
@@ -178,7 +188,7 @@ def iter_manifest(path: str | Path) -> Iterator[Product | RowError]:
             if "__error__" in raw:
                 yield RowError(row, "*", raw["__error__"])
                 continue
-            item = parse_row(raw, row, base_dir)
+            item = parse_row(raw, row, base_dir, catalog_root)
             if isinstance(item, Product):
                 if item.product_id in seen:
                     yield RowError(row, "product_id", f"duplicate of an earlier row: {item.product_id!r}")
