@@ -211,11 +211,21 @@ class MilvusStore:
                     index_params=build_index_params(self.client, self.settings),
                     consistency_level=CONSISTENCY, **self._create_kwargs())
                 log.info("created collection %s", self.collection)
+                self._check_shards()
             self._check_dims()
             # Collections come back NotLoad after a server restart.
             self.client.load_collection(self.collection, **self._load_kwargs())
         except MilvusException as exc:
             raise _store_error(f"cannot prepare collection {self.collection}: {exc}", exc) from exc
+
+    def _check_shards(self) -> None:
+        # milvus-lite (reached by URI) accepts num_shards and keeps one: say so, once.
+        wanted = self._create_kwargs().get("num_shards")
+        got = self.client.describe_collection(self.collection).get("num_shards")
+        if wanted and got != wanted:
+            log.warning("Milvus at %s created %s with %s shard(s), not LOOKALIKE_MILVUS_SHARDS=%d "
+                        "(milvus-lite has no shards or replicas)", self.uri, self.collection, got,
+                        wanted)
 
     def _check_dims(self) -> None:
         desc = self.client.describe_collection(self.collection)

@@ -87,3 +87,22 @@ def test_the_key_never_shows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     for text in shown:
         assert KEY not in text and secret.get_secret_value() not in text
     assert configured.admin_key.get_secret_value() == KEY
+
+
+def test_shards_and_replicas_need_a_real_milvus(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="need a real Milvus"):
+        Settings(milvus_shards=2)
+    with pytest.raises(ValidationError, match="need a real Milvus"):
+        Settings(milvus_replicas=2)
+    monkeypatch.setenv("LOOKALIKE_MILVUS_URI", "http://milvus-proxy:19530")
+    monkeypatch.setenv("LOOKALIKE_MILVUS_SHARDS", "2")
+    monkeypatch.setenv("LOOKALIKE_MILVUS_REPLICAS", "2")
+    s = Settings()
+    assert (s.milvus_shards, s.milvus_replicas) == (2, 2)
+
+
+def test_s3_media_secrets_never_show() -> None:
+    s = Settings(media_backend="s3", media_s3_access_key="AKIA-visible-nowhere",
+                 media_s3_secret_key="secret-visible-nowhere")
+    for text in (repr(s), str(s.model_dump()), s.model_dump_json()):
+        assert "visible-nowhere" not in text
