@@ -1,6 +1,7 @@
 # lookalike on Ray: the image for the Ray head and workers (docker-compose.yml, cluster.yaml).
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
+# curl: the compose health checks; rsync: the Ray cluster launcher copies file_mounts with it.
+RUN apt-get update && apt-get install -y --no-install-recommends curl rsync && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY lookalike ./lookalike
