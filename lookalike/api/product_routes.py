@@ -105,10 +105,10 @@ async def product_image(ctx: Ctx, product_id: ProductId,
     if n >= len(product.images):
         raise NotFoundError(f"{product_id} has no image {n}")
     s = ctx.settings
+    roots = (s.media_dir, s.data_dir, *s.image_roots, *([s.catalog_root] if s.catalog_root else []))
     target = await asyncio.to_thread(
-        image_refs.resolve, product.images[n], roots=(s.media_dir, s.data_dir, *s.image_roots),
-        redirect_hosts=s.image_redirect_hosts, media=ctx.service.media,
-        catalog_root=s.catalog_root)
+        image_refs.resolve, product.images[n], roots=roots, redirect_hosts=s.image_redirect_hosts,
+        media=ctx.service.media, catalog_root=s.catalog_root)
     if target is None:
         raise NotFoundError(f"image {n} of {product_id}")
     if target.url is not None:
