@@ -171,10 +171,6 @@ class LocalMedia:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
-# The name tests and older callers know.
-MediaDir = LocalMedia
-
-
 def open_media(settings: Settings) -> MediaStore:
     """The backend the settings choose (one place for the decision)."""
     if settings.media_backend == "s3":
