@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     milvus_token: str = ""
     lite_port: int = Field(19530, ge=1, le=65535)
     collection: str = Field("products", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    # A real Milvus (standalone or cluster): shards the collection is created with and
+    # in-memory replicas it is loaded with (needs as many query nodes). 0: Milvus's defaults.
+    # milvus-lite has neither: the embedded store refuses values other than 0 (docs/milvus.md).
+    milvus_shards: int = Field(0, ge=0, le=16)
+    milvus_replicas: int = Field(0, ge=0, le=16)
     # The local Ray that `lookalike serve` / `lookalike demo` start: its dashboard and the
     # Prometheus endpoint of its metrics agent, both on 127.0.0.1.
     dashboard_port: int = Field(8265, ge=1, le=65535)
@@ -111,6 +116,23 @@ class Settings(BaseSettings):
     # Hosts that stored http(s) image references may redirect to (a CDN); others are 404,
     # so the API is no open redirect.
     image_redirect_hosts: tuple[str, ...] = ()
+    # Where `catalog:<relative path>` references resolve, on every node (a shared volume, or
+    # the same copy of the catalogue on each). When set, the ingest stores manifest images
+    # under it as `catalog:` references, so no absolute path of the ingest machine is stored.
+    catalog_root: Path | None = None
+
+    # Uploaded photos (lookalike/media.py): "local" keeps them in data_dir/media on this
+    # host; "s3" in an S3-compatible bucket every node reaches (MinIO in docker-compose.yml).
+    media_backend: Literal["local", "s3"] = "local"
+    media_s3_endpoint: str = ""  # e.g. http://minio:9000; empty: AWS's own endpoint
+    media_s3_bucket: str = Field("lookalike-media", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    media_s3_prefix: str = "media/"
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key: SecretStr = SecretStr("")
+    media_s3_secret_key: SecretStr = SecretStr("")
+    # Removal spares objects written this recently: the bucket has no lock across nodes, and
+    # an upload of the same photo may be in flight (lookalike/media_s3.py).
+    media_s3_grace_s: float = Field(60.0, ge=0, le=86400)
 
     @field_validator("milvus_uri")
     @classmethod
@@ -138,6 +160,10 @@ class Settings(BaseSettings):
                              "model_runtime=torch on cuda")
         if self.text_quantize != "none" and self.model_runtime != "onnx":
             raise ValueError("text_quantize needs model_runtime=onnx")
+        if self.milvus_uri == EMBEDDED and (self.milvus_shards or self.milvus_replicas):
+            raise ValueError("milvus_shards and milvus_replicas need a real Milvus "
+                             "(LOOKALIKE_MILVUS_URI); the embedded milvus-lite has one shard "
+                             "and no replicas")
         return self
 
     @property

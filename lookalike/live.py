@@ -33,6 +33,7 @@ from PIL import Image
 
 from lookalike.catalog.product import Product
 from lookalike.search import EmbedImage, EmbedText, SearchOutcome, SearchQuery, SearchService
+from lookalike.media import MediaStore, open_media
 from lookalike.store import MilvusStore
 from lookalike.store import aliases
 from lookalike.store.base import Filters, StoredProduct, StoreError
@@ -89,6 +90,7 @@ class LiveService:
         self._ttl = resolve_ttl_s
         self._admin = MilvusStore.from_settings(settings, image_dim=primary.image_dim,
                                                 text_dim=primary.text_dim)
+        self._media: MediaStore | None = None  # opened in start(): an S3 backend connects
         self._models: dict[str, Models] = {primary.version: primary}
         self._loading: dict[str, asyncio.Task[Models]] = {}
         self._services: dict[str, SearchService] = {}
@@ -103,6 +105,7 @@ class LiveService:
         An existing collection is checked against its own recorded model, not this app's:
         after an upgrade it may hold another model's vectors, which the router then serves
         with that model (loaded in-process) until the app gets the new settings."""
+        self._media = open_media(self.settings)
         client = self._admin.client
         if aliases.resolve(client, self.alias) is None:
             self._admin.ensure_collection()
@@ -166,7 +169,7 @@ class LiveService:
                 image_dim=m.image_dim, text_dim=m.text_dim, auto_flush=True)  # the API's writes
             self._services.setdefault(collection, SearchService(
                 store=store, embed_image=m.embed_image, embed_text=m.embed_text,
-                media_dir=self.settings.media_dir, model_version=m.version,
+                media_dir=self.settings.media_dir, media=self._media, model_version=m.version,
                 facets_ttl_s=self.settings.facets_ttl_s, shrink_image=m.shrink_image,
                 min_short_side=m.min_short_side, cross_modal=m.cross_modal))
         return self._services[collection]

@@ -8,6 +8,7 @@ Store calls are blocking gRPC and run in worker threads to keep the event loop f
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,7 +22,7 @@ from PIL import Image
 from lookalike.catalog.product import Product
 from lookalike.facets import FacetsCache
 from lookalike.images import UPLOAD_FORMATS, decode_image
-from lookalike.media import MediaDir
+from lookalike.media import LocalMedia, MediaStore
 from lookalike.query.understanding import QueryUnderstanding, combine
 from lookalike.rank.attributes import pool_size, rank
 from lookalike.rank.inferred import Inferred
@@ -102,6 +103,7 @@ class SearchService:
         embed_image: EmbedImage,
         embed_text: EmbedText,
         media_dir: Path,
+        media: MediaStore | None = None,
         model_version: str = "",
         facets_ttl_s: float = 5.0,
         shrink_image: Callable[[Image.Image], Image.Image] | None = None,
@@ -111,12 +113,13 @@ class SearchService:
         """`shrink_image`: the embedders' resize step (ImagePreprocessor.shrink), applied here
         so replicas get a small image, never a shopper's original; `min_short_side`: the short
         side it needs, so large JPEGs decode reduced. `cross_modal`: text and image vectors share
-        one space (CLIP), so a text query also searches the photos."""
+        one space (CLIP), so a text query also searches the photos. `media`: where uploads go
+        (default: files in `media_dir`; lookalike.media.open_media picks the configured backend)."""
         self.store = store
         self.embed_image = embed_image
         self.embed_text = embed_text
         self.media_dir = Path(media_dir)
-        self.media = MediaDir(self.media_dir)
+        self.media = media if media is not None else LocalMedia(self.media_dir)
         self.model_version = model_version
         self._facets = FacetsCache(lambda: self.store.facets(), ttl_s=facets_ttl_s)
         self._shrink = shrink_image
@@ -238,7 +241,7 @@ class SearchService:
         product = replace(product, images=tuple(refs))
         vectors = await asyncio.gather(self.embed_text(product.text()),
                                        *(self.embed_image(img) for img in decoded))
-        digests = tuple(Path(r).stem for r in refs)
+        digests = tuple(hashlib.sha256(data).hexdigest() for data in images)
         item = StoredProduct(product, np.stack(vectors[1:]), vectors[0],
                              product.content_hash(digests), self.model_version)
         pid = product.product_id

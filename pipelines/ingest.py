@@ -204,7 +204,8 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         # whole chunk's buffers along).
         chunks = [_put(table.take(list(range(start, min(start + WORKLIST_BLOCK, table.num_rows)))))
                   for table in iter_chunks(opts.manifest, store_lookup(store, source), summary.model_version,
-                                           summary, errors, keep)
+                                           summary, errors, keep,
+                                           catalog_root=settings.catalog_root)
                   for start in range(0, table.num_rows, WORKLIST_BLOCK)]
         writer = StoreWriter(store, summary, errors, summary.model_version, opts.write_batch,
                              source=source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from typing import Annotated, Any
@@ -104,12 +105,19 @@ async def product_image(ctx: Ctx, product_id: ProductId,
     if n >= len(product.images):
         raise NotFoundError(f"{product_id} has no image {n}")
     s = ctx.settings
-    target = image_refs.resolve(product.images[n], roots=(s.media_dir, s.data_dir, *s.image_roots),
-                                redirect_hosts=s.image_redirect_hosts)
+    roots = (s.media_dir, s.data_dir, *s.image_roots, *([s.catalog_root] if s.catalog_root else []))
+    target = await asyncio.to_thread(
+        image_refs.resolve, product.images[n], roots=roots, redirect_hosts=s.image_redirect_hosts,
+        media=ctx.service.media, catalog_root=s.catalog_root)
     if target is None:
         raise NotFoundError(f"image {n} of {product_id}")
     if target.url is not None:
         return RedirectResponse(target.url, status_code=307)
+    if target.data is not None:
+        ctype = sniff_content_type(target.data[:4096])
+        if ctype not in SERVED_TYPES:
+            raise NotFoundError(f"image {n} of {product_id}")
+        return Response(target.data, media_type=ctype, headers=IMAGE_HEADERS)
     with target.path.open("rb") as f:
         ctype = sniff_content_type(f.read(4096))
     if ctype not in SERVED_TYPES:

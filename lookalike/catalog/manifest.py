@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
 
 from lookalike.catalog.product import CORE_FIELDS, Product
+from lookalike.image_refs import CATALOG, catalog_ref, catalog_rel
 
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 MAX_TEXT = 4000
@@ -90,6 +91,7 @@ def _images(v: Any, info: ValidationInfo) -> tuple[str, ...]:
         except TypeError as exc:  # pydantic passes only ValueErrors on as field errors
             raise ValueError(str(exc)) from None
     base_dir: Path | None = (info.context or {}).get("base_dir")
+    catalog_root: Path | None = (info.context or {}).get("catalog_root")
     refs: list[str] = []
     for item in items:
         ref = str(item).strip()
@@ -97,13 +99,19 @@ def _images(v: Any, info: ValidationInfo) -> tuple[str, ...]:
             continue
         if ref.startswith(("http://", "https://")):
             refs.append(ref)
+        elif ref.startswith(CATALOG):
+            if catalog_rel(ref) is None:
+                raise ValueError(f"{ref[:80]!r}: a catalog: reference is a relative path "
+                                 "inside the catalogue root")
+            refs.append(ref)
         elif "://" in ref:
             raise ValueError(f"unsupported image scheme in {ref!r} (local path or http(s) URL)")
         else:
             path = Path(ref)
             if base_dir is not None and not path.is_absolute():
                 path = base_dir / path
-            refs.append(str(path))
+            # Under the catalogue root: stored as `catalog:<relative>`, resolvable on any node.
+            refs.append(catalog_ref(str(path), catalog_root))
     if not refs:
         raise ValueError("at least one image is required")
     if len(refs) > MAX_IMAGES:
@@ -132,10 +140,13 @@ def _reason(error: Any) -> str:
     return str(exc) if exc is not None else str(error["msg"])
 
 
-def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None) -> Product | RowError:
-    """Validate one manifest row. Never raises for bad data: returns a RowError instead."""
+def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None,
+              catalog_root: Path | None = None) -> Product | RowError:
+    """Validate one manifest row. Never raises for bad data: returns a RowError instead.
+    Image paths under `catalog_root` become `catalog:` references (lookalike/image_refs.py)."""
     try:
-        fields = ManifestRow.model_validate(raw, context={"base_dir": base_dir})
+        fields = ManifestRow.model_validate(raw, context={"base_dir": base_dir,
+                                                          "catalog_root": catalog_root})
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "*"
@@ -192,7 +203,8 @@ def read_table(path: Path) -> Iterator[list[dict[str, Any]]]:
         raise ValueError(f"unsupported manifest type {suffix!r}: use .jsonl, .csv or .parquet")
 
 
-def iter_manifest(path: str | Path) -> Iterator[Product | RowError]:
+def iter_manifest(path: str | Path,
+                  catalog_root: Path | None = None) -> Iterator[Product | RowError]:
     """Products and row errors in manifest order; duplicate product_ids are errors after the first."""
     path = Path(path)
     base_dir = path.parent.resolve()
@@ -204,7 +216,7 @@ def iter_manifest(path: str | Path) -> Iterator[Product | RowError]:
             if "__error__" in raw:
                 yield RowError(row, "*", raw["__error__"])
                 continue
-            item = parse_row(raw, row, base_dir)
+            item = parse_row(raw, row, base_dir, catalog_root)
             if isinstance(item, Product):
                 if item.product_id in seen:
                     yield RowError(row, "product_id", f"duplicate of an earlier row: {item.product_id!r}")

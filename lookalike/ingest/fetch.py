@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lookalike.fetch import OPERATOR, FetchError, FetchPolicy, SyncFetcher
+from lookalike.image_refs import CATALOG, catalog_path
 
 
 class ImageFetchError(Exception):
@@ -31,11 +32,14 @@ class FetchLimits:
     timeout_s: float = 10.0
     retries: int = 2
     backoff_s: float = 0.5
+    catalog_root: str | None = None  # where `catalog:` references resolve (on this node)
 
     @classmethod
     def from_settings(cls, settings: object) -> FetchLimits:
+        root = getattr(settings, "catalog_root", None)
         return cls(max_bytes=settings.max_upload_bytes, timeout_s=settings.image_fetch_timeout_s,
-                   retries=settings.image_fetch_retries)
+                   retries=settings.image_fetch_retries,
+                   catalog_root=str(root) if root is not None else None)
 
     def policy(self) -> FetchPolicy:
         """The trusted OPERATOR policy with these limits; the deadline leaves room for every
@@ -102,4 +106,11 @@ def fetch(ref: str, limits: FetchLimits, client: SyncFetcher | None = None) -> b
     """The bytes of one manifest image reference (already resolved against the manifest dir)."""
     if ref.startswith(("http://", "https://")):
         return download(ref, limits, client)
+    if ref.startswith(CATALOG):
+        root = Path(limits.catalog_root) if limits.catalog_root else None
+        path = catalog_path(ref, root)
+        if path is None:
+            why = "LOOKALIKE_CATALOG_ROOT is not set" if root is None else f"not under {root}"
+            raise ImageFetchError(f"{ref}: {why}")
+        return read_local(str(path), limits)
     return read_local(ref, limits)

@@ -58,11 +58,12 @@ def chunk_table(products: list[tuple[int, Product]],
 
 def iter_chunks(manifest: Path, lookup: Lookup, model_version: str, summary: Summary,
                 errors: ErrorSink, seen: set[str] | None = None,
-                chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
-    """Validated chunks of the manifest; bad rows go to `errors`, valid ids into `seen`."""
+                chunk_rows: int = CHUNK_ROWS, catalog_root: Path | None = None) -> Iterator[pa.Table]:
+    """Validated chunks of the manifest; bad rows go to `errors`, valid ids into `seen`;
+    image paths under `catalog_root` become `catalog:` references."""
     chunk: list[tuple[int, Product]] = []
     row = 0
-    for item in iter_manifest(manifest):
+    for item in iter_manifest(manifest, catalog_root):
         # iter_manifest yields exactly one item per data row, in order: the count is the row
         # number (Product does not carry it, RowError does).
         row += 1

@@ -51,9 +51,11 @@ class HealingClient:
     `heals` counts the loads this client made after start-up (tests and /readyz read it).
     """
 
-    def __init__(self, client: Any, collection: str) -> None:
+    def __init__(self, client: Any, collection: str,
+                 load_kwargs: dict[str, Any] | None = None) -> None:
         self._client = client
         self._collection = collection
+        self._load_kwargs = dict(load_kwargs or {})  # replica_number: loads again as configured
         self._load_lock = threading.Lock()
         self.heals = 0
         self.last_heal_s: float | None = None
@@ -87,7 +89,7 @@ class HealingClient:
                                   message=f"collection {self._collection} is being loaded")
         try:
             started = time.monotonic()
-            self._client.load_collection(self._collection)
+            self._client.load_collection(self._collection, **self._load_kwargs)
             self.heals += 1
             self.last_heal_s = time.monotonic() - started
             log.warning("collection %s was released (store restarted): loaded it again in %.2fs",

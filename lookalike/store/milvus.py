@@ -168,7 +168,7 @@ class MilvusStore:
             # Healing: a restarted server's released collection is loaded again (healing.py).
             self.client = HealingClient(MilvusClient(uri=uri, token=token, timeout=timeout_s,
                                                      grpc_options=RECONNECT_OPTIONS),
-                                        collection)
+                                        collection, load_kwargs=self._load_kwargs())
         except MilvusException as exc:
             raise _store_error(f"cannot connect to Milvus at {uri}: {exc}", exc) from exc
         self._search_params = {"metric_type": "COSINE", "params": search_params(settings)}
@@ -208,6 +208,16 @@ class MilvusStore:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    def _create_kwargs(self) -> dict[str, int]:
+        # Shards spread writes over data nodes; fixed at creation (Settings.milvus_shards).
+        shards = int(getattr(self.settings, "milvus_shards", 0) or 0)
+        return {"num_shards": shards} if shards else {}
+
+    def _load_kwargs(self) -> dict[str, int]:
+        # In-memory replicas on distinct query nodes: searches survive one node's loss.
+        replicas = int(getattr(self.settings, "milvus_replicas", 0) or 0)
+        return {"replica_number": replicas} if replicas else {}
+
     def ensure_collection(self) -> None:
         """Create the collection and indexes if missing, check dims, and load it."""
         try:
@@ -219,13 +229,23 @@ class MilvusStore:
                 self.client.create_collection(
                     self.collection, schema=schema,
                     index_params=build_index_params(self.client, self.settings),
-                    consistency_level=CONSISTENCY)
+                    consistency_level=CONSISTENCY, **self._create_kwargs())
                 log.info("created collection %s", self.collection)
+                self._check_shards()
             self._check_dims()
             # Collections come back NotLoad after a server restart.
-            self.client.load_collection(self.collection)
+            self.client.load_collection(self.collection, **self._load_kwargs())
         except MilvusException as exc:
             raise _store_error(f"cannot prepare collection {self.collection}: {exc}", exc) from exc
+
+    def _check_shards(self) -> None:
+        # milvus-lite (reached by URI) accepts num_shards and keeps one: say so, once.
+        wanted = self._create_kwargs().get("num_shards")
+        got = self.client.describe_collection(self.collection).get("num_shards")
+        if wanted and got != wanted:
+            log.warning("Milvus at %s created %s with %s shard(s), not LOOKALIKE_MILVUS_SHARDS=%d "
+                        "(milvus-lite has no shards or replicas)", self.uri, self.collection, got,
+                        wanted)
 
     def _check_dims(self) -> None:
         desc = self.client.describe_collection(self.collection)

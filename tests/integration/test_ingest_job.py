@@ -137,6 +137,16 @@ def test_ingest_counts_rerun_changes_and_delete_missing(ray_cluster, lite_server
         assert rec.intact and rec.content_hash == two.content_hash
         manifest = moved / manifest.name
 
+        # The migration step of docs/laptop-to-cluster.md: with LOOKALIKE_CATALOG_ROOT set, the
+        # same catalogue is relinked to logical `catalog:` references that any node resolves
+        # under its own root; nothing is re-embedded. The rest of this test runs with it.
+        settings = settings.model_copy(update={"catalog_root": moved})
+        rooted = run_ingest(IngestOptions(manifest), settings)
+        assert (rooted.embedded, rooted.relinked, rooted.written) == (0, GOOD, GOOD)
+        rec = store.get([two.product.product_id])[two.product.product_id]
+        assert [r.split(":", 1)[0] for r in rec.product.images] == ["catalog", "catalog"]
+        assert rec.intact and rec.content_hash == two.content_hash
+
         # Products of other sources: one PUT through the API, one from another catalogue.
         others = [StoredProduct(Product(pid, title=pid, images=("/elsewhere.jpg",)),
                                 np.ones((1, IMAGE_DIM), np.float32) / IMAGE_DIM ** 0.5,

@@ -72,7 +72,7 @@ def media_files(service: SearchService) -> set[str]:
 
 
 def name(service: SearchService, data: bytes) -> str:
-    return Path(service.media.ref_for(data)).name
+    return service.media.ref_for(data).removeprefix("media:")
 
 
 def test_replaced_and_deleted_products_lose_media_no_one_else_lists(service: SearchService) -> None:

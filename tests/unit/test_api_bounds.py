@@ -287,3 +287,31 @@ def test_crop_ids_and_dropped_parsing() -> None:
     assert split_dropped(["color,price"]) == ("color", "price")
     with pytest.raises(ValueError):
         split_dropped(["brand"])
+
+
+def test_logical_references_resolve_under_their_roots(tmp_path: Path) -> None:
+    """`media:<name>` in the media backend, `catalog:<relative>` under LOOKALIKE_CATALOG_ROOT;
+    neither may climb out, by `..` or through a symlink."""
+    png = image_bytes((4, 4), "PNG", "RGB")
+    root = tmp_path / "catalogue"
+    (root / "shoes").mkdir(parents=True)
+    (root / "shoes" / "a.png").write_bytes(png)
+    (root / "shoes" / "out.png").symlink_to(tmp_path / "elsewhere.png")
+    (tmp_path / "elsewhere.png").write_bytes(png)
+    service = SearchService(store=None, embed_image=embed, embed_text=embed,
+                            media_dir=tmp_path / "media")
+    media_ref = service.media.save(png)
+    refs = (media_ref, "catalog:shoes/a.png", "catalog:shoes/../shoes/a.png",
+            "catalog:shoes/out.png", "catalog:/etc/passwd", "media:" + "0" * 64 + ".png",
+            "media:../catalogue/shoes/a.png", "catalog:shoes/missing.png")
+    service.store = CatalogueStore({"p1": refs})
+    client = TestClient(create_api(service, Settings(data_dir=tmp_path, admin_key=ADMIN_KEY,
+                                                     catalog_root=root)),
+                        raise_server_exceptions=False)
+    for n in (0, 1):
+        ok = client.get(f"/v1/products/p1/images/{n}")
+        assert ok.status_code == 200 and ok.content == png, n
+    for n in range(2, len(refs)):
+        assert_error(client.get(f"/v1/products/p1/images/{n}"), 404, "not_found")
+    unrooted = client_for(CatalogueStore({"p1": ("catalog:shoes/a.png",)}), tmp_path)
+    assert_error(unrooted.get("/v1/products/p1/images/0"), 404, "not_found")

@@ -105,3 +105,20 @@ def test_model_runtime_from_env_and_cache_under_the_data_dir(monkeypatch: pytest
     s = Settings()
     assert s.model_runtime == "onnx" and s.resolved_model_cache_dir == tmp_path / "models"
     assert Settings(model_cache_dir=tmp_path / "m").resolved_model_cache_dir == tmp_path / "m"
+def test_shards_and_replicas_need_a_real_milvus(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="need a real Milvus"):
+        Settings(milvus_shards=2)
+    with pytest.raises(ValidationError, match="need a real Milvus"):
+        Settings(milvus_replicas=2)
+    monkeypatch.setenv("LOOKALIKE_MILVUS_URI", "http://milvus-proxy:19530")
+    monkeypatch.setenv("LOOKALIKE_MILVUS_SHARDS", "2")
+    monkeypatch.setenv("LOOKALIKE_MILVUS_REPLICAS", "2")
+    s = Settings()
+    assert (s.milvus_shards, s.milvus_replicas) == (2, 2)
+
+
+def test_s3_media_secrets_never_show() -> None:
+    s = Settings(media_backend="s3", media_s3_access_key="AKIA-visible-nowhere",
+                 media_s3_secret_key="secret-visible-nowhere")
+    for text in (repr(s), str(s.model_dump()), s.model_dump_json()):
+        assert "visible-nowhere" not in text

@@ -91,6 +91,17 @@ def test_read_local_limits_and_reasons(tmp_path: Path) -> None:
         fetch(str(ok), FetchLimits(max_bytes=10))
 
 
+def test_catalog_refs_are_read_under_this_nodes_catalog_root(tmp_path: Path) -> None:
+    (tmp_path / "cat" / "m").mkdir(parents=True)
+    (tmp_path / "cat" / "m" / "a.jpg").write_bytes(_jpeg())
+    limits = FetchLimits(max_bytes=100_000, catalog_root=str(tmp_path / "cat"))
+    assert fetch("catalog:m/a.jpg", limits) == _jpeg()
+    with pytest.raises(ImageFetchError, match="not under"):
+        fetch("catalog:../cat/m/a.jpg", limits)
+    with pytest.raises(ImageFetchError, match="CATALOG_ROOT is not set"):
+        fetch("catalog:m/a.jpg", FetchLimits())
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     calls: dict[str, int] = {}
     body = _jpeg()

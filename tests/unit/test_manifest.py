@@ -134,3 +134,21 @@ def test_the_pydantic_row_gives_the_hand_rolled_results(raw: dict, want: object)
     else:
         assert isinstance(got, RowError) and (got.row, got.field, got.reason, got.product_id) == (
             3, *want)
+
+
+def test_images_under_the_catalog_root_are_stored_as_catalog_refs(tmp_path: Path) -> None:
+    """No absolute path of the ingest machine is stored: any node resolves `catalog:` under its
+    own LOOKALIKE_CATALOG_ROOT. Paths outside the root, URLs and given catalog: refs pass."""
+    root = tmp_path / "cat"
+    (root / "m").mkdir(parents=True)
+    row = {"product_id": "p", "images": ["a.jpg", "../../x.jpg", "/abs/y.jpg",
+                                         "https://cdn/z.jpg", "catalog:given/w.jpg"]}
+    item = parse_row(row, 1, root / "m", catalog_root=root)
+    assert isinstance(item, Product)
+    assert item.images == ("catalog:m/a.jpg", str(root / "m" / "../../x.jpg"), "/abs/y.jpg",
+                           "https://cdn/z.jpg", "catalog:given/w.jpg")
+    plain = parse_row(row, 1, root / "m")
+    assert isinstance(plain, Product) and plain.images[0] == str(root / "m" / "a.jpg")
+    for bad in ("catalog:../x.jpg", "catalog:/etc/passwd", "catalog:"):
+        err = parse_row({"product_id": "p", "images": [bad]}, 2, catalog_root=root)
+        assert isinstance(err, RowError) and err.field == "images", bad
