@@ -11,9 +11,15 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: setup browser demo test test-unit test-integration test-e2e bench report eval stop clean
 
+# The Compose specification's JSON schema for tests/unit/test_compose_file.py (no Docker engine
+# here): the copy inside the docker-compose 1.29.2 wheel, downloaded, never installed (its pins
+# clash with ours). The wheel lives in the venv, so `make clean` removes it.
+COMPOSE_SPEC_WHEEL := docker-compose==1.29.2
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) download -q --no-deps --dest $(VENV)/share/compose-spec $(COMPOSE_SPEC_WHEEL)
 	touch $(STAMP)
 
 setup: $(STAMP)
