@@ -90,7 +90,6 @@ class LoopbackCluster:
         return node
 
     def start(self, workers: dict[str, int], head_cpus: int = 0) -> None:
-        resources = lambda name: json.dumps({NODE_RESOURCE + name: 1})  # noqa: E731
         self._start("head", head_cpus, [
             str(BIN / "ray"), "start", "--block", "--head", "--port", str(self.gcs_port),
             "--node-ip-address", "127.0.0.1", "--num-cpus", str(head_cpus),
@@ -99,14 +98,18 @@ class LoopbackCluster:
             "--dashboard-agent-listen-port", str(free_port()),
             "--dashboard-agent-grpc-port", str(free_port()),
             "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
-            "--ray-client-server-port", str(free_port()), "--resources", resources("head"),
+            "--ray-client-server-port", str(free_port()),
+            "--resources", json.dumps({NODE_RESOURCE + "head": 1}),
             "--disable-usage-stats"])
         self.wait_nodes({"head"})
         for name, cpus in workers.items():  # one at a time: a busy GCS times joins out
-            self._start(name, cpus, [sys.executable, "-m", "tests.e2e.ray_worker_node",
-                                     "--address", self.address, "--num-cpus", str(cpus),
-                                     "--resources", resources(name)])
-            self.wait_nodes({"head", *self.nodes})
+            self.add_worker(name, cpus)
+
+    def add_worker(self, name: str, cpus: int) -> None:
+        self._start(name, cpus, [sys.executable, "-m", "tests.e2e.ray_worker_node",
+                                 "--address", self.address, "--num-cpus", str(cpus),
+                                 "--resources", json.dumps({NODE_RESOURCE + name: 1})])
+        self.wait_nodes(set(self.nodes))
 
     def alive_nodes(self) -> set[str]:
         """Names of the nodes the GCS sees alive (by their NODE_RESOURCE<name> resource)."""
