@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text-batch", type=int, help="texts per embedder call (default 64 CPU, 256 GPU)")
     p.add_argument("--write-batch", type=int, default=1000, help="image rows per Milvus upsert")
     p.add_argument("--image-actors", type=int, help="cap on image embedder actors")
+    p.add_argument("--wait-s", type=float, default=120.0,
+                   help="how long to wait for free CPUs (and for the embedder actors to be "
+                   "placed) before failing with what is missing (default 120)")
     p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
                    help="Ray cluster to join (default: $RAY_ADDRESS; unset or 'local' starts a "
                    "private one)")
@@ -89,16 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from lookalike.config import Settings
-    from lookalike.store.lite_server import LiteServer
+    from lookalike.ingest.plan import NoRoom
+    from lookalike.store.lite_server import EmbeddedStoreRefused, LiteServer
     from pipelines.ingest import IngestOptions, run_ingest
 
     overrides = {k: v for k, v in (("milvus_uri", args.milvus_uri),
                                    ("collection", args.collection)) if v}
     settings = Settings(**overrides)
     lite = LiteServer.from_settings(settings) if settings.embedded else None
-    # The job leaves nothing running that it started: an embedded server it had to start is
-    # stopped on the way out; one already serving (the demo's, `lookalike demo`) is left alone.
-    started_lite = lite.ensure_running() if lite else False
+    started_lite = False
     try:
         if args.ray_address and args.ray_address != "local":
             ray.init(address=args.ray_address)
@@ -106,14 +108,22 @@ def main(argv: list[str] | None = None) -> int:
             # address="local": always a new private Ray, never one a `ray start` on this
             # machine left in /tmp/ray/ray_current_cluster (address=None would join that).
             ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=None)
+        # After ray.init: the embedded store refuses a cluster of several hosts. The job leaves
+        # nothing running that it started: an embedded server it had to start is stopped on
+        # the way out; one already serving (the app's, `lookalike demo`) is left alone.
+        started_lite = lite.ensure_running() if lite else False
         opts = IngestOptions(manifest=args.manifest, delete_missing=args.delete_missing,
                              source=args.source, errors_out=args.errors_out, num_gpus=args.num_gpus,
                              image_batch=args.image_batch, text_batch=args.text_batch,
                              write_batch=args.write_batch, max_image_actors=args.image_actors,
                              wait_index=not args.no_wait_index,
-                             index_timeout_s=args.index_timeout)
+                             index_timeout_s=args.index_timeout, wait_s=args.wait_s)
         summary = run_ingest(opts, settings)
         print(summary.table(), flush=True)
+    except (NoRoom, EmbeddedStoreRefused) as exc:
+        # What the job waited for, or why it cannot run here: one clear line, no traceback.
+        print(f"ingest_job: {exc}", file=sys.stderr, flush=True)
+        return 3
     finally:
         ray.shutdown()
         if started_lite:

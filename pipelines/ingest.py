@@ -15,7 +15,6 @@ The stages are the core's (lookalike.ingest.stages); this module only wires them
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,13 +29,12 @@ from ray.data.block import BlockMetadata
 from lookalike.config import Settings
 from lookalike.embedding.factory import preprocessor_key
 from lookalike.ingest.fetch import FetchLimits
-from lookalike.ingest.plan import Plan, plan_resources
+from lookalike.ingest.plan import NoRoom, Plan, Room, plan_resources, wait_for_plan
 from lookalike.ingest.record import ingest_record, save_last_ingest
 from lookalike.ingest.stages import ImageStage, PrepareStage, TextStage, probe_models
 from lookalike.ingest.summary import ErrorSink, Summary
 from lookalike.ingest.worklist import iter_chunks, store_lookup
 from lookalike.ingest.writer import StoreWriter, flush_and_wait_for_index
-from lookalike.store.lite_server import LiteServer
 from lookalike.store import aliases
 from lookalike.store.base import catalog_source
 from lookalike.store.milvus import WRITE_BATCH_ROWS, MilvusStore
@@ -51,7 +49,9 @@ WORKLIST_BLOCK = 64
 # outruns the image model ~5x, so without a cap Ray Data would queue gigabytes ahead of it.
 IN_FLIGHT_BYTES = 256 * 1024 * 1024
 DELETE_CHUNK = 1000
-FREE_CPU_WAIT_S = 30.0  # how long make_plan waits for a CPU to be free
+# Beyond --wait-s for room, what the embedder actors get to start (load their models) before
+# the job gives up on them: placed on the nodes the plan saw, unless something took the CPUs.
+ACTOR_START_S = 180
 
 
 @dataclass(frozen=True)
@@ -71,22 +71,28 @@ class IngestOptions:
     # Wait for the vector indexes after the final flush (no slow window after the job).
     wait_index: bool = True
     index_timeout_s: float = 600.0
+    wait_s: float = 120.0  # for free CPUs, then NoRoom
+
+
+def free_room() -> Room:
+    """What the connected cluster has free now, node by node (not its totals: replicas of a
+    Serve app on the same cluster hold their CPUs for life)."""
+    from ray._private.state import available_resources_per_node
+
+    free = available_resources_per_node()
+    return Room(node_cpus=tuple(float(r.get("CPU", 0)) for r in free.values()),
+                gpus=sum(float(r.get("GPU", 0)) for r in free.values()),
+                total_cpus=float(ray.cluster_resources().get("CPU", 0)))
 
 
 def make_plan(opts: IngestOptions) -> Plan:
-    # What is free, not the cluster's total: on a cluster that also serves the app (a running
-    # `lookalike serve`, `ray job submit` next to Serve) the replicas hold their CPUs for life,
-    # and a plan sized on the total would wait forever for actors that cannot be placed.
-    res = ray.available_resources()
-    # Right after start-up the free CPUs can read low for a moment (replicas that just started
-    # on a busy node, a driver's view that has not caught up): give them a while to show.
-    deadline = time.monotonic() + FREE_CPU_WAIT_S
-    while float(res.get("CPU", 0)) < 1 and time.monotonic() < deadline:
-        time.sleep(1)
-        res = ray.available_resources()
-    return plan_resources(float(res.get("CPU", 0)), float(res.get("GPU", 0)),
-                          num_gpus=opts.num_gpus, image_batch=opts.image_batch,
-                          text_batch=opts.text_batch, max_image_actors=opts.max_image_actors)
+    return wait_for_plan(
+        free_room,
+        lambda room: plan_resources(room.cpus, room.gpus, num_gpus=opts.num_gpus,
+                                    image_batch=opts.image_batch, text_batch=opts.text_batch,
+                                    max_image_actors=opts.max_image_actors,
+                                    node_cpus=room.node_cpus),
+        wait_s=opts.wait_s, say=log.warning)
 
 
 def _read_chunk(ref: Any) -> list[pa.Table]:
@@ -183,18 +189,18 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
     summary = Summary()
     errors = ErrorSink(summary, opts.errors_out)
     source = catalog_source(opts.source)
-    if settings.embedded:
-        LiteServer.from_settings(settings).ensure_running()
     plan = make_plan(opts)
     log.info("ingest plan", extra={"fields": {"event": "ingest_plan", **plan.as_dict()}})
     probe = _probe(settings, plan)
     summary.model_version = probe["model_version"]
     store = MilvusStore.from_settings(settings, image_dim=probe["image_dim"], text_dim=probe["text_dim"])
     ctx = ray.data.DataContext.get_current()
-    saved_limits = ctx.execution_options.resource_limits
+    saved_limits, saved_wait = ctx.execution_options.resource_limits, ctx.wait_for_min_actors_s
     try:
         ctx.execution_options.resource_limits = ExecutionResources(
             object_store_memory=opts.in_flight_bytes)
+        # Actor pools wait for their actors this long, then fail (Ray's default waits forever).
+        ctx.wait_for_min_actors_s = int(opts.wait_s) + ACTOR_START_S
         store.ensure_collection()
         # Never write one model's vectors into a collection of another (after an upgrade).
         aliases.check_writer(store.client, settings.collection, aliases.model_spec(settings))
@@ -210,9 +216,14 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         writer = StoreWriter(store, summary, errors, summary.model_version, opts.write_batch,
                              source=source)
         if chunks:
-            for batch in build_dataset(chunks, plan, settings, probe).iter_batches(
-                    batch_size=None, batch_format="numpy", prefetch_batches=1):
-                writer.consume(batch)
+            try:
+                for batch in build_dataset(chunks, plan, settings, probe).iter_batches(
+                        batch_size=None, batch_format="numpy", prefetch_batches=1):
+                    writer.consume(batch)
+            except ray.exceptions.GetTimeoutError as exc:
+                raise NoRoom(f"the ingest's actors were not all started within "
+                             f"{ctx.wait_for_min_actors_s} s (plan: {plan.as_dict()}); free "
+                             f"CPUs now: {free_room().describe()}") from exc
         writer.close()
         del chunks
         if opts.delete_missing and not keep:
@@ -228,7 +239,8 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         save_last_ingest(store, ingest_record(summary.as_dict(), manifest=opts.manifest.name,
                                               source=source))
     finally:
-        ctx.execution_options.resource_limits = saved_limits  # leave the caller's context as it was
+        # Leave the caller's context as it was.
+        ctx.execution_options.resource_limits, ctx.wait_for_min_actors_s = saved_limits, saved_wait
         errors.close()
         store.close()
     summary.emit()

@@ -9,11 +9,20 @@ ResourceBudget) and hung. So every stage here gets an explicit, fractional share
 Logical CPUs are reservations, not threads: on a 2-core box the image actor reserves 1 CPU but
 runs 2 torch threads, because the model is the bottleneck and the other stages are light and
 interleave with it.
+
+The plan is sized on what is FREE (a cluster that serves the app has most of its CPUs held by
+the Serve replicas, for their whole life), node by node (an actor runs on one node, so 1 CPU
+free on each of two nodes is no room for a 1.5-CPU actor). `wait_for_plan` waits a bounded
+time for room, saying what it waits for, and then fails with a message (`NoRoom`) instead of
+leaving the job RUNNING at 0 rows behind actors that can never be placed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 # Read tasks only pull a few KB of manifest rows from the object store: a tenth of a CPU.
@@ -29,6 +38,30 @@ CPU_IMAGE_BATCH = 8
 GPU_IMAGE_BATCH = 64
 CPU_TEXT_BATCH = 64
 GPU_TEXT_BATCH = 256
+SAY_EVERY_S = 10.0  # how often a waiting job says what it waits for
+
+
+class NoRoom(RuntimeError):
+    """The cluster did not have the free resources the ingest needs within the wait."""
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a cluster has free: CPUs node by node, GPUs in all; its CPUs in all (for messages)."""
+
+    node_cpus: tuple[float, ...]
+    gpus: float = 0.0
+    total_cpus: float = 0.0
+
+    @property
+    def cpus(self) -> float:
+        return sum(self.node_cpus)
+
+    def describe(self) -> str:
+        nodes = ", ".join(f"{c:g}" for c in sorted(self.node_cpus, reverse=True)) or "none"
+        return (f"{self.cpus:g} of the cluster's {self.total_cpus:g} CPUs are free (per node: "
+                f"{nodes}); the rest is held by running actors and tasks, e.g. the Serve app's "
+                "replicas, which hold theirs for as long as they run")
 
 
 @dataclass(frozen=True)
@@ -59,17 +92,19 @@ class Plan:
 
 def plan_resources(cpus: float, gpus: float = 0.0, *, num_gpus: float = 0.0,
                    image_batch: int | None = None, text_batch: int | None = None,
-                   max_image_actors: int | None = None) -> Plan:
+                   max_image_actors: int | None = None,
+                   node_cpus: Sequence[float] | None = None) -> Plan:
     """Split `cpus`/`gpus` (what the cluster has free, ray.available_resources()) between
     the stages.
 
     Actors: image embedders, one text embedder, prepare (read/decode/preprocess). Tasks: the
     manifest-chunk reads, at READ_CPUS each, always left room to run. num_gpus > 0 puts both
     embedders on CUDA: one image actor per whole GPU asked for (3/4 of it; a fractional ask
-    gets one actor), and the text actor gets the remaining quarter.
+    gets one actor), and the text actor gets the remaining quarter. `node_cpus` (free CPUs of
+    each node): the actors are shrunk until they can be placed node by node.
     """
     if cpus < 1:
-        raise ValueError(f"the ingest job needs at least 1 CPU, the cluster has {cpus:g}")
+        raise ValueError(f"the ingest job needs at least 1 free CPU, {cpus:g} are free")
     if num_gpus > gpus + 1e-9:
         raise ValueError(f"--num-gpus {num_gpus:g} asked for, the cluster has {gpus:g} GPUs")
     small = cpus <= 4
@@ -112,18 +147,84 @@ def plan_resources(cpus: float, gpus: float = 0.0, *, num_gpus: float = 0.0,
         text_batch=text_batch or (GPU_TEXT_BATCH if device == "cuda" else CPU_TEXT_BATCH),
         prepare_actors=prepare_actors, prepare_cpus=prepare_cpus, read_cpus=READ_CPUS,
         device=device)
-    check(plan, cpus, gpus)
+    if node_cpus is not None:
+        plan = _fit_to_nodes(plan, node_cpus)
+    check(plan, cpus, gpus, node_cpus)
     return plan
 
 
-def check(plan: Plan, cpus: float, gpus: float = 0.0) -> None:
+def _asks(plan: Plan) -> list[float]:
+    """Each actor's CPUs, and one read task's."""
+    return ([plan.image_cpus] * plan.image_actors + [plan.text_cpus] * plan.text_actors
+            + [plan.prepare_cpus] * plan.prepare_actors + [plan.read_cpus])
+
+
+def fits_on_nodes(asks: Sequence[float], node_cpus: Sequence[float]) -> bool:
+    """First-fit decreasing: can every ask be placed on some node's free CPUs?"""
+    free = sorted(node_cpus, reverse=True)
+    for ask in sorted(asks, reverse=True):
+        for i, room in enumerate(free):
+            if room + 1e-9 >= ask:
+                free[i] = room - ask
+                break
+        else:
+            return False
+    return True
+
+
+def _fit_to_nodes(plan: Plan, node_cpus: Sequence[float]) -> Plan:
+    """Smaller image actors (in quarters), then fewer prepare actors, until they fit."""
+    while not fits_on_nodes(_asks(plan), node_cpus):
+        if plan.device == "cpu" and plan.image_cpus > 0.25:
+            plan = dataclasses.replace(plan, image_cpus=plan.image_cpus - 0.25)
+        elif plan.prepare_actors > 1:
+            plan = dataclasses.replace(plan, prepare_actors=plan.prepare_actors - 1)
+        else:
+            break  # check() says what does not fit
+    return plan
+
+
+def check(plan: Plan, cpus: float, gpus: float = 0.0,
+          node_cpus: Sequence[float] | None = None) -> None:
     """Fail before starting anything if the pipeline could not make progress on this cluster:
     the actors hold their share for life, and a read task must still fit beside them."""
     need_cpus = plan.reserved_cpus() + plan.read_cpus
     if need_cpus > cpus + 1e-9:
         raise ValueError(
-            f"ingest plan needs {need_cpus:g} CPUs for its actors plus one read task, the "
-            f"cluster has {cpus:g}: lower --image-actors")
+            f"ingest plan needs {need_cpus:g} CPUs for its actors plus one read task, "
+            f"{cpus:g} are free: lower --image-actors")
+    if node_cpus is not None and not fits_on_nodes(_asks(plan), node_cpus):
+        raise ValueError(
+            f"ingest plan's actors ({plan.image_actors} x {plan.image_cpus:g} CPU image, "
+            f"{plan.text_actors} x {plan.text_cpus:g} text, {plan.prepare_actors} x "
+            f"{plan.prepare_cpus:g} prepare) do not fit on the nodes' free CPUs")
     need_gpus = plan.image_actors * plan.image_gpus + plan.text_actors * plan.text_gpus
     if need_gpus > gpus + 1e-9:
         raise ValueError(f"ingest plan needs {need_gpus:g} GPUs, the cluster has {gpus:g}")
+
+
+def wait_for_plan(read_room: Callable[[], Room], make: Callable[[Room], Plan], *, wait_s: float,
+                  say: Callable[[str], None], poll_s: float = 1.0,
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> Plan:
+    """The plan for the first room that holds one, polled for up to `wait_s` seconds; says what
+    it waits for every SAY_EVERY_S, then raises NoRoom with what was missing and what to do."""
+    deadline = clock() + wait_s
+    next_say = clock()
+    while True:
+        room = read_room()
+        try:
+            return make(room)
+        except ValueError as exc:
+            reason = str(exc)
+        now = clock()
+        if now >= deadline:
+            raise NoRoom(
+                f"no room for the ingest after waiting {wait_s:g} s: {reason}. {room.describe()}. "
+                "Free some (scale the Serve app down, stop other jobs), add a node or give Ray "
+                "more logical CPUs (`ray start --num-cpus N`), or wait longer (--wait-s); then "
+                "run the job again (it resumes)")
+        if now >= next_say:
+            say(f"waiting up to {deadline - now:.0f} s for free CPUs: {reason}. {room.describe()}")
+            next_say = now + SAY_EVERY_S
+        sleep(poll_s)

@@ -4,6 +4,13 @@ milvus-lite locks its data directory to one process, so lookalike runs it as one
 that every other process (Serve replicas, Ray Data writers, tests) reaches over gRPC. A
 supervisor process restarts it if it dies (the original design's Docker restart policy).
 
+`LiteServer.ensure_running` is the one function that starts it; the CLI, router replicas, the
+ingest job, bench and tests all go through it. It listens on loopback, so it serves one host:
+when the Ray cluster this process belongs to spans several hosts, every host would start a
+store of its own and they would diverge, so `ensure_running` refuses (`check_one_host`) and
+says to set LOOKALIKE_MILVUS_URI. Several Ray nodes on ONE host (the multi-node test) share
+the loopback, so they all reach the one server.
+
     python -m lookalike.store.lite_server start|stop|status   (uses LOOKALIKE_* settings)
 """
 
@@ -43,6 +50,31 @@ def _wait_until(predicate, timeout_s: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
+class EmbeddedStoreRefused(RuntimeError):
+    """The embedded store was asked for on a Ray cluster of several hosts."""
+
+
+def ray_hosts() -> set[str]:
+    """The addresses of the alive nodes of the Ray cluster this process is connected to (none
+    when it is not connected). Core stays Ray-free: ray is only looked at if already imported."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return set()
+    return {node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")}
+
+
+def check_one_host(hosts: set[str]) -> None:
+    """The single-host rule of the embedded store (why: see the module docstring)."""
+    if len(hosts) > 1:
+        shown = ", ".join(sorted(hosts)[:4]) + (", ..." if len(hosts) > 4 else "")
+        raise EmbeddedStoreRefused(
+            f"LOOKALIKE_MILVUS_URI is 'embedded', but this Ray cluster spans {len(hosts)} hosts "
+            f"({shown}): the embedded milvus-lite listens on one host's loopback, and each host "
+            "would start a store of its own. Run Milvus (standalone or cluster, e.g. "
+            "docker-compose.yml) and set LOOKALIKE_MILVUS_URI=http://<milvus-host>:19530 on "
+            "every node (Serve's runtime_env or the node's environment) and for the ingest job.")
+
+
 class LiteServer:
     """Handle on the supervised server for one data directory and port."""
 
@@ -73,11 +105,13 @@ class LiteServer:
         return port_open(self.port)
 
     def ensure_running(self, timeout_s: float = 60.0) -> bool:
-        """Idempotent and safe to call from many processes at once.
+        """Idempotent and safe to call from many processes at once; the one place the server is
+        started. Refuses (EmbeddedStoreRefused) inside a Ray cluster of several hosts.
 
         Returns whether this call started the server, so that a caller which owns its lifetime
         (the ingest job run on its own) stops only a server it started, never one it found.
         """
+        check_one_host(ray_hosts())
         if self.is_serving():
             return False
         self.data_dir.mkdir(parents=True, exist_ok=True)

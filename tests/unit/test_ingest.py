@@ -18,7 +18,7 @@ from PIL import Image
 
 from lookalike.catalog.product import Product
 from lookalike.ingest.fetch import FetchLimits, ImageFetchError, fetch, image_digest
-from lookalike.ingest.plan import Plan, check, plan_resources
+from lookalike.ingest.plan import NoRoom, Plan, Room, check, fits_on_nodes, plan_resources, wait_for_plan
 from lookalike.ingest.stages import (
     EMBED,
     FAILED,
@@ -58,6 +58,61 @@ def test_check_rejects_the_plan_that_hung() -> None:
                 prepare_actors=0, prepare_cpus=0, read_cpus=1.0, device="cpu")
     with pytest.raises(ValueError, match="CPUs"):
         check(hung, 2)
+
+
+def test_plan_fits_actors_node_by_node() -> None:
+    assert fits_on_nodes([1.0, 0.5], [1.0, 0.5]) and not fits_on_nodes([1.5], [1.0, 1.0])
+    # 3 CPUs free in all but 1.5 on each node: no 1.75-CPU image actor, one that fits.
+    whole = plan_resources(3)
+    split = plan_resources(3, node_cpus=[1.5, 1.5])
+    assert whole.image_cpus > 1.5 >= split.image_cpus
+    assert fits_on_nodes([split.image_cpus] * split.image_actors + [split.text_cpus]
+                         + [split.prepare_cpus] * split.prepare_actors + [split.read_cpus],
+                         [1.5, 1.5])
+    # Free CPUs in slivers no actor fits in: refused with the reason, not left to hang.
+    with pytest.raises(ValueError, match="do not fit on the nodes"):
+        plan_resources(1.2, node_cpus=[0.2] * 6)
+
+
+def test_plan_counts_free_cpus_not_the_cluster() -> None:
+    with pytest.raises(ValueError, match="1 free CPU, 0.25 are free"):
+        plan_resources(0.25)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make(room: Room) -> Plan:
+    return plan_resources(room.cpus, room.gpus, node_cpus=room.node_cpus)
+
+
+def test_wait_for_plan_waits_for_room_then_plans() -> None:
+    clock, said = FakeClock(), []
+    rooms = iter([Room((0.25,), total_cpus=2), Room((0.25,), total_cpus=2), Room((2.0,), total_cpus=2)])
+    plan = wait_for_plan(lambda: next(rooms), make, wait_s=30, say=said.append, clock=clock,
+                         sleep=clock.sleep)
+    assert plan.image_actors == 1 and clock.now == 2.0
+    assert len(said) == 1 and "0.25 of the cluster's 2 CPUs are free" in said[0]
+
+
+def test_wait_for_plan_gives_up_with_what_it_waited_for() -> None:
+    clock, said = FakeClock(), []
+    held = Room((0.25, 0.0), total_cpus=2)  # the Serve replicas hold 1.75 of 2 CPUs
+    with pytest.raises(NoRoom) as caught:
+        wait_for_plan(lambda: held, make, wait_s=25, say=said.append, clock=clock,
+                      sleep=clock.sleep)
+    message = str(caught.value)
+    assert 25 <= clock.now <= 26 and len(said) == 3  # said so at 0, 10 and 20 s
+    assert "after waiting 25 s" in message and "1 free CPU, 0.25 are free" in message
+    assert "Serve app" in message and "--wait-s" in message
 
 
 def test_gpu_plan_splits_gpus_between_embedders() -> None:
