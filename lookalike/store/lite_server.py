@@ -122,15 +122,18 @@ class LiteServer:
                 return False
             if self.supervisor_pid() is None:
                 started = True
-                log.info("starting milvus-lite on %s (data %s)", self.uri, self.db_dir)
-                subprocess.Popen(
-                    [sys.executable, "-m", "lookalike.store.lite_server", "supervise",
-                     "--data-dir", str(self.data_dir), "--port", str(self.port)],
-                    start_new_session=True,  # survives the caller; `stop` ends it
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    close_fds=True)
+                self._spawn_supervisor()
             _wait_until(self.is_serving, timeout_s, f"milvus-lite on port {self.port}")
         return started
+
+    def _spawn_supervisor(self) -> None:
+        log.info("starting milvus-lite on %s (data %s)", self.uri, self.db_dir)
+        subprocess.Popen(
+            [sys.executable, "-m", "lookalike.store.lite_server", "supervise",
+             "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            start_new_session=True,  # survives the caller; `stop` ends it
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True)
 
     def stop(self, timeout_s: float = 20.0) -> None:
         pid = self.supervisor_pid()

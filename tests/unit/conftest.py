@@ -44,7 +44,8 @@ def unit_tier(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray, "init", refuse("ray.init", "tests/e2e"))
     monkeypatch.setattr(ImageEmbedder, "__init__", refuse("loading the image model"))
     monkeypatch.setattr(TextEmbedder, "__init__", refuse("loading the text model"))
-    monkeypatch.setattr(LiteServer, "ensure_running", refuse("starting milvus-lite"))
+    # The spawn only: ensure_running's checks before it (the one-host rule) stay testable here.
+    monkeypatch.setattr(LiteServer, "_spawn_supervisor", refuse("starting milvus-lite"))
     monkeypatch.setattr(MilvusLite, "__init__", refuse("opening a milvus-lite database"))
     # Loopback servers a test starts itself are fine; anything else is the network.
     connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
