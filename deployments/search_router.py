@@ -59,7 +59,8 @@ class SearchRouter:
             store=self.store, embed_image=self._embed_image, embed_text=self._embed_text,
             media_dir=self.settings.media_dir, facets_ttl_s=self.settings.facets_ttl_s,
             model_version=f"{image_info['version']}|{text_info['version']}",
-            shrink_image=shrink, min_short_side=resize["short_side"] if resize else None)
+            shrink_image=shrink, min_short_side=resize["short_side"] if resize else None,
+            variant_overfetch=self.settings.variant_overfetch)
         self._ok_at = {"image": 0.0, "text": 0.0}  # when each embedder last answered
 
     async def _call(self, handle: DeploymentHandle, what: str, item: Any) -> Any:

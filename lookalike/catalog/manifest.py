@@ -116,6 +116,10 @@ def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None) -> Pr
             values[name] = fn(raw.get(name))
         except (ValueError, json.JSONDecodeError, TypeError) as exc:
             return RowError(row, name, str(exc), pid)
+    group = raw.get("group_id")  # a variant group (lookalike/variants.py); wins over detection
+    if not _empty(group) and not PRODUCT_ID.match(str(group).strip()):
+        return RowError(row, "group_id", f"{str(group)[:40]!r}: use 1-128 letters, digits, . _ : -",
+                        pid)
     attributes = {k: _plain(v) for k, v in raw.items() if k not in CORE_FIELDS and not _empty(v)}
     return Product(**values, attributes=attributes)
 

@@ -212,6 +212,7 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         elif opts.delete_missing:
             # Products whose images failed this time are still listed, so they are kept.
             summary.deleted = delete_missing(store, keep, source)
+        writer.group_variants(settings)
         store.flush()
         summary.finish()
         # Only the file name: the record is shown on the public page (GET /v1/info).

@@ -64,6 +64,9 @@ class StoredProduct:
     content_hash: str = ""
     model_version: str = ""
     source: str = API_SOURCE
+    # The variant group (lookalike/variants.py); "" means the product's own id (no variants).
+    group_id: str = ""
+    phashes: tuple[str, ...] = ()  # one 16-hex-digit perceptual hash per image; () if unknown
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Hit:
     # The score's parts, for explanations: {"image": cosine, "text": cosine, "lexical": BM25}.
     scores: dict[str, float] = field(default_factory=dict, compare=False)
     explain: dict[str, Any] = field(default_factory=dict, compare=False)
+    group_id: str = ""  # its variant group; "" read as the product's own id
 
 
 @dataclass
@@ -90,6 +94,8 @@ class Record:
     write_version: int = 0
     image_rows: int = 0  # rows stored for the newest version (one per image when intact)
     versions: int = 1  # distinct stored versions; > 1 after an interrupted or racing write
+    group_id: str = ""
+    phashes: tuple[str, ...] = ()
 
     @property
     def intact(self) -> bool:
