@@ -60,7 +60,7 @@ def _prepare_demo(settings: Settings, products: int, source: str | None) -> Path
     manifest = out / "manifest.jsonl"
     if not manifest.is_file() or len(manifest.read_text().splitlines()) != products:
         _say(f"building the demo catalogue: {products} products in {out}")
-        demo.build(out, products, source=source)
+        demo.build(out, products, source=source, variant_share=demo.DEMO_VARIANT_SHARE)
     return manifest
 
 

@@ -134,6 +134,21 @@ class Settings(BaseSettings):
     # an upload of the same photo may be in flight (lookalike/media_s3.py).
     media_s3_grace_s: float = Field(60.0, ge=0, le=86400)
 
+    # Variant groups (lookalike/variants.py): near-duplicate photos found at ingest are shown
+    # once in search results. Two products' main photos are variants (in one category) when
+    # their perceptual hashes differ by <= variant_hash_distance bits and their embeddings'
+    # cosine is >= variant_min_cosine (the same picture in another colour), or the cosine is
+    # >= variant_reshoot_cosine and the hashes differ by <= variant_reshoot_hash_distance
+    # (a resized, re-encoded or cropped re-shoot). Measured: python -m lookalike.eval.variants.
+    variant_detection: bool = True
+    variant_hash_distance: int = Field(2, ge=0, le=64)
+    variant_min_cosine: float = Field(0.6, ge=-1, le=1)
+    variant_reshoot_cosine: float = Field(0.88, ge=-1, le=1)
+    variant_reshoot_hash_distance: int = Field(20, ge=0, le=64)
+    variant_neighbours: int = Field(16, ge=1, le=1000)  # candidates per product and signal
+    # A collapsing search reads this many times top_k hits, so groups still fill top_k.
+    variant_overfetch: int = Field(3, ge=1, le=20)
+
     @field_validator("milvus_uri")
     @classmethod
     def _check_uri(cls, v: str) -> str:

@@ -17,6 +17,7 @@ from lookalike.catalog.product import Product
 from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.images import decode_image
 from lookalike.store.base import StoredProduct
+from lookalike.variants import phash_hex
 
 
 def embed_products(products: Sequence[Product], *, image_embedder: ImageEmbedder,
@@ -27,9 +28,11 @@ def embed_products(products: Sequence[Product], *, image_embedder: ImageEmbedder
     out: list[StoredProduct] = []
     for product, text_vec in zip(products, text_vecs):
         blobs = [Path(ref).read_bytes() for ref in product.images]
-        image_vecs = image_embedder.embed([decode_image(b) for b in blobs])
+        images = [decode_image(b) for b in blobs]
+        image_vecs = image_embedder.embed(images)
         digests = tuple(hashlib.sha256(b).hexdigest() for b in blobs)
-        out.append(StoredProduct(product, image_vecs, text_vec, product.content_hash(digests), version))
+        out.append(StoredProduct(product, image_vecs, text_vec, product.content_hash(digests), version,
+                                 phashes=tuple(phash_hex(img) for img in images)))
     return out
 
 

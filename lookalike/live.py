@@ -171,7 +171,8 @@ class LiveService:
                 store=store, embed_image=m.embed_image, embed_text=m.embed_text,
                 media_dir=self.settings.media_dir, media=self._media, model_version=m.version,
                 facets_ttl_s=self.settings.facets_ttl_s, shrink_image=m.shrink_image,
-                min_short_side=m.min_short_side, cross_modal=m.cross_modal))
+                min_short_side=m.min_short_side, cross_modal=m.cross_modal,
+                variant_overfetch=self.settings.variant_overfetch))
         return self._services[collection]
 
     async def _live(self, *, fresh: bool = False) -> tuple[SearchService, str | None]:

@@ -30,8 +30,11 @@ from lookalike.rank.mmr import mmr
 from lookalike.rank.relative import Relative, relative_filters
 from lookalike.recommend import recommend
 from lookalike.store.base import Filters, Hit, ProductStore, Record, StoredProduct, StoreError
+from lookalike.variants import collapse, explicit_group, group_key, phash_hex
 
 log = logging.getLogger(__name__)
+# A collapsing search reads at most this many hits to fill top_k groups.
+MAX_COLLAPSE_FETCH = 2000
 
 EmbedImage = Callable[[Image.Image], Awaitable[np.ndarray]]
 EmbedText = Callable[[str], Awaitable[np.ndarray]]
@@ -64,6 +67,7 @@ class SearchQuery:
     exclude_ids: tuple[str, ...] = ()  # products the shopper said "not like this" to
     diversity: float = 0.0  # MMR: 0 = pure relevance, up to 1
     drop_inferred: tuple[str, ...] = ()  # inferred attributes the shopper removed (page chips)
+    collapse_variants: bool = True  # one result per variant group (lookalike/variants.py)
 
     @property
     def kind(self) -> str:
@@ -89,6 +93,8 @@ class SearchOutcome:
     relaxed: list[str] = field(default_factory=list)
     mode: str = "off"
     model_version: str = ""  # the model that embedded the query and made the collection searched
+    # product id -> the other products of its variant group (by id)
+    variants: dict[str, list[Product]] = field(default_factory=dict)
 
 
 def _ms(start: float) -> float:
@@ -109,6 +115,7 @@ class SearchService:
         shrink_image: Callable[[Image.Image], Image.Image] | None = None,
         min_short_side: int | None = None,
         cross_modal: bool = False,
+        variant_overfetch: int = 3,
     ) -> None:
         """`shrink_image`: the embedders' resize step (ImagePreprocessor.shrink), applied here
         so replicas get a small image, never a shopper's original; `min_short_side`: the short
@@ -126,6 +133,7 @@ class SearchService:
         self._min_short_side = min_short_side
         self.understanding = QueryUnderstanding()
         self.cross_modal = cross_modal
+        self.variant_overfetch = variant_overfetch
 
     def _prepare(self, data: bytes) -> Image.Image:
         img = decode_image(data, formats=UPLOAD_FORMATS, min_short_side=self._min_short_side)
@@ -178,14 +186,49 @@ class SearchService:
             return got.without(query.drop_inferred)
 
         wanted = pool_size(query.top_k) if query.diversity > 0 else query.top_k
-        ranked = await asyncio.to_thread(rank, search, explicit=query.filters, infer=infer,
-                                         mode=query.infer, top_k=wanted,
-                                         needs_pool=query.image is not None)
+
+        def ranked_hits(fetch: int) -> Any:
+            return rank(search, explicit=query.filters, infer=infer, mode=query.infer,
+                        top_k=fetch, needs_pool=query.image is not None)
+
+        if query.collapse_variants:
+            ranked = await asyncio.to_thread(self._collapsed, ranked_hits, wanted)
+        else:
+            ranked = await asyncio.to_thread(ranked_hits, wanted)
         if query.diversity > 0:
             ranked.hits = await asyncio.to_thread(self._diversify, ranked.hits, query)
+        members = await asyncio.to_thread(self.variants_of, ranked.hits)
         t.search_ms = _ms(start)
         return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode,
-                             model_version=self.model_version)
+                             model_version=self.model_version, variants=members)
+
+    def _collapsed(self, ranked_hits: Callable[[int], Any], wanted: int) -> Any:
+        """The best-ranked member of each variant group. Collapsing happens after ranking
+        (boosts and inferred filters can change which member is best, and hybrid scores are
+        fused per product), so a few times more hits are read than wanted, and more again
+        when large groups still leave too few."""
+        fetch = wanted * self.variant_overfetch
+        while True:
+            ranked = ranked_hits(fetch)
+            full = len(ranked.hits) >= fetch
+            ranked.hits = collapse(ranked.hits, wanted)
+            if len(ranked.hits) >= wanted or not full or fetch >= MAX_COLLAPSE_FETCH:
+                return ranked
+            fetch = min(fetch * 4, MAX_COLLAPSE_FETCH)
+
+    def variants_of(self, hits: Sequence[Hit]) -> dict[str, list[Product]]:
+        """Each hit's other variants (one read for all the hits' groups)."""
+        lookup = getattr(self.store, "group_members", None)
+        if not hits or lookup is None:
+            return {}
+        members = lookup([group_key(h.product.product_id, h.group_id) for h in hits])
+        out: dict[str, list[Product]] = {}
+        for h in hits:
+            others = [p for p in members.get(group_key(h.product.product_id, h.group_id), [])
+                      if p.product_id != h.product.product_id]
+            if others:
+                out[h.product.product_id] = others
+        return out
 
     def _diversify(self, hits: list[Hit], query: SearchQuery) -> list[Hit]:
         records = self.store.get([h.product.product_id for h in hits], with_vectors=True)
@@ -242,10 +285,15 @@ class SearchService:
         vectors = await asyncio.gather(self.embed_text(product.text()),
                                        *(self.embed_image(img) for img in decoded))
         digests = tuple(hashlib.sha256(data).hexdigest() for data in images)
-        item = StoredProduct(product, np.stack(vectors[1:]), vectors[0],
-                             product.content_hash(digests), self.model_version)
         pid = product.product_id
         old = (await asyncio.to_thread(self.store.get, [pid], with_vectors=True)).get(pid)
+        # A product rewritten through the API stays in its variant group (an explicit
+        # group_id in its metadata wins); the photos' hashes let the next ingest group it.
+        group = explicit_group(product.attributes) or (old.group_id if old is not None else "")
+        hashes = tuple(await asyncio.to_thread(lambda: [phash_hex(img) for img in decoded]))
+        item = StoredProduct(product, np.stack(vectors[1:]), vectors[0],
+                             product.content_hash(digests), self.model_version,
+                             group_id=group, phashes=hashes)
         await asyncio.to_thread(self.store.upsert, [item])
         self._facets.invalidate()
         # Files only after the product is stored: a failed store write leaves no orphan files
@@ -270,7 +318,7 @@ class SearchService:
             else:
                 await asyncio.to_thread(self.store.upsert, [StoredProduct(
                     old.product, np.stack(old.image_vectors), old.text_vector,
-                    old.content_hash, old.model_version, old.source)])
+                    old.content_hash, old.model_version, old.source, group_id=old.group_id)])
         except (StoreError, ValueError) as exc:  # ValueError: an old version without vectors
             log.error("media write failed and undoing product %s failed too; it lists images "
                       "that were not saved: %s", pid, exc)

@@ -232,6 +232,7 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         elif opts.delete_missing:
             # Products whose images failed this time are still listed, so they are kept.
             summary.deleted = delete_missing(store, keep, source)
+        writer.group_variants(settings)
         flush_and_wait_for_index(store, summary, wait=opts.wait_index,
                                  timeout_s=opts.index_timeout_s)
         summary.finish()

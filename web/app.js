@@ -785,17 +785,25 @@
     if (!lazy) img.loading = "eager";
     img.src = r.image_url;
     img.alt = r.title || r.product_id;
-    const title = r.title || r.product_id;
     const button = $(".card-link", li);
-    button.textContent = title;
-    button.addEventListener("click", () => openProduct(r.product_id, button));
+    // The card shows one product of its variant group; the shopper may switch (showVariant).
+    button.addEventListener("click", () => openProduct(li.dataset.productId, button));
     const sw = $(".swatch", li);
-    const c = swatchColor(r.color);
-    if (c) sw.style.setProperty("--swatch", c);
-    else sw.classList.add("unknown");
-    $(".card-color", li).textContent = cap(r.color) || "—";
+    const show = (m) => {
+      li.dataset.productId = m.product_id;
+      li.dataset.color = m.color || "";
+      img.src = m.image_url;
+      img.alt = m.title || m.product_id;
+      button.textContent = m.title || m.product_id;
+      const c = swatchColor(m.color);
+      sw.classList.toggle("unknown", !c);
+      if (c) sw.style.setProperty("--swatch", c);
+      $(".card-color", li).textContent = cap(m.color) || "—";
+      $(".card-price", li).textContent = formatPrice(m.price);
+    };
+    show(r);
     $(".card-category", li).textContent = r.category ? cap(r.category) : "";
-    $(".card-price", li).textContent = formatPrice(r.price);
+    if (!compact) addVariants(li, r, show);
     $(".score-value", li).textContent = typeof r.score === "number" ? r.score.toFixed(3) : "";
     const actions = $(".card-actions", li);
     if (compact) {
@@ -808,7 +816,7 @@
         list.append(item);
       }
       // Not named after the product: the title button keeps the product's name to itself.
-      $(".not-like", li).addEventListener("click", () => markNotLike(r.product_id, li));
+      $(".not-like", li).addEventListener("click", () => markNotLike(li.dataset.productId, li));
       // Clicks inside the actions are theirs, not the card's (which opens the product).
       actions.addEventListener("click", (e) => e.stopPropagation());
     }
@@ -817,6 +825,38 @@
       if (e.target !== button) button.click();
     });
     return li;
+  }
+
+  // "Also in N variants": one swatch per product of the hit's variant group (the same article
+  // in another colour or size); choosing one shows that product in the card.
+  function addVariants(li, r, show) {
+    const others = r.other_variants || [];
+    if (!others.length) return;
+    const box = $(".card-variants", li);
+    $(".variants-label", box).textContent =
+      `also in ${others.length} ${others.length === 1 ? "variant" : "variants"}`;
+    const row = $(".variant-swatches", box);
+    const members = [r, ...others];
+    members.forEach((m, i) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "variant-swatch";
+      const c = swatchColor(m.color);
+      if (c) b.style.setProperty("--swatch", c);
+      else b.classList.add("unknown");
+      const name = [cap(m.color), m.size].filter(Boolean).join(", ") || m.product_id;
+      b.title = name;
+      b.setAttribute("aria-label", `Show ${name}`);
+      b.setAttribute("aria-pressed", String(i === 0));
+      b.dataset.productId = m.product_id;
+      b.addEventListener("click", (e) => {
+        e.stopPropagation();  // a swatch switches the card; it does not open the product
+        for (const other of row.children) other.setAttribute("aria-pressed", String(other === b));
+        show(m);
+      });
+      row.append(b);
+    });
+    box.hidden = false;
   }
 
   el.form.addEventListener("submit", (e) => {

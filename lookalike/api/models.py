@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     model_validator,
@@ -66,6 +67,9 @@ ProductIdValue = Annotated[str, Field(min_length=1, max_length=128,
 ProductIds = Annotated[list[ProductIdValue], Field(max_length=limits.MAX_EXAMPLES)]
 Diversity = Annotated[StrictFloat | StrictInt, Field(
     ge=0, le=1, allow_inf_nan=False, description="MMR: 0 = pure relevance, up to 1")]
+COLLAPSE_DESCRIPTION = ("one result per variant group (the same article in other colours, sizes "
+                        "or re-shoots), the others listed in `other_variants` (default); false "
+                        "lists every product")
 INFER_DESCRIPTION = ("what attributes inferred from the words and photo do: boost (default), "
                      "filter, or off")
 
@@ -148,6 +152,7 @@ class SearchRequest(_Strict):
     diversity: Diversity = 0.0
     drop_inferred: list[Droppable] | None = Field(
         None, max_length=5, description="inferred attributes to ignore (removed chips)")
+    collapse_variants: StrictBool = Field(True, description=COLLAPSE_DESCRIPTION)
 
 
 class RecommendRequest(_Strict):
@@ -186,6 +191,7 @@ class SearchForm(_Strict):
                         Field(max_length=limits.MAX_EXAMPLES)] = []
     diversity: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     drop_inferred: Annotated[list[str], Field(max_length=limits.MAX_FILTER_VALUES)] = []
+    collapse_variants: bool = Field(True, description=COLLAPSE_DESCRIPTION)
 
 
 class ProductMetadata(BaseModel):
@@ -213,6 +219,17 @@ class ProductUpload(BaseModel):
 
 # -- responses -------------------------------------------------------------------------------------
 
+class Variant(BaseModel):
+    """Another product of a hit's variant group (lookalike/variants.py)."""
+
+    product_id: str
+    title: str
+    color: str
+    size: str
+    price: float | None
+    image_url: str
+
+
 class SearchHit(BaseModel):
     product_id: str
     score: float = Field(description="see the API description: its scale depends on the query kind")
@@ -225,6 +242,8 @@ class SearchHit(BaseModel):
     attributes: dict[str, Any]
     explain: dict[str, Any] | None = Field(
         None, description="why it ranked here: vector score per modality, BM25 score, boosts")
+    variants: int = Field(0, description="how many other products are variants of this one")
+    other_variants: list[Variant] = Field([], description="those variants, by product id")
 
 
 class SearchResponse(BaseModel):

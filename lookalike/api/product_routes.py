@@ -51,12 +51,14 @@ def image_url(product_id: str, n: int) -> str:
     return f"/v1/products/{product_id}/images/{n}"
 
 
-def hit_json(hit: Hit) -> dict[str, Any]:
+def hit_json(hit: Hit, variants: list[Product] | None = None) -> dict[str, Any]:
     p = hit.product
+    others = [{"product_id": v.product_id, "title": v.title, "color": v.color, "size": v.size,
+               "price": v.price, "image_url": image_url(v.product_id, 0)} for v in variants or ()]
     return {"product_id": p.product_id, "score": round(hit.score, 6), "title": p.title,
             "category": p.category, "color": p.color, "size": p.size, "price": p.price,
             "image_url": image_url(p.product_id, hit.image_index), "attributes": p.attributes,
-            "explain": hit.explain or None}
+            "explain": hit.explain or None, "variants": len(others), "other_variants": others}
 
 
 def product_json(p: Product) -> dict[str, Any]:

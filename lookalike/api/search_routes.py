@@ -13,6 +13,7 @@ from lookalike.api import limits, query_images
 from lookalike.api.context import ApiContext, context
 from lookalike.api.errors import ApiError, responses
 from lookalike.api.models import (
+    COLLAPSE_DESCRIPTION,
     INFER_DESCRIPTION,
     Facets,
     Infer,
@@ -53,7 +54,8 @@ DiversityParam = Annotated[float, Query(ge=0, le=1, allow_inf_nan=False,
 DropInferred = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES,
                                           description="inferred attributes to ignore: category, "
                                                       "color, size, price, cheap")]
-UNDERSTANDING_PARAMS = {"infer", "not_like", "diversity", "drop_inferred"}
+CollapseVariants = Annotated[bool, Query(description=COLLAPSE_DESCRIPTION)]
+UNDERSTANDING_PARAMS = {"infer", "not_like", "diversity", "drop_inferred", "collapse_variants"}
 
 
 def invalid(message: str, code: str = "invalid_parameter") -> ApiError:
@@ -144,7 +146,8 @@ def search_response(outcome: SearchOutcome, started: float, request: Request,
 
     request.state.log.update({"type": kind, "embed_ms": round(outcome.timings.embed_ms, 3),
                               "search_ms": round(outcome.timings.search_ms, 3)})
-    return {"results": [hit_json(h) for h in outcome.hits], **understanding_json(outcome),
+    return {"results": [hit_json(h, outcome.variants.get(h.product.product_id))
+                        for h in outcome.hits], **understanding_json(outcome),
             "took_ms": round((time.perf_counter() - started) * 1000.0, 3)}
 
 
@@ -162,7 +165,8 @@ async def search_get(request: Request, ctx: Ctx,
                      size: Size = [], min_price: MinPrice = None,
                      max_price: MaxPrice = None, infer: InferMode = "boost",
                      not_like: NotLike = [], diversity: DiversityParam = 0.0,
-                     drop_inferred: DropInferred = []) -> dict[str, Any]:
+                     drop_inferred: DropInferred = [],
+                     collapse_variants: CollapseVariants = True) -> dict[str, Any]:
     """Text search."""
     started = time.perf_counter()
     check_params(request, FILTER_PARAMS | UNDERSTANDING_PARAMS | {"q", "top_k"})
@@ -173,7 +177,7 @@ async def search_get(request: Request, ctx: Ctx,
                         filters=make_filters(categories=category, colors=color, sizes=size,
                                              min_price=min_price, max_price=max_price),
                         infer=infer, not_like=not_like, diversity=diversity,
-                        drop_inferred=drop_inferred)
+                        drop_inferred=drop_inferred, collapse_variants=collapse_variants)
     request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
     return search_response(await ctx.service.search(query), started, request, "text")
 
@@ -214,7 +218,8 @@ async def json_query(request: Request, ctx: ApiContext) -> SearchQuery:
     return build_query(ctx, text=req.text, image=cropped(image, req.crop and req.crop.box()),
                        top_k=req.top_k, image_weight=float(req.image_weight), filters=filters,
                        infer=req.infer, not_like=not_like, diversity=float(req.diversity),
-                       drop_inferred=list(req.drop_inferred or []))
+                       drop_inferred=list(req.drop_inferred or []),
+                       collapse_variants=req.collapse_variants)
 
 
 async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
@@ -237,7 +242,7 @@ async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
             raise invalid(f"{key}: must be a text field, not a file")
         values[key] = items if key in FORM_LISTS else items[-1]
     for key in ("top_k", "image_weight", "min_price", "max_price", "text", "infer", "crop",
-                "diversity"):
+                "diversity", "collapse_variants"):
         if values.get(key) == "":
             values.pop(key)  # an empty field is an absent one (what HTML forms send)
     try:
@@ -261,7 +266,7 @@ async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
     return build_query(ctx, text=req.text, image=cropped(image, box), top_k=req.top_k,
                        image_weight=req.image_weight, filters=filters, infer=req.infer,
                        not_like=not_like, diversity=req.diversity,
-                       drop_inferred=req.drop_inferred)
+                       drop_inferred=req.drop_inferred, collapse_variants=req.collapse_variants)
 
 
 FORM_LISTS = ("category", "color", "size", "not_like", "drop_inferred")
@@ -270,14 +275,16 @@ FORM_LISTS = ("category", "color", "size", "not_like", "drop_inferred")
 def build_query(ctx: ApiContext, *, text: str | None, image: Any, top_k: int,
                 image_weight: float, filters: Filters, infer: str = "boost",
                 not_like: Any = (), diversity: float = 0.0,
-                drop_inferred: list[str] | tuple[str, ...] = ()) -> SearchQuery:
+                drop_inferred: list[str] | tuple[str, ...] = (),
+                collapse_variants: bool = True) -> SearchQuery:
     text = query_text(text)
     if text is None and image is None:
         raise invalid("give at least one of image and text", "missing_query")
     return SearchQuery(text=text, image=image, top_k=check_top_k(ctx, top_k),
                        image_weight=image_weight, filters=filters, infer=infer,
                        exclude_ids=product_ids(list(not_like), "not_like"),
-                       diversity=float(diversity), drop_inferred=dropped(list(drop_inferred)))
+                       diversity=float(diversity), drop_inferred=dropped(list(drop_inferred)),
+                       collapse_variants=bool(collapse_variants))
 
 
 RECOMMEND_BODY = {"requestBody": {"required": True, "content": {

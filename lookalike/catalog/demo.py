@@ -5,6 +5,10 @@
 Each 28x28 greyscale article is rendered as a dark-on-light 224x224 product shot tinted in the
 product's colour, so the photo, the colour filter and the text agree. About a quarter of the
 products get a second photo (the same article mirrored), exercising multi-image products.
+With `variant_share` (the demo's default: DEMO_VARIANT_SHARE) that share of articles is also
+sold in one to three more colours: separate products with the same photo re-tinted, style,
+price and brand, so search shows them once as "also in N variants" (lookalike/variants.py).
+Every product's `article` attribute names its source article: the variants' ground truth.
 Source images (`--source`, env LOOKALIKE_DEMO_SOURCE): "auto" (default) uses Debian's
 dataset-fashion-mnist when installed, else the 3,000-image subset vendored in this package;
 "vendored" and "debian" force one (a forced source that is missing is an error, not a fallback).
@@ -48,6 +52,7 @@ PRICE_RANGE = {"t-shirt": (9, 39), "trousers": (29, 99), "pullover": (25, 89), "
 STYLES = ["classic", "relaxed-fit", "slim", "vintage", "everyday", "premium", "lightweight",
           "organic cotton", "oversized", "essential"]
 BACKGROUND = np.array([246, 244, 240], dtype=np.float32)
+DEMO_VARIANT_SHARE = 0.25  # articles also sold in other colours, in the demo catalogue
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -110,45 +115,75 @@ def _size_group(category: str) -> str:
     return "bag" if category == "bag" else "clothing"
 
 
+def _variant_colors(rng: np.random.Generator, color: str, variant_share: float) -> list[str]:
+    """The article's colour, plus one to three others if it is one sold in several."""
+    if variant_share <= 0 or rng.random() >= variant_share:
+        return [color]
+    others = [c for c in COLORS if c != color]
+    extra = rng.choice(len(others), size=int(rng.integers(1, 4)), replace=False)
+    return [color, *(others[int(k)] for k in extra)]
+
+
 def build(out_dir: Path, n_products: int = 2000, *, seed: int = 7, second_image_share: float = 0.25,
-          image_format: str = "jpg", source: Source | None = None, split: Split = "train") -> Path:
+          image_format: str = "jpg", source: Source | None = None, split: Split = "train",
+          variant_share: float = 0.0) -> Path:
     """Write images and manifest.jsonl under out_dir; return the manifest path. The demo uses
-    the train split; the evaluation harness also builds one from the held-out test split."""
+    the train split; the evaluation harness also builds one from the held-out test split.
+    `n_products` counts variants: with variants, fewer source articles are used."""
     out_dir = Path(out_dir)
     images, labels = load_source(n_products, split=split, source=source)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     color_names = list(COLORS)
     manifest = out_dir / "manifest.jsonl"
+    i = 0
     with manifest.open("w") as f:
-        for i, (article, label) in enumerate(zip(images, labels)):
+        for n, (article, label) in enumerate(zip(images, labels)):
+            if i >= n_products:
+                break
             category = CATEGORIES[int(label)]
             color = color_names[int(rng.integers(len(color_names)))]
             style = STYLES[int(rng.integers(len(STYLES)))]
             lo, hi = PRICE_RANGE[category]
             sizes = SIZES[_size_group(category)]
-            pid = f"fm-{i:05d}"
-            refs = [f"images/{pid}-0.{image_format}"]
-            render(article, COLORS[color]).save(out_dir / refs[0], quality=92)
-            if rng.random() < second_image_share:
-                refs.append(f"images/{pid}-1.{image_format}")
-                render(article[:, ::-1].copy(), COLORS[color]).save(out_dir / refs[1], quality=92)
-            row = {
-                "product_id": pid,
-                "title": f"{color.capitalize()} {style} {category}",
-                "description": (f"A {style} {category} in {color}. "
-                                f"{'Comfortable and easy to wear' if category not in ('bag',) else 'Roomy and practical'}"
-                                f", from the lookalike demo collection."),
-                "category": category,
-                "color": color,
-                "size": sizes[int(rng.integers(len(sizes)))],
-                "price": round(float(rng.uniform(lo, hi)) - 0.01, 2),
-                "images": refs,
-                "brand": ["Zalando Demo", "Lookalike Basics", "Northwind"][int(rng.integers(3))],
-                "source_label": int(label),
-            }
-            f.write(json.dumps(row) + "\n")
+            # Drawn in the order the catalogue always used: without variants it is unchanged.
+            mirrored = rng.random() < second_image_share
+            size = sizes[int(rng.integers(len(sizes)))]
+            price = round(float(rng.uniform(lo, hi)) - 0.01, 2)
+            brand = ["Zalando Demo", "Lookalike Basics", "Northwind"][int(rng.integers(3))]
+            for k, color in enumerate(_variant_colors(rng, color, variant_share)[:n_products - i]):
+                size = size if k == 0 else sizes[int(rng.integers(len(sizes)))]
+                pid = f"fm-{i:05d}"
+                i += 1
+                refs = [f"images/{pid}-0.{image_format}"]
+                render(article, COLORS[color]).save(out_dir / refs[0], quality=92)
+                if mirrored:
+                    refs.append(f"images/{pid}-1.{image_format}")
+                    render(article[:, ::-1].copy(), COLORS[color]).save(out_dir / refs[1],
+                                                                        quality=92)
+                row = _row(pid, category, color, style, size, price, refs, brand, int(label),
+                           f"fm-a{n:05d}")
+                f.write(json.dumps(row) + "\n")
     return manifest
+
+
+def _row(pid: str, category: str, color: str, style: str, size: str, price: float,
+         refs: list[str], brand: str, label: int, article: str) -> dict[str, object]:
+    return {
+        "product_id": pid,
+        "title": f"{color.capitalize()} {style} {category}",
+        "description": (f"A {style} {category} in {color}. "
+                        f"{'Comfortable and easy to wear' if category not in ('bag',) else 'Roomy and practical'}"
+                        f", from the lookalike demo collection."),
+        "category": category,
+        "color": color,
+        "size": size,
+        "price": price,
+        "images": refs,
+        "brand": brand,
+        "source_label": label,
+        "article": article,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,10 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/demo"))
     parser.add_argument("--products", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--variant-share", type=float, default=DEMO_VARIANT_SHARE,
+                        help="share of articles also sold in other colours (0: none)")
     parser.add_argument("--source", choices=SOURCES, default=None,
                         help=f"source images (default: ${SOURCE_ENV}, else auto)")
     args = parser.parse_args(argv)
-    manifest = build(args.out, args.products, seed=args.seed, source=args.source)
+    manifest = build(args.out, args.products, seed=args.seed, source=args.source,
+                     variant_share=args.variant_share)
     print(f"demo catalogue: {args.products} products -> {manifest}")
     return 0
 

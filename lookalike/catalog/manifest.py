@@ -153,6 +153,10 @@ def parse_row(raw: dict[str, Any], row: int, base_dir: Path | None = None,
         # The id was valid when the first bad field is another one.
         pid = None if name == "product_id" else _product_id(raw.get("product_id"))
         return RowError(row, name, _reason(first), pid)
+    group = raw.get("group_id")  # a variant group (lookalike/variants.py); wins over detection
+    if not _empty(group) and not PRODUCT_ID.match(str(group).strip()):
+        return RowError(row, "group_id", f"{str(group)[:40]!r}: use 1-128 letters, digits, . _ : -",
+                        fields.product_id)
     attributes = {k: _plain(v) for k, v in raw.items() if k not in CORE_FIELDS and not _empty(v)}
     return Product(**fields.model_dump(), attributes=attributes)
 

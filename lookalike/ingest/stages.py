@@ -48,7 +48,7 @@ def _preprocessor(model_name: str) -> Any:
 
 def _columns() -> dict[str, list[Any]]:
     return {k: [] for k in ("row", "product_id", "product", "content_hash", "status", "reason",
-                            "n_images", "image_index", "text", "pixels")}
+                            "n_images", "image_index", "text", "pixels", "phash")}
 
 
 def read_images(product: Product, limits: FetchLimits, client: Any = None) -> list[bytes] | str:
@@ -62,8 +62,10 @@ def read_images(product: Product, limits: FetchLimits, client: Any = None) -> li
 
 
 def prepare_product(product: Product, stored_hash: str, blobs: list[bytes] | str,
-                    model_name: str, relink: bool = False) -> tuple[str, str, str, list[bytes]]:
+                    model_name: str, relink: bool = False, hashes: list[str] | None = None
+                    ) -> tuple[str, str, str, list[bytes]]:
     """(status, content_hash, reason, per-image pixel bytes) for one product and its image bytes.
+    `hashes`, if given, receives each embedded image's perceptual hash (lookalike/variants.py).
 
     The content hash needs every image's bytes, so images are read first; decoding and
     preprocessing (the costly part, and the torch import) only happen for products whose hash
@@ -83,6 +85,10 @@ def prepare_product(product: Product, stored_hash: str, blobs: list[bytes] | str
         except InvalidImageError as exc:
             return FAILED, content_hash, f"{ref}: {exc}", []
     pixels = _preprocessor(model_name)(images)
+    if hashes is not None:
+        from lookalike.variants import phash_hex
+
+        hashes.extend(phash_hex(img) for img in images)
     return EMBED, content_hash, "", [np.ascontiguousarray(px).tobytes() for px in pixels]
 
 
@@ -106,12 +112,14 @@ def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits, model_na
     for row, pid, pjson, stored, relink, product, blobs in zip(
             batch["row"], batch["product_id"], batch["product"], batch["stored_hash"], relinks,
             products, reads):
+        hashes: list[str] = []
         try:
             status, chash, reason, pixels = prepare_product(product, str(stored or ""), blobs,
-                                                            model_name, bool(relink))
+                                                            model_name, bool(relink), hashes)
         except Exception as exc:  # noqa: BLE001 - one odd image must never stop the job
             status, chash, reason, pixels = FAILED, "", f"{exc.__class__.__name__}: {exc}", []
         entries = pixels if status == EMBED else [b""]
+        hashes += [""] * (len(entries) - len(hashes))
         for i, px in enumerate(entries):
             out["row"].append(int(row))
             out["product_id"].append(str(pid))
@@ -124,6 +132,7 @@ def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits, model_na
             # Text is embedded once per product, on its first image row.
             out["text"].append(product.text() if status == EMBED and i == 0 else "")
             out["pixels"].append(px)
+            out["phash"].append(hashes[i])
     cols: dict[str, np.ndarray] = {}
     for k, v in out.items():
         if k in ("row", "n_images", "image_index"):

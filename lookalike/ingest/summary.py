@@ -40,6 +40,8 @@ class Summary:
     relinked: int = 0  # same pixels, images moved: rewritten with the stored vectors
     failed: int = 0  # bad rows, unreadable images, rejected writes
     deleted: int = 0  # --delete-missing
+    variants_relabelled: int = 0  # products whose variant group changed (lookalike/variants.py)
+    variant_groups: int = 0  # groups of two or more this run's products belong to
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
     model_version: str = ""
@@ -68,7 +70,8 @@ class Summary:
             "event": "ingest_summary", "read": self.read, "embedded": self.embedded,
             "images_embedded": self.images_embedded, "written": self.written,
             "skipped_unchanged": self.skipped, "relinked": self.relinked, "failed": self.failed,
-            "deleted": self.deleted,
+            "deleted": self.deleted, "variants_relabelled": self.variants_relabelled,
+            "variant_groups": self.variant_groups,
             "seconds": round(self.seconds, 3),
             "products_per_s": round(self.written / secs, 2),
             "images_per_s": round(self.images_embedded / secs, 2),

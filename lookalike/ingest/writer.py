@@ -31,6 +31,7 @@ class _Partial:
     content_hash: str
     n_images: int
     image_vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    phashes: dict[int, str] = field(default_factory=dict)
     text_vector: np.ndarray | None = None
 
 
@@ -48,6 +49,9 @@ class StoreWriter:
         self._pending: list[tuple[int, StoredProduct]] = []
         self._pending_rows = 0
         self._relink: dict[str, tuple[int, str, str]] = {}  # pid -> (row, product json, hash)
+        # Products embedded in this run: the variant pass (lookalike/variants.py) looks for
+        # their near-duplicates once everything is written. Ids only, no vectors.
+        self.embedded_ids: list[str] = []
 
     def consume(self, batch: dict[str, np.ndarray]) -> None:
         """One batch of the pipeline's output rows."""
@@ -74,6 +78,8 @@ class StoreWriter:
                                                  int(batch["n_images"][i]))
         idx = int(batch["image_index"][i])
         part.image_vectors[idx] = np.asarray(batch["image_vector"][i], dtype=np.float32)
+        if "phash" in batch:
+            part.phashes[idx] = str(batch["phash"][i])
         if idx == 0:
             part.text_vector = np.asarray(batch["text_vector"][i], dtype=np.float32)
         if len(part.image_vectors) == part.n_images:
@@ -84,11 +90,14 @@ class StoreWriter:
         self.summary.embedded += 1
         self.summary.vector_arrived()
         self.summary.images_embedded += part.n_images
+        product = product_from_json(part.product)
+        self.embedded_ids.append(product.product_id)
         item = StoredProduct(
-            product=product_from_json(part.product),
+            product=product,
             image_vectors=np.stack([part.image_vectors[k] for k in range(part.n_images)]),
             text_vector=part.text_vector, content_hash=part.content_hash,
-            model_version=self.model_version, source=self.source)
+            model_version=self.model_version, source=self.source,
+            phashes=tuple(part.phashes.get(k, "") for k in range(part.n_images)))
         if self._pending_rows + part.n_images > self.batch_rows:
             self.flush_pending()
         self._pending.append((part.row, item))
@@ -129,13 +138,32 @@ class StoreWriter:
             if rec is None or not rec.image_vectors:
                 self.errors.add(IngestError(row, "images", "stored vectors vanished; re-run", pid))
                 continue
+            # Same pixels: the stored group and hashes stay.
             item = StoredProduct(product_from_json(pjson), np.stack(rec.image_vectors),
-                                 rec.text_vector, chash, rec.model_version, self.source)
+                                 rec.text_vector, chash, rec.model_version, self.source,
+                                 group_id=rec.group_id, phashes=rec.phashes)
             if self._pending_rows + len(rec.image_vectors) > self.batch_rows:
                 self.flush_pending()
             self._pending.append((row, item))
             self._pending_rows += len(rec.image_vectors)
             self.summary.relinked += 1  # nothing embedded; counted as written when it lands
+
+    def group_variants(self, settings: object) -> None:
+        """After every write (and --delete-missing): group this run's products with their
+        near-duplicates anywhere in the catalogue (lookalike/variants.py says how and why).
+        A failure leaves the products written and ungrouped; the next run groups them."""
+        from lookalike import variants
+
+        if not getattr(settings, "variant_detection", False) or not self.embedded_ids:
+            return
+        try:
+            got = variants.detect(self.store, self.embedded_ids,
+                                  variants.Thresholds.from_settings(settings))
+        except StoreError as exc:
+            log.warning("variant detection failed (products stay ungrouped): %s", exc)
+            return
+        self.summary.variants_relabelled, self.summary.variant_groups = (got["products"],
+                                                                         got["groups"])
 
     def close(self) -> None:
         self._flush_relinks()

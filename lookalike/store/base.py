@@ -67,6 +67,9 @@ class StoredProduct:
     # 0: the write gets a new version. A copy into another collection (a model upgrade) keeps
     # the source's version, so a newer write that reached the copy first still wins.
     write_version: int = 0
+    # The variant group (lookalike/variants.py); "" means the product's own id (no variants).
+    group_id: str = ""
+    phashes: tuple[str, ...] = ()  # one 16-hex-digit perceptual hash per image; () if unknown
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Hit:
     scores: dict[str, float] = field(default_factory=dict, compare=False)
     explain: dict[str, Any] = field(default_factory=dict, compare=False)
     model_version: str = ""  # what made the stored vectors (never mixed within one search)
+    group_id: str = ""  # its variant group; "" read as the product's own id
 
 
 @dataclass
@@ -94,6 +98,8 @@ class Record:
     write_version: int = 0
     image_rows: int = 0  # rows stored for the newest version (one per image when intact)
     versions: int = 1  # distinct stored versions; > 1 after an interrupted or racing write
+    group_id: str = ""
+    phashes: tuple[str, ...] = ()
 
     @property
     def intact(self) -> bool:

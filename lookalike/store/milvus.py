@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from pymilvus import MilvusClient, MilvusException
 
+from lookalike import variants
 from lookalike.catalog.product import Product
 from lookalike.store import fusion
 from lookalike.store.base import Filters, Hit, Record, StoredProduct, StoreError, StoreRequestError
@@ -36,6 +37,7 @@ from lookalike.store.schema import (
     NO_PRICE,
     PRODUCT_FIELDS,
     REQUIRED_FIELDS,
+    VARIANT_FIELDS,
     build_index_params,
     build_schema,
     lexical_text,
@@ -131,6 +133,16 @@ class _Scored:
     scores: dict[str, float] = field(default_factory=dict, compare=False)  # the score's parts
 
 
+def _phash_vector(hexhash: str, product_id: str, n: int) -> list[float]:
+    """The photo's hash as a vector; a photo without one (written before hashes) gets a
+    pseudo-random one from its key, which matches no other photo."""
+    if not hexhash:
+        import hashlib
+
+        hexhash = hashlib.sha256(f"{product_id}#{n}".encode()).hexdigest()[:16]
+    return variants.phash_vector(hexhash)
+
+
 def _product_from_row(row: dict[str, Any]) -> Product:
     price = row.get("price")
     return Product(
@@ -181,6 +193,7 @@ class MilvusStore:
         self._write_lock = threading.Lock()
         self._lexical: bool | None = None  # has the BM25 fields (schema.py); read once
         self.auto_flush: AutoFlush | None = None  # see enable_auto_flush
+        self._variants: bool | None = None  # has the variant fields (schema.py); read once
 
     @classmethod
     def from_settings(cls, settings: Any, *, image_dim: int, text_dim: int,
@@ -257,6 +270,11 @@ class MilvusStore:
                 f"{', '.join(missing)} field): use another LOOKALIKE_COLLECTION, or drop it and "
                 "re-ingest")
         self._lexical = all(f in dims for f in LEXICAL_FIELDS)
+        self._variants = all(f in dims for f in VARIANT_FIELDS)
+        if not self._variants:
+            log.warning("collection %s has no variant fields (made before variant groups): "
+                        "searches show every variant; re-ingest into a new collection to "
+                        "group them", self.collection)
         if not self._lexical:
             log.warning("collection %s has no BM25 fields (made before full-text search): text "
                         "searches use the dense vector only; re-ingest into a new collection "
@@ -278,6 +296,13 @@ class MilvusStore:
                 raise _store_error(f"cannot describe collection {self.collection}: {exc}",
                                    exc) from exc
         return bool(self._lexical)
+
+    @property
+    def variants(self) -> bool:
+        """Whether the collection has the variant-group fields."""
+        if self._variants is None:
+            _ = self.lexical  # one describe reads both
+        return bool(self._variants)
 
     def drop(self) -> None:
         """Drop the collection; for an alias (lookalike/store/aliases.py), the alias and the
@@ -341,7 +366,15 @@ class MilvusStore:
             raise ValueError(f"product {p.product_id} has no image vector")
         text_vec = np.asarray(item.text_vector, dtype=np.float32).reshape(self.text_dim).tolist()
         lexical = {"lexical_text": lexical_text(p)} if self.lexical else {}
-        return [{**lexical,
+        group = {}
+        if self.variants:
+            # An explicit group (manifest column, PUT metadata) wins over a detected one.
+            group = {"group_id": variants.explicit_group(p.attributes) or item.group_id
+                     or p.product_id}
+        hashes = list(item.phashes) + [""] * (len(vectors) - len(item.phashes))
+        return [{**lexical, **group,
+                 **({"phash_vector": _phash_vector(hashes[n], p.product_id, n)}
+                    if self.variants else {}),
             "pk": row_pk(p.product_id, version, n), "product_id": p.product_id, "image_index": n,
             "title": p.title, "description": p.description, "category": p.category,
             "color": p.color, "size": p.size,
@@ -502,7 +535,8 @@ class MilvusStore:
         # Still stale after the retries (writes racing on these products): leave them out
         # rather than pair one version's matched photo with another's fields.
         return [Hit(_product_from_row(rows[s.product_id]), s.score, s.image_index, s.version,
-                    dict(s.scores), model_version=rows[s.product_id].get("model_version") or "")
+                    dict(s.scores), model_version=rows[s.product_id].get("model_version") or "",
+                    group_id=rows[s.product_id].get("group_id") or "")
                 for s in scored
                 if s.product_id in rows and s.product_id not in stale]
 
@@ -625,7 +659,7 @@ class MilvusStore:
         out: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(list(product_ids), ID_CHUNK):
             for row in self._query(f"{_in('product_id', chunk)} and image_index == 0",
-                                   [*PRODUCT_FIELDS, "model_version"]):
+                                   [*self._product_fields, "model_version"]):
                 pid = row["product_id"]
                 if pid not in out or int(row["write_version"]) > int(out[pid]["write_version"]):
                     out[pid] = row
@@ -644,9 +678,11 @@ class MilvusStore:
         """The newest stored version of each product, with how intact it is (Record.intact)."""
         if not product_ids:
             return {}
-        fields = [*PRODUCT_FIELDS, "content_hash", "model_version", "source"]
+        fields = [*self._product_fields, "content_hash", "model_version", "source"]
         if with_vectors:
             fields += ["image_vector", "text_vector"]
+            if self.variants:
+                fields.append("phash_vector")
         by_product: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
         for chunk in _chunks(list(product_ids), ID_CHUNK):
             for row in self._query(_in("product_id", chunk), fields):
@@ -658,11 +694,85 @@ class MilvusStore:
             rec = out[pid] = Record(_product_from_row(rows[0]), rows[0]["content_hash"],
                                     rows[0]["model_version"], source=rows[0]["source"],
                                     write_version=version, image_rows=len(rows),
-                                    versions=len(versions))
+                                    versions=len(versions), group_id=rows[0].get("group_id") or "")
             if with_vectors:
                 rec.image_vectors = [np.asarray(r["image_vector"], dtype=np.float32) for r in rows]
                 rec.text_vector = np.asarray(rows[0]["text_vector"], dtype=np.float32)
+                if self.variants:
+                    rec.phashes = tuple(variants.vector_phash(r["phash_vector"]) for r in rows)
         return out
+
+    @property
+    def _product_fields(self) -> list[str]:
+        return [*PRODUCT_FIELDS, "group_id"] if self.variants else list(PRODUCT_FIELDS)
+
+    # -- variant groups (lookalike/variants.py) ---------------------------------------------------
+
+    def variant_photos(self, product_ids: Sequence[str]) -> dict[str, variants.Photo]:
+        """Each product's main photo (newest version's image 0) as detection compares it."""
+        out: dict[str, tuple[int, variants.Photo]] = {}
+        fields = ["product_id", "write_version", "category", "attributes", "group_id",
+                  "image_vector", "phash_vector"]
+        for chunk in _chunks(list(product_ids), ID_CHUNK):
+            for r in self._query(f"{_in('product_id', chunk)} and image_index == 0", fields):
+                version = int(r["write_version"])
+                if r["product_id"] in out and out[r["product_id"]][0] >= version:
+                    continue
+                out[r["product_id"]] = (version, variants.Photo(
+                    r["product_id"], r.get("category") or "",
+                    variants.vector_phash(r["phash_vector"]),
+                    np.asarray(r["image_vector"], dtype=np.float32), r.get("group_id") or "",
+                    bool(variants.explicit_group(r.get("attributes")))))
+        return {pid: photo for pid, (_, photo) in out.items()}
+
+    def photo_neighbours(self, field: str, vectors: Sequence[Any], limit: int) -> list[list[str]]:
+        """Per query vector, the products whose main photo is nearest on `field`
+        ("image_vector" or "phash_vector"), one per product, best first."""
+        if not vectors:
+            return []
+        data = [np.asarray(v, np.float32).tolist() for v in vectors]
+        try:
+            res = self.client.search(self.collection, data=data, anns_field=field,
+                                     filter="image_index == 0", limit=limit + 1,
+                                     output_fields=["product_id"], group_by_field="product_id",
+                                     search_params=self._filtered_params,
+                                     consistency_level=CONSISTENCY)
+        except MilvusException as exc:
+            raise _store_error(f"neighbour search failed: {exc}", exc) from exc
+        return [[h.get("entity", h)["product_id"] for h in per_query] for per_query in res or []]
+
+    def group_members(self, group_ids: Sequence[str]) -> dict[str, list[Product]]:
+        """{group label: its products (newest versions), by product id}."""
+        if not group_ids or not self.variants:
+            return {}
+        newest: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(dict.fromkeys(group_ids)), ID_CHUNK):
+            for row in self._query(f"{_in('group_id', chunk)} and image_index == 0",
+                                   self._product_fields):
+                pid = row["product_id"]
+                if pid not in newest or int(row["write_version"]) > int(newest[pid]["write_version"]):
+                    newest[pid] = row
+        out: dict[str, list[Product]] = defaultdict(list)
+        for pid in sorted(newest):
+            out[newest[pid]["group_id"]].append(_product_from_row(newest[pid]))
+        return dict(out)
+
+    def set_groups(self, labels: dict[str, str]) -> int:
+        """Relabel products' rows in place: Milvus' partial upsert of `group_id` alone, so no
+        vectors are read or written again. A product rewritten between the read and the
+        update fails the update (StoreError); the next detection pass labels it."""
+        done = 0
+        with self._write_lock:
+            for chunk in _chunks(list(labels), ID_CHUNK):
+                rows = self._query(_in("product_id", chunk), ["pk", "product_id"])
+                updates = [{"pk": r["pk"], "group_id": labels[r["product_id"]]} for r in rows]
+                for batch in _chunks(updates, WRITE_BATCH_ROWS):
+                    try:
+                        self.client.upsert(self.collection, list(batch), partial_update=True)
+                    except MilvusException as exc:
+                        raise _store_error(f"group update failed: {exc}", exc) from exc
+                done += len({r["product_id"] for r in rows})
+        return done
 
     def count(self) -> int:
         # One image-0 row per product version: exact but for a write in progress.

@@ -33,6 +33,12 @@ NO_PRICE = -1.0  # Milvus-lite scalar fields are not nullable: -1 means "no pric
 # product id and free attributes such as brand or material) into the sparse `lexical` vector
 # at insert and at query time. A collection made before these fields searches without them.
 LEXICAL_FIELDS = ("lexical_text", "lexical")
+# Variant groups (lookalike/variants.py): each row carries its product's group label (its own
+# product id when it has no variants) and its photo's 64-bit perceptual hash as a +-1 vector,
+# whose cosine is 1 - hamming / 32, so Milvus' own ANN search finds near-identical photos
+# (milvus-lite has no BINARY_VECTOR). A collection made before these fields never collapses.
+VARIANT_FIELDS = ("group_id", "phash_vector")
+PHASH_BITS = 64
 
 
 def row_pk(product_id: str, write_version: int, image_index: int) -> str:
@@ -65,6 +71,8 @@ def build_schema(*, image_dim: int, text_dim: int, partition_key: bool = True) -
     schema.add_field("text_vector", DataType.FLOAT_VECTOR, dim=text_dim)
     schema.add_field("lexical_text", DataType.VARCHAR, max_length=TEXT_MAX, enable_analyzer=True)
     schema.add_field("lexical", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_field("group_id", DataType.VARCHAR, max_length=SHORT_MAX)
+    schema.add_field("phash_vector", DataType.FLOAT_VECTOR, dim=PHASH_BITS)
     schema.add_function(Function(name="lexical_bm25", function_type=FunctionType.BM25,
                                  input_field_names=["lexical_text"], output_field_names=["lexical"]))
     return schema
@@ -101,7 +109,9 @@ def build_index_params(client: MilvusClient, settings: Any) -> Any:
         # reaches milvus-lite through pymilvus 3.0.2 (flat keys are silently dropped there).
         params.add_index(field_name=field, index_type=settings.index_type, metric_type="COSINE",
                          params={"params": index_build_params(settings)})
-    for field in ("product_id", "color", "size", "source"):
+    params.add_index(field_name="phash_vector", index_type="HNSW", metric_type="COSINE",
+                     params={"params": {"M": 16, "efConstruction": 200}})
+    for field in ("product_id", "color", "size", "source", "group_id"):
         params.add_index(field_name=field, index_type="INVERTED")
     params.add_index(field_name="lexical", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
     return params

@@ -229,3 +229,44 @@ def test_private_image_urls_are_refused_by_default() -> None:
 
     with pytest.raises(FetchError, match="non-public"):
         asyncio.run(fetch_url("http://127.0.0.1/x.jpg"))
+
+
+def test_variants_collapse_to_one_result_that_lists_the_others(client: httpx.Client, admin: dict,
+                                                               products: list[Product]) -> None:
+    image = first_image(products[5])
+    meta = {"title": "Variant test parka", "category": "coat", "price": 99.0,
+            "group_id": "e2e-parka"}  # an explicit group, as a manifest column would give
+    made = {"parka-red": ("red", "S"), "parka-blue": ("blue", "L")}
+    try:
+        for pid, (color, size) in made.items():
+            resp = client.put(f"/v1/products/{pid}", headers=admin,
+                              data={"metadata": json.dumps({**meta, "color": color, "size": size})},
+                              files=[("image", ("a.jpg", image, "image/jpeg"))])
+            assert resp.status_code == 200, resp.text
+        body = {"image_base64": base64.b64encode(image).decode(), "top_k": 10, "infer": "off"}
+        resp = client.post("/v1/search", json=body)
+        assert resp.status_code == 200, resp.text
+        parkas = [r for r in resp.json()["results"] if r["product_id"] in made]
+        assert len(parkas) == 1 and parkas[0]["variants"] == 1, parkas
+        best = parkas[0]["product_id"]
+        (other,) = parkas[0]["other_variants"]
+        assert other["product_id"] == next(p for p in made if p != best)
+        assert (other["color"], other["size"]) == made[other["product_id"]]
+        assert client.get(other["image_url"]).status_code == 200
+        # Collapsing off, in JSON, in a form and in the query string: every variant is a result.
+        assert set(made) <= set(ids(client.post("/v1/search",
+                                                json={**body, "collapse_variants": False})))
+        assert set(made) <= set(ids(client.post(
+            "/v1/search", data={"infer": "off", "collapse_variants": "false"},
+            files={"image": ("q.jpg", image, "image/jpeg")})))
+        assert set(made) <= set(ids(client.get("/v1/search", params={
+            "q": "variant test parka", "collapse_variants": "false", "infer": "off"})))
+        assert_error(client.post("/v1/search", json={**body, "collapse_variants": "yes"}), 422)
+        # The best member deleted: the other one stands for the group, with no variants left.
+        assert client.delete(f"/v1/products/{best}", headers=admin).status_code == 204
+        rest = [r for r in client.post("/v1/search", json=body).json()["results"]
+                if r["product_id"] in made]
+        assert [(r["product_id"], r["variants"]) for r in rest] == [(other["product_id"], 0)]
+    finally:
+        for pid in made:
+            client.delete(f"/v1/products/{pid}", headers=admin)

@@ -356,3 +356,38 @@ def test_a_crop_drawn_on_the_photo_is_what_the_api_embeds(page, products: list[P
     expect(page.locator("#crop-box")).to_be_hidden()
     search(page)
     assert "crop" not in page.evaluate("() => window.__sentForms")[-1]
+
+
+def test_a_result_with_variants_offers_them_and_switches_the_card(page, client, admin,
+                                                                   products: list[Product]) -> None:
+    import json
+
+    image = Path(products[7].images[0]).read_bytes()
+    meta = {"title": "Swatch test raincoat", "category": "coat", "price": 120.0,
+            "group_id": "e2e-raincoat"}
+    made = {"raincoat-green": ("green", "M"), "raincoat-purple": ("purple", "XL")}
+    try:
+        for pid, (color, size) in made.items():
+            resp = client.put(f"/v1/products/{pid}", headers=admin,
+                              data={"metadata": json.dumps({**meta, "color": color, "size": size})},
+                              files=[("image", ("a.jpg", image, "image/jpeg"))])
+            assert resp.status_code == 200, resp.text
+        page.get_by_label("Choose a photo to search with").set_input_files(products[7].images[0])
+        search(page)
+        cards = result_cards(page).filter(has=page.locator(".variant-swatch"))
+        card = cards.filter(has_text="Swatch test raincoat").first
+        expect(card.locator(".variants-label")).to_have_text("also in 1 variant")
+        assert result_cards(page).filter(has_text="Swatch test raincoat").count() == 1
+        first = card.get_attribute("data-product-id")
+        other = next(p for p in made if p != first)
+        swatch = card.get_by_role("button", name=f"Show {made[other][0].capitalize()}, {made[other][1]}")
+        expect(swatch).to_have_attribute("aria-pressed", "false")
+        swatch.click()
+        expect(card).to_have_attribute("data-product-id", other)
+        expect(card.locator(".card-color")).to_have_text(made[other][0], ignore_case=True)
+        expect(swatch).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#product-dialog")).to_be_hidden()  # a swatch switches, never opens
+        screenshot(page, "search-variants.png", full_page=False)
+    finally:
+        for pid in made:
+            client.delete(f"/v1/products/{pid}", headers=admin)

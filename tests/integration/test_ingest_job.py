@@ -229,3 +229,38 @@ def test_killed_job_resumes_exactly_without_re_embedding(ray_cluster, lite_serve
         if store.client.has_collection(settings.collection):
             store.drop()
         store.close()
+
+
+@pytest.mark.timeout(420)
+def test_ingest_groups_variants_and_a_manifest_group_id_wins(ray_cluster, lite_server,
+                                                             tmp_path: Path) -> None:
+    """The Ray job hashes photos in its prepare stage and groups near-duplicates after every
+    batch is written (lookalike/variants.py); a manifest's group_id is kept as given."""
+    manifest = demo.build(tmp_path / "cat", 24, variant_share=0.5)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[0]["group_id"] = rows[1]["group_id"] = "manifest-group"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = settings_for(lite_server, "t_ingest_variants")
+    summary = run_ingest(IngestOptions(manifest), settings)
+    assert summary.failed == 0 and summary.variant_groups >= 1
+    store = open_store(settings)
+    try:
+        stored = store.get([r["product_id"] for r in rows])
+        assert {pid for pid, r in stored.items() if r.group_id == "manifest-group"} == {
+            rows[0]["product_id"], rows[1]["product_id"]}
+        by_article: dict[str, set[str]] = {}
+        for r in rows[2:]:
+            by_article.setdefault(r["article"], set()).add(r["product_id"])
+        # Every article sold in several colours (beyond the two the manifest grouped) is one
+        # detected group.
+        for members in (m for m in by_article.values() if len(m) > 1):
+            labels = {stored[pid].group_id for pid in members}
+            assert len(labels) == 1 and next(iter(labels)).startswith("~"), (members, labels)
+        # A re-run embeds nothing and leaves the groups as they are.
+        again = run_ingest(IngestOptions(manifest), settings)
+        assert again.embedded == 0 and again.variants_relabelled == 0
+        assert {pid: r.group_id for pid, r in store.get(list(stored)).items()} == {
+            pid: r.group_id for pid, r in stored.items()}
+    finally:
+        store.drop()
+        store.close()

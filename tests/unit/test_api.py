@@ -265,3 +265,20 @@ def test_a_failed_media_write_is_a_json_503_and_the_write_is_undone(tmp_path: Pa
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "media_unavailable"
     assert resp.headers["retry-after"] == "1"
     assert store.writes == [("upsert", "p9"), ("delete", "p9")]
+
+
+def test_collapse_variants_is_a_declared_strict_field(tmp_path: Path) -> None:
+    client = make_client(OneProductStore(), tmp_path)
+    for resp in (client.get("/v1/search", params={"q": "dress", "collapse_variants": "false"}),
+                 client.post("/v1/search", json={"text": "dress", "collapse_variants": False}),
+                 client.post("/v1/search", files={"text": (None, "dress"),
+                                                    "collapse_variants": (None, "true")})):
+        assert resp.status_code == 200, resp.text
+        hit = resp.json()["results"][0]
+        assert (hit["variants"], hit["other_variants"]) == (0, [])
+    for resp in (client.post("/v1/search", json={"text": "dress", "collapse_variants": "yes"}),
+                 client.get("/v1/search", params={"q": "dress", "collapse_variants": "maybe"})):
+        assert resp.status_code == 422, resp.text
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "collapse_variants" in schema["SearchRequest"]["properties"]
+    assert "collapse_variants" in schema["SearchForm"]["properties"]

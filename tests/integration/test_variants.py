@@ -1,0 +1,137 @@
+"""Variant groups with the packaged image model and a real milvus-lite server: detection
+finds colour variants and re-shoots across ingest runs, search collapses each group to its
+best member and lists the others, and deletes and explicit groups behave."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.catalog import Product, load_manifest
+from lookalike.catalog import demo
+from lookalike.config import Settings
+from lookalike.embedding import ImageEmbedder, TextEmbedder
+from lookalike.eval import variants as variants_eval
+from lookalike.indexing import embed_products
+from lookalike.search import SearchQuery, SearchService
+from lookalike.store import MilvusStore
+from lookalike.variants import Thresholds, detect, group_key
+
+
+@pytest.fixture(scope="module")
+def embedders() -> tuple[ImageEmbedder, TextEmbedder]:
+    return ImageEmbedder(), TextEmbedder()
+
+
+@pytest.fixture
+def store(settings: Settings,
+          embedders: tuple[ImageEmbedder, TextEmbedder]) -> Iterator[MilvusStore]:
+    ie, te = embedders
+    s = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
+    s.ensure_collection()
+    yield s
+    s.drop()
+    s.close()
+
+
+def service_for(store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder],
+                media: Path) -> SearchService:
+    ie, te = embedders
+
+    async def embed_image(img: Image.Image) -> np.ndarray:
+        return ie.embed([img])[0]
+
+    async def embed_text(text: str) -> np.ndarray:
+        return te.embed([text])[0]
+
+    return SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
+                         media_dir=media)
+
+
+def test_detection_finds_known_variants_across_two_runs(settings: Settings, tmp_path: Path) -> None:
+    """The measurement command's own run, small: colour variants and re-shoots of a demo
+    catalogue, written in two parts with a detection pass after each."""
+    got = variants_eval.run(60, variant_share=0.4, reshoot_share=0.25, runs=2,
+                            work_dir=tmp_path, settings=settings)
+    assert got["true_pairs"] >= 20 and got["predicted_pairs"] > 0
+    assert got["precision"] >= 0.9, got
+    assert got["recall"] >= 0.8, got
+
+
+def articles(tmp_path: Path, n: int = 24) -> list[Product]:
+    products, errors = load_manifest(demo.build(tmp_path / "cat", n, variant_share=0.5,
+                                                second_image_share=0.0))
+    assert not errors
+    return products
+
+
+def test_search_collapses_groups_and_a_deleted_best_member_shows_the_next(
+        store: MilvusStore, embedders, tmp_path: Path) -> None:
+    products = articles(tmp_path)
+    ie, te = embedders
+    store.upsert(embed_products(products, image_embedder=ie, text_embedder=te))
+    detect(store, [p.product_id for p in products], Thresholds())
+    by_article: dict[str, list[str]] = {}
+    for p in products:
+        by_article.setdefault(str(p.attributes["article"]), []).append(p.product_id)
+    group = max(by_article.values(), key=len)
+    assert len(group) >= 3  # the demo sells this article in three or more colours
+    labels = {pid: group_key(pid, r.group_id) for pid, r in store.get(group).items()}
+    assert len(set(labels.values())) == 1, labels
+
+    service = service_for(store, embedders, tmp_path / "media")
+    photo = Image.open(products[[p.product_id for p in products].index(group[0])].images[0])
+
+    def search(**kw: object):
+        return asyncio.run(service.search(SearchQuery(image=photo, top_k=len(products),
+                                                      infer="off", **kw)))
+
+    out = search()
+    shown = [h.product.product_id for h in out.hits]
+    members = [pid for pid in shown if pid in group]
+    assert len(members) == 1, shown  # the group once ...
+    best = members[0]
+    others = out.variants[best]
+    assert sorted(p.product_id for p in others) == sorted(set(group) - {best})  # ... the rest listed
+    assert {p.color for p in others} <= {p.color for p in products}
+    assert len(shown) == len(set(group_key(pid, r.group_id) for pid, r in
+                                 store.get([p.product_id for p in products]).items()))
+
+    full = [h.product.product_id for h in search(collapse_variants=False).hits]
+    assert set(group) <= set(full)  # collapsing off: every variant is a result
+
+    store.delete([best])
+    after = search()
+    now = [h.product.product_id for h in after.hits if h.product.product_id in group]
+    assert len(now) == 1 and now[0] != best
+    assert len(after.variants.get(now[0], [])) == len(group) - 2
+
+
+def test_an_explicit_group_wins_and_is_kept_by_api_writes(store: MilvusStore, embedders,
+                                                          tmp_path: Path) -> None:
+    products = articles(tmp_path, 12)
+    # Two different articles named one group by the manifest; nothing else is grouped with them.
+    a, b = products[0], next(p for p in products
+                             if p.attributes["article"] != products[0].attributes["article"])
+    explicit = {a.product_id, b.product_id}
+    rows = [replace(p, attributes={**p.attributes, "group_id": "style-7"})
+            if p.product_id in explicit else p for p in products]
+    ie, te = embedders
+    store.upsert(embed_products(rows, image_embedder=ie, text_embedder=te))
+    detect(store, [p.product_id for p in rows], Thresholds())
+    stored = store.get([p.product_id for p in rows])
+    assert {pid for pid, r in stored.items() if r.group_id == "style-7"} == explicit
+    assert store.group_members(["style-7"]).keys() == {"style-7"}
+
+    # A PUT of a grouped product without a group keeps the product in its detected group.
+    grouped = next(pid for pid, r in stored.items() if r.group_id.startswith("~"))
+    service = service_for(store, embedders, tmp_path / "media")
+    p = stored[grouped].product
+    asyncio.run(service.upsert(replace(p, title="Renamed"), [Path(p.images[0]).read_bytes()]))
+    assert store.get([grouped])[grouped].group_id == stored[grouped].group_id
