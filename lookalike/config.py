@@ -141,10 +141,10 @@ class Settings(BaseSettings):
     # >= variant_reshoot_cosine and the hashes differ by <= variant_reshoot_hash_distance
     # (a resized, re-encoded or cropped re-shoot). Measured: python -m lookalike.eval.variants.
     variant_detection: bool = True
-    variant_hash_distance: int = Field(2, ge=0, le=64)
-    variant_min_cosine: float = Field(0.6, ge=-1, le=1)
-    variant_reshoot_cosine: float = Field(0.88, ge=-1, le=1)
-    variant_reshoot_hash_distance: int = Field(20, ge=0, le=64)
+    variant_hash_distance: int = Field(0, ge=0, le=64)
+    variant_min_cosine: float = Field(0.75, ge=-1, le=1)
+    variant_reshoot_cosine: float = Field(0.93, ge=-1, le=1)
+    variant_reshoot_hash_distance: int = Field(12, ge=0, le=64)
     variant_neighbours: int = Field(16, ge=1, le=1000)  # candidates per product and signal
     # A collapsing search reads this many times top_k hits, so groups still fill top_k.
     variant_overfetch: int = Field(3, ge=1, le=20)

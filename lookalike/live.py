@@ -21,11 +21,11 @@ refused), the failure is moot and ignored.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -244,7 +244,7 @@ class LiveService:
         decoded = [await target.load_image(data) for data in images]
         vectors = await asyncio.gather(target.embed_text(product.text()),
                                        *(target.embed_image(img) for img in decoded))
-        digests = tuple(Path(r).stem for r in product.images)
+        digests = tuple(hashlib.sha256(data).hexdigest() for data in images)  # as the live write
         item = StoredProduct(replace(product), np.stack(vectors[1:]), vectors[0],
                              product.content_hash(digests), target.model_version)
         await asyncio.to_thread(target.store.upsert, [item])

@@ -24,16 +24,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lookalike.config import Settings
 from lookalike.embedding.factory import image_embedder, text_embedder
 from lookalike.images import decode_image
-from lookalike.ingest.fetch import FetchLimits, fetch, new_client
+from lookalike.ingest.fetch import FetchLimits, ImageFetchError, fetch, new_client
 from lookalike.ingest.record import LAST_INGEST_KEY
+from lookalike.media import open_media
 from lookalike.store import aliases
 from lookalike.store.base import StoredProduct
 from lookalike.store.milvus import MilvusStore
+from lookalike.variants import phash_hex
 
 log = logging.getLogger(__name__)
 COPY_BATCH = 32  # products re-embedded per step
@@ -76,6 +79,7 @@ class Upgrade:
         self.say = say
         self.alias = settings.collection
         self.limits = FetchLimits.from_settings(settings)
+        self.media = open_media(settings)  # uploads are stored as media: references
 
     def _store(self, collection: str, embedders: tuple[Any, Any]) -> MilvusStore:
         return MilvusStore.from_settings(self.settings.model_copy(update={"collection": collection}),
@@ -176,16 +180,29 @@ class Upgrade:
             client.close()
         return copied
 
+    def _read(self, ref: str, client: Any) -> bytes:
+        """A stored image's bytes: an upload from the media store, anything else (a catalogue
+        path, catalog: reference or URL) as the ingest reads it."""
+        if self.media.owns(ref):
+            found = self.media.locate(ref)
+            if found is None:
+                raise ImageFetchError(f"{ref}: not in the media store")
+            return found if isinstance(found, bytes) else Path(found).read_bytes()
+        return fetch(ref, self.limits, client)
+
     def _embed(self, records: list[Any], new: tuple[Any, Any], client: Any) -> list[StoredProduct]:
         """The stored products with the new model's vectors; the same preprocessing as every
         other caller (the embedders' own `embed`)."""
         texts = new[1].embed([rec.product.text() for rec in records])
         out = []
         for rec, text_vector in zip(records, texts):
-            images = [decode_image(fetch(ref, self.limits, client)) for ref in rec.product.images]
+            images = [decode_image(self._read(ref, client)) for ref in rec.product.images]
             out.append(StoredProduct(rec.product, new[0].embed(images), text_vector,
                                      rec.content_hash, _version(new), rec.source,
-                                     write_version=rec.write_version))
+                                     write_version=rec.write_version,
+                                     # Variant groups and photo hashes do not depend on the model.
+                                     group_id=rec.group_id,
+                                     phashes=tuple(phash_hex(img) for img in images)))
         return out
 
     def _reconcile(self, source: MilvusStore, target: MilvusStore, new: tuple[Any, Any]) -> int:

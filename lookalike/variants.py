@@ -71,10 +71,11 @@ def group_key(product_id: str, group_id: str) -> str:
 
 @dataclass(frozen=True)
 class Thresholds:
-    same_photo_hash: int = 2  # bits: the same picture (another colour) ...
-    same_photo_cosine: float = 0.6  # ... when the embeddings agree at least this much
-    reshoot_cosine: float = 0.88  # a re-shoot: the embeddings agree this much ...
-    reshoot_hash: int = 20  # ... and the hashes differ by at most this many bits
+    # The defaults are Settings' (lookalike/config.py, LOOKALIKE_VARIANT_*), chosen there.
+    same_photo_hash: int = 0  # bits: the same picture (another colour) ...
+    same_photo_cosine: float = 0.75  # ... when the embeddings agree at least this much
+    reshoot_cosine: float = 0.93  # a re-shoot: the embeddings agree this much ...
+    reshoot_hash: int = 12  # ... and the hashes differ by at most this many bits
     neighbours: int = 16  # candidates per product and signal
 
     @classmethod

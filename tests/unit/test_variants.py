@@ -20,7 +20,8 @@ from lookalike.variants import (
     vector_phash,
 )
 
-T = Thresholds()
+# The rule's logic at fixed thresholds (the tuned defaults live in Settings and may move).
+T = Thresholds(same_photo_hash=2, same_photo_cosine=0.6, reshoot_cosine=0.88, reshoot_hash=20)
 
 
 def unit(v: list[float]) -> np.ndarray:
@@ -99,3 +100,9 @@ def test_collapse_keeps_the_best_ranked_member_of_each_group() -> None:
     assert [h.product.product_id for h in collapse(hits, 2)] == ["a", "c"]
     # no label: the product is its own group
     assert [h.product.product_id for h in collapse([hit("a"), hit("a2", "a")], 5)] == ["a"]
+
+
+def test_the_thresholds_defaults_are_the_settings_defaults() -> None:
+    from lookalike.config import Settings
+
+    assert Thresholds() == Thresholds.from_settings(Settings())
