@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from pymilvus import MilvusClient, MilvusException
+from pymilvus.exceptions import DescribeCollectionException
 
 from lookalike import variants
 from lookalike.catalog.product import Product
@@ -306,8 +307,11 @@ class MilvusStore:
 
     def drop(self) -> None:
         """Drop the collection; for an alias (lookalike/store/aliases.py), the alias and the
-        collection behind it."""
-        real = self.client.describe_collection(self.collection).get("collection_name")
+        collection behind it. Nothing to drop is not an error (as drop_collection)."""
+        try:
+            real = self.client.describe_collection(self.collection).get("collection_name")
+        except DescribeCollectionException:  # no collection or alias of that name
+            return
         if real and real != self.collection:
             self.client.drop_alias(self.collection)
         self.client.drop_collection(real or self.collection)
