@@ -189,7 +189,7 @@ class SearchService:
 
         def ranked_hits(fetch: int) -> Any:
             return rank(search, explicit=query.filters, infer=infer, mode=query.infer,
-                        top_k=fetch, needs_pool=query.image is not None)
+                        top_k=fetch, needs_pool=query.image is not None, enough=wanted)
 
         if query.collapse_variants:
             ranked = await asyncio.to_thread(self._collapsed, ranked_hits, wanted)

@@ -103,9 +103,11 @@ def _merge(*lists: Sequence[Hit]) -> list[Hit]:
 
 
 def rank(search: Search, *, explicit: Filters, infer: Callable[[list[Hit] | None], Inferred],
-         mode: str, top_k: int, needs_pool: bool = False) -> Ranked:
+         mode: str, top_k: int, needs_pool: bool = False, enough: int | None = None) -> Ranked:
     """The page for one query. `infer(pool)` gives the query's inferences, from the words and,
-    for a photo, from the pool's nearest neighbours (None when no pool was fetched)."""
+    for a photo, from the pool's nearest neighbours (None when no pool was fetched).
+    `enough`: how many matches stop the relaxation of inferred filters (default top_k; a caller
+    that reads more than it shows, as variant collapsing does, relaxes only for the page)."""
     if mode == "off":
         hits = search(explicit, top_k)
         empty = Inferred()
@@ -133,7 +135,7 @@ def rank(search: Search, *, explicit: Filters, infer: Callable[[list[Hit] | None
     while True:
         hits = search(current.filters(explicit), top_k)
         present = current.attributes()
-        if len(hits) >= top_k or not present:
+        if len(hits) >= (enough or top_k) or not present:
             break
         drop = next(a for a in RELAX_ORDER if a in present)
         relaxed.append(drop)

@@ -97,6 +97,16 @@ def test_filter_mode_without_a_shortfall_relaxes_nothing() -> None:
     assert got.relaxed == [] and ids(got.hits) == ["d", "a"]
 
 
+def test_reading_more_than_the_page_relaxes_only_for_the_page() -> None:
+    """Variant collapsing reads a few times top_k: two red dresses fill a page of two, so
+    nothing is relaxed even though ten were read for."""
+    got = rank(FakeSearch(), explicit=Filters(), infer=lambda _: RED_DRESS, mode="filter",
+               top_k=10, enough=2)
+    assert got.relaxed == [] and ids(got.hits) == ["d", "a"]
+    assert rank(FakeSearch(), explicit=Filters(), infer=lambda _: RED_DRESS, mode="filter",
+                top_k=10).relaxed  # without it, ten wanted: the filters give way
+
+
 def test_cheap_prefers_lower_prices() -> None:
     hits = FakeSearch()(Filters(categories=("dress",)), 10)
     got = boost(hits, Inferred(cheap=True, why={"cheap": "the words ask for a low price"}))
