@@ -198,6 +198,14 @@ class LiveService:
         return self._last.store if self._last else self._admin
 
     @property
+    def media(self) -> MediaStore:
+        """Where uploads live (one backend for every collection: photos do not depend on the
+        model); the image route resolves `media:` references through it."""
+        if self._media is None:
+            raise RuntimeError("LiveService.start() has not run")
+        return self._media
+
+    @property
     def model_version(self) -> str:
         return self._last.model_version if self._last else self.primary.version
 
