@@ -131,16 +131,18 @@ class SearchFilters(_Strict):
     price: PriceRange | None = None
 
 
+ImageBase64 = Annotated[str, Field(max_length=limits.max_base64_chars(),
+                                   description="the image bytes in base64 (or a data: URL)")]
+ImageUrl = Annotated[str, Field(max_length=limits.MAX_URL_CHARS,
+                                description="http(s) URL of a public image, port 80/443")]
+
+
 class SearchRequest(_Strict):
     """POST /v1/search as JSON: at least one of text, image_base64 and image_url."""
 
     text: SearchText | None = None
-    image_base64: Annotated[str, Field(max_length=limits.max_base64_chars(),
-                                       description="the image bytes in base64 (or a data: URL)")] \
-        | None = None
-    image_url: Annotated[str, Field(max_length=limits.MAX_URL_CHARS,
-                                    description="http(s) URL of a public image, port 80/443")] \
-        | None = None
+    image_base64: ImageBase64 | None = None
+    image_url: ImageUrl | None = None
     top_k: TopK = 10
     image_weight: Weight = 0.5
     filters: SearchFilters | None = None
@@ -160,12 +162,8 @@ class RecommendRequest(_Strict):
 
     positive: ProductIds | ProductIdValue | None = None
     negative: ProductIds | ProductIdValue | None = None
-    image_base64: Annotated[str, Field(max_length=limits.max_base64_chars(),
-                                       description="the image bytes in base64 (or a data: URL)")] \
-        | None = None
-    image_url: Annotated[str, Field(max_length=limits.MAX_URL_CHARS,
-                                    description="http(s) URL of a public image, port 80/443")] \
-        | None = None
+    image_base64: ImageBase64 | None = None
+    image_url: ImageUrl | None = None
     strategy: Strategy = "average_vector"
     top_k: TopK = 10
     filters: SearchFilters | None = None
