@@ -25,6 +25,31 @@ def _warm_imports() -> None:
         pass
 
 
+# Milvus's own servers enforce keepalive with MinTime 5 s and PermitWithoutStream; grpc's Python
+# server defaults to one ping per 5 minutes and none without a call in flight.
+_KEEPALIVE_POLICY = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+]
+
+
+def _permit_client_keepalive() -> None:
+    """Accept pymilvus's keepalive pings. pymilvus pings every 10 s, idle connections included;
+    milvus-lite's server (grpc defaults) counts those as strikes and at the third answers
+    GOAWAY "too_many_pings" (30-40 s idle; intermittent, as grpc's client pauses its pings). The next call on that client then fails, and so do reconnects to
+    the same address from that process (grpc shares the failed subchannel): a router replica
+    idle for a minute, or a test session's cached connection, lost its store. milvus-lite
+    builds its server with fixed options, so the policy is added where it calls grpc.server."""
+    import grpc
+
+    build = grpc.server
+
+    def server(*args, options=(), **kwargs):  # type: ignore[no-untyped-def]
+        return build(*args, options=[*(options or ()), *_KEEPALIVE_POLICY], **kwargs)
+
+    grpc.server = server
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", required=True)
@@ -38,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lite_patch.apply()  # before the server imports and wires milvus-lite's modules
     _warm_imports()
+    _permit_client_keepalive()  # a transport setting: applied patched or not
     from milvus_lite.adapter.grpc.server import run_server
 
     # SIGTERM -> KeyboardInterrupt, so run_server drains requests and closes the DB cleanly.
