@@ -29,6 +29,7 @@ class Outcome:
     ended: float = 0.0
     status: int = 0  # 0: no HTTP answer at all
     code: str | None = None
+    error: str | None = None  # the client's exception when there was no HTTP answer
     json_body: bool = True
     product_id: str | None = None
     images: int = 0
@@ -55,8 +56,9 @@ async def _one(client: httpx.AsyncClient, n: int, t0: float, make: MakeRequest) 
             outcome.code = (resp.json().get("error") or {}).get("code")
         except ValueError:
             outcome.json_body = False
-    except httpx.HTTPError:
+    except httpx.HTTPError as exc:
         outcome.status = 0
+        outcome.error = f"{type(exc).__name__}: {exc}"[:200]
     outcome.ended = time.monotonic() - t0
     return outcome
 

