@@ -7,9 +7,10 @@ and is listed by `ray job list`; embedder replicas run on both workers; a worker
 bounded load costs <= 1% of requests and its replicas are rescheduled on the other; the ingest
 on the cluster that is then left, whose CPUs the replicas hold, fails within --wait-s with a
 message saying what it waited for; a replacement worker joins and, under bounded image-search
-load, the image embedder autoscales from min_replicas onto it and back to min_replicas after
-the load stops. The figures (the replica counts over time among them) are printed (run with
--s) for the notes.
+load, the controller scales the image embedder up from min_replicas, the new replicas run on
+that worker (under the load, or once started if that takes longer than the load lasts: on this
+busy 2-core host they took ~90-125 s) and the count is back at min_replicas after the load.
+The figures (the replica counts over time among them) are printed (run with -s) for the notes.
 
 Autoscaling comes last, on the replacement worker, for two reasons seen in earlier runs (Serve
 controller logs): Serve's downscaling stops replicas on the node with the fewest replicas, so a
