@@ -1,4 +1,5 @@
-"""Builders shared by the store-level integration tests, and the opt-in external Milvus target.
+"""Builders shared by the integration tests (the packaged models, a store of the session's
+milvus-lite), and the opt-in external Milvus target.
 
 The store's suite (the test_store*.py modules) runs against the session's milvus-lite and, when
 LOOKALIKE_TEST_MILVUS_URI names one (with LOOKALIKE_TEST_MILVUS_TOKEN, e.g. `root:Milvus`, for
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from lookalike.config import Settings
+from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.store import MilvusStore
 
 StoreFactory = Callable[..., MilvusStore]
@@ -74,3 +76,21 @@ def store_factory(settings: Settings) -> Iterator[StoreFactory]:
     for store in made:
         store.drop()
         store.close()
+
+
+@pytest.fixture(scope="module")
+def embedders() -> tuple[ImageEmbedder, TextEmbedder]:
+    """The packaged image and text models, loaded once per module."""
+    return ImageEmbedder(), TextEmbedder()
+
+
+@pytest.fixture
+def store(settings: Settings,
+          embedders: tuple[ImageEmbedder, TextEmbedder]) -> Iterator[MilvusStore]:
+    """An empty collection of this test's own, sized for the packaged models."""
+    ie, te = embedders
+    s = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
+    s.ensure_collection()
+    yield s
+    s.drop()
+    s.close()

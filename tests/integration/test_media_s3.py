@@ -79,11 +79,6 @@ def test_a_photo_saved_on_one_node_is_read_on_another(settings: Settings, s3_end
     assert one.locate(ref) is None and ref[len(MEDIA):] not in keys(one)
 
 
-@pytest.fixture(scope="module")
-def embedders() -> tuple[ImageEmbedder, TextEmbedder]:
-    return ImageEmbedder(), TextEmbedder()
-
-
 def router(settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder],
            store: MilvusStore) -> TestClient:
     ie, te = embedders

@@ -7,7 +7,6 @@ import asyncio
 import io
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,27 +14,10 @@ import pytest
 from PIL import Image
 
 from lookalike.catalog import Product
-from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.search import MediaUnavailable, SearchService
 from lookalike.store import MilvusStore, StoredProduct
 from lookalike.store.base import StoreError
-
-
-@pytest.fixture(scope="module")
-def embedders() -> tuple[ImageEmbedder, TextEmbedder]:
-    return ImageEmbedder(), TextEmbedder()
-
-
-@pytest.fixture
-def store(settings: Settings,
-          embedders: tuple[ImageEmbedder, TextEmbedder]) -> Iterator[MilvusStore]:
-    ie, te = embedders
-    s = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
-    s.ensure_collection()
-    yield s
-    s.drop()
-    s.close()
 
 
 def make_service(store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder],

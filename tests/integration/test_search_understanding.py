@@ -23,11 +23,6 @@ N = 150
 
 
 @pytest.fixture(scope="module")
-def embedders() -> tuple[ImageEmbedder, TextEmbedder]:
-    return ImageEmbedder(), TextEmbedder()
-
-
-@pytest.fixture(scope="module")
 def items(tmp_path_factory: pytest.TempPathFactory,
           embedders: tuple[ImageEmbedder, TextEmbedder]) -> list[StoredProduct]:
     products, errors = load_manifest(demo.build(tmp_path_factory.mktemp("cat"), N))

@@ -35,11 +35,6 @@ EVAL = {"eval_products": 40, "eval_image_queries": 10}
 
 
 @pytest.fixture(scope="module")
-def embedders() -> tuple[ImageEmbedder, TextEmbedder]:
-    return ImageEmbedder(), TextEmbedder()
-
-
-@pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_clip(tmp_path_factory.mktemp("clip"))
 

@@ -5,12 +5,10 @@ best member and lists the others, and deletes and explicit groups behave."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from lookalike.catalog import Product, load_manifest
@@ -22,22 +20,6 @@ from lookalike.indexing import embed_products
 from lookalike.search import SearchQuery, SearchService
 from lookalike.store import MilvusStore
 from lookalike.variants import Thresholds, detect, group_key
-
-
-@pytest.fixture(scope="module")
-def embedders() -> tuple[ImageEmbedder, TextEmbedder]:
-    return ImageEmbedder(), TextEmbedder()
-
-
-@pytest.fixture
-def store(settings: Settings,
-          embedders: tuple[ImageEmbedder, TextEmbedder]) -> Iterator[MilvusStore]:
-    ie, te = embedders
-    s = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
-    s.ensure_collection()
-    yield s
-    s.drop()
-    s.close()
 
 
 def service_for(store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder],
