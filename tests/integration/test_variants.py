@@ -8,32 +8,17 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from lookalike.catalog import Product, load_manifest
 from lookalike.catalog import demo
 from lookalike.config import Settings
-from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.eval import variants as variants_eval
 from lookalike.indexing import embed_products
-from lookalike.search import SearchQuery, SearchService
+from lookalike.search import SearchQuery
 from lookalike.store import MilvusStore
 from lookalike.variants import Thresholds, detect, group_key
-
-
-def service_for(store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder],
-                media: Path) -> SearchService:
-    ie, te = embedders
-
-    async def embed_image(img: Image.Image) -> np.ndarray:
-        return ie.embed([img])[0]
-
-    async def embed_text(text: str) -> np.ndarray:
-        return te.embed([text])[0]
-
-    return SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
-                         media_dir=media)
+from tests.integration.test_search_service import make_service
 
 
 def test_detection_finds_known_variants_across_two_runs(settings: Settings, tmp_path: Path) -> None:
@@ -74,7 +59,7 @@ def test_search_collapses_groups_and_a_deleted_best_member_shows_the_next(
     labels = {pid: group_key(pid, r.group_id) for pid, r in store.get(group).items()}
     assert len(set(labels.values())) == 1, labels
 
-    service = service_for(store, embedders, tmp_path / "media")
+    service = make_service(store, embedders, tmp_path / "media")
     photo = Image.open(products[[p.product_id for p in products].index(group[0])].images[0])
 
     def search(**kw: object):
@@ -120,7 +105,7 @@ def test_an_explicit_group_wins_and_is_kept_by_api_writes(store: MilvusStore, em
 
     # A PUT of a grouped product without a group keeps the product in its detected group.
     grouped = next(pid for pid, r in stored.items() if r.group_id.startswith("~"))
-    service = service_for(store, embedders, tmp_path / "media")
+    service = make_service(store, embedders, tmp_path / "media")
     p = stored[grouped].product
     asyncio.run(service.upsert(replace(p, title="Renamed"), [Path(p.images[0]).read_bytes()]))
     assert store.get([grouped])[grouped].group_id == stored[grouped].group_id
