@@ -28,12 +28,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import free_port, machine, summary_ms, write_result  # noqa: E402
+from bench.common import machine, summary_ms, write_result  # noqa: E402
 from lookalike.catalog import demo, load_manifest  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
 from lookalike.embedding import ImageEmbedder, TextEmbedder  # noqa: E402
 from lookalike.images import decode_image  # noqa: E402
 from lookalike.indexing import batched, embed_products  # noqa: E402
+from lookalike.ports import free_port  # noqa: E402
 from lookalike.store import MilvusStore  # noqa: E402
 from lookalike.store.lite_server import LiteServer  # noqa: E402
 

@@ -37,17 +37,12 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 
 from lookalike.config import Settings
+from lookalike.ports import free_port
 from lookalike.store.lite_server import LiteServer
 
 K = 10
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, centres: np.ndarray,

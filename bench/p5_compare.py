@@ -23,17 +23,12 @@ from typing import Any
 import httpx
 
 from bench.stress import LoadConfig, format_table, run_load
+from lookalike.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare_store(data_dir: Path, lite_port: int, n_products: int, collection: str) -> int:

@@ -39,9 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.common import free_port, host, write_result  # noqa: E402
+from bench.common import host, write_result  # noqa: E402
 from lookalike.catalog.product import Product  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
+from lookalike.ports import free_port  # noqa: E402
 from lookalike.store.base import StoredProduct  # noqa: E402
 from lookalike.store.lite_server import LiteServer  # noqa: E402
 from lookalike.store.milvus import MilvusStore  # noqa: E402

@@ -29,8 +29,9 @@ except ImportError:  # not a project dependency; Ray vendors it and puts it on s
     import ray  # noqa: F401
     import psutil
 
-from bench.p5_compare import RESULTS, ROOT, free_port, prepare_store, stop, wait_ready
+from bench.p5_compare import RESULTS, ROOT, prepare_store, stop, wait_ready
 from bench.stress import LoadConfig, format_table, parse_mix, run_load
+from lookalike.ports import free_port
 
 ADMIN_KEY = "soak-admin-key-0123"
 

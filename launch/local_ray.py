@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike import procs
+from lookalike.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 GRACE_S = 3.0  # what a process gets between SIGTERM and SIGKILL once Ray is shut down
@@ -47,12 +48,6 @@ def prepare_environment() -> None:
     if str(REPO) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

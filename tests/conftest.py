@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,14 +16,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from lookalike.config import Settings  # noqa: E402
+from lookalike.ports import free_port  # noqa: E402
 from lookalike.store.lite_server import LiteServer  # noqa: E402
 from tests.prerequisites import pytest_sessionfinish  # noqa: E402,F401  (a hook: CI fails on skips)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

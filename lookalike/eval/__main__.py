@@ -16,22 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:
     from lookalike.config import Settings
     from lookalike.eval.runner import ADMIN_KEY, DEMO_QUERIES, dumps, evaluate
+    from lookalike.ports import free_port
     from lookalike.store.lite_server import LiteServer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -47,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    lite = LiteServer(args.work_dir / "lite", _free_port())
+    lite = LiteServer(args.work_dir / "lite", free_port())
     lite.ensure_running()
     try:
-        settings = Settings(data_dir=lite.data_dir, lite_port=lite.port, port=_free_port(),
+        settings = Settings(data_dir=lite.data_dir, lite_port=lite.port, port=free_port(),
                             collection=f"eval_{args.catalogue}", admin_key=ADMIN_KEY,
                             index_type=args.index_type)
         result = evaluate(settings, catalogue=args.catalogue, n_products=args.products,

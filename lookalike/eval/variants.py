@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import os
-import socket
 import tempfile
 import time
 from collections import defaultdict
@@ -111,6 +110,7 @@ def run(n_products: int, *, variant_share: float, reshoot_share: float, runs: in
     from lookalike.config import Settings
     from lookalike.embedding import ImageEmbedder, TextEmbedder
     from lookalike.indexing import batched, embed_products
+    from lookalike.ports import free_port
     from lookalike.store.lite_server import LiteServer
     from lookalike.store.milvus import MilvusStore
 
@@ -118,10 +118,7 @@ def run(n_products: int, *, variant_share: float, reshoot_share: float, runs: in
                      reshoot_share=reshoot_share)
     server = None
     if settings is None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        settings = Settings(data_dir=work_dir / "data", lite_port=port,
+        settings = Settings(data_dir=work_dir / "data", lite_port=free_port(),
                             collection="variants_eval")
         server = LiteServer(settings.data_dir, settings.lite_port)
         server.ensure_running()

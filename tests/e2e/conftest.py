@@ -16,7 +16,7 @@ from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.indexing import embed_products
 from lookalike.store import MilvusStore
 from lookalike.store.lite_server import LiteServer
-from tests.conftest import free_port
+from lookalike.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "e2e-admin-key-0123"

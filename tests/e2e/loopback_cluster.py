@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from lookalike import procs
-from tests.conftest import free_port
+from lookalike.ports import free_port
 
 BIN = Path(sys.executable).parent  # this venv's ray, serve and python
 START_TIMEOUT_S = 120

@@ -15,7 +15,7 @@ import json
 import signal
 import sys
 
-from tests.conftest import free_port
+from lookalike.ports import free_port
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import pytest
 from lookalike import procs
 from lookalike.catalog import demo
 from lookalike.dashboard import read_token
-from tests.conftest import free_port
+from lookalike.ports import free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -27,7 +27,7 @@ import pytest
 from lookalike.catalog import demo, load_manifest
 from lookalike.catalog.product import Product
 from lookalike.store.lite_server import LiteServer
-from tests.conftest import free_port
+from lookalike.ports import free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

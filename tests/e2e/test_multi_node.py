@@ -47,7 +47,7 @@ import yaml
 from lookalike.catalog import demo, load_manifest
 from lookalike.catalog.product import Product
 from lookalike.store.lite_server import LiteServer
-from tests.conftest import free_port
+from lookalike.ports import free_port
 from tests.e2e import fault_load
 from tests.e2e.loopback_cluster import LoopbackCluster
 

@@ -30,7 +30,7 @@ from lookalike.catalog.product import Product  # noqa: E402
 from lookalike.store.base import API_SOURCE, StoredProduct, catalog_source  # noqa: E402
 from lookalike.store.milvus import MilvusStore  # noqa: E402
 from pipelines.ingest import IngestOptions, run_ingest  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from lookalike.ports import free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

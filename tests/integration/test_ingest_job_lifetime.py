@@ -13,7 +13,7 @@ import pytest
 
 from lookalike.catalog import demo
 from lookalike.store.lite_server import LiteServer, port_open
-from tests.conftest import free_port
+from lookalike.ports import free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

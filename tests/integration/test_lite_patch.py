@@ -21,7 +21,7 @@ from lookalike.store import lite_executor
 from lookalike.store.base import StoredProduct
 from lookalike.store.lite_server import LiteServer
 from lookalike.store.milvus import MilvusStore
-from tests.conftest import free_port
+from lookalike.ports import free_port
 
 DIM = 16
 SEARCH = {"metric_type": "COSINE", "params": {"ef": 4096}}  # ef >= segment size: exact HNSW

@@ -25,7 +25,7 @@ from lookalike.media import MEDIA, open_media
 from lookalike.media_s3 import S3Media
 from lookalike.search import SearchService
 from lookalike.store import MilvusStore
-from tests.conftest import free_port
+from lookalike.ports import free_port
 
 ADMIN = "s3-test-admin-key-0123"
 

@@ -11,7 +11,7 @@ import pytest
 from lookalike.config import Settings
 from lookalike.store import Filters, MilvusStore, StoreError, StoreRequestError
 from lookalike.store.lite_server import LiteServer
-from tests.conftest import free_port
+from lookalike.ports import free_port
 from tests.integration.test_store import make_items, open_store
 
 HEAL_WITHIN_S = 15.0
