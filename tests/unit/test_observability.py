@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.observability import RayMetrics, bounded_endpoint, metrics, router_observer
+from deployments.observability import RayMetrics, bounded_endpoint
 from lookalike.logs import JsonFormatter, json_logger
 from lookalike.observability import (FIELDS, REQUEST_LOGGER, NoopMetrics, RequestObserver,
                                      request_fields, request_observer)
@@ -170,9 +170,12 @@ def test_metrics_are_a_noop_without_ray() -> None:
 
 
 def test_the_router_observer_outside_ray_logs_to_stderr_with_no_metrics() -> None:
-    observer = router_observer()
-    assert type(observer.sink) is NoopMetrics and metrics() is observer.sink
-    assert not any(isinstance(h, logging.FileHandler) for h in observer.logger.handlers)
+    # A fresh interpreter, as above: once this one has started Ray, metrics() is Ray's.
+    code = ("import logging; from deployments.observability import metrics, router_observer; "
+            "from lookalike.observability import NoopMetrics; observer = router_observer(); "
+            "assert type(observer.sink) is NoopMetrics and metrics() is observer.sink; "
+            "assert not any(isinstance(h, logging.FileHandler) for h in observer.logger.handlers)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 @pytest.mark.parametrize(("endpoint", "label"), [
