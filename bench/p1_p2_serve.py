@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/p1_p2_serve.py [--products 500] [--duration 20]
 
-P1 = image-search saturation QPS / raw image embedder best-batch images/s   (target >= 0.8)
+P1 = image-search saturation QPS / raw image embedder best-batch images/s   (target >= 0.85)
 P2 = text-search p50 - (one-query text encode p50 + one store search p50)  (target <= 5 ms)
 Order matters on 2 cores: raw models are measured before Ray starts, so nothing competes.
 Writes bench/results/p1_p2.json.
@@ -55,6 +55,37 @@ def raw_image_throughput(embedder: ImageEmbedder, images: list[Image.Image]) -> 
     return out
 
 
+def _one_thread_worker(paths: list[str], batch: int, seconds: float, start, out) -> None:
+    """A child process: one torch thread, embeds `batch` images at a time for `seconds`."""
+    torch.set_num_threads(1)
+    embedder = ImageEmbedder()
+    images = [decode_image(Path(p).read_bytes()) for p in paths]
+    embedder.embed(images[:batch])  # warm-up
+    start.wait()  # every child loaded: they run side by side
+    done, stop = 0, time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        embedder.embed([images[(done + i) % len(images)] for i in range(batch)])
+        done += batch
+    out.put(done / seconds)
+
+
+def raw_image_processes(paths: list[str], processes: int, batch: int, seconds: float = 15.0) -> float:
+    """img/s summed over `processes` one-thread processes running at once (how the app's
+    one-thread replicas use the cores)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_one_thread_worker, args=(paths, batch, seconds, start, out))
+             for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    rates = [out.get(timeout=seconds + 300) for _ in procs]
+    for proc in procs:
+        proc.join()
+    return round(sum(rates), 2)
+
+
 async def saturate(url: str, payloads: list[bytes], concurrency: int, duration: float) -> dict:
     latencies: list[float] = []
     errors = 0
@@ -91,6 +122,9 @@ def _role(cmdline: str) -> str:
         if key in cmdline:
             return role
     return "other"
+
+
+INSIDE_MODEL = ("image embedder replicas", "load client (this process)")
 
 
 def cpu_by_role() -> dict[str, float]:
@@ -133,8 +167,15 @@ def main() -> int:
     torch.set_num_threads(os.cpu_count() or 2)
     ie, te = ImageEmbedder(), TextEmbedder()
     raw = raw_image_throughput(ie, images)
-    best_bs, best_ips = max(raw.items(), key=lambda kv: kv[1])
-    print(f"raw image embedder img/s by batch: {raw} -> best {best_ips} at batch {best_bs}")
+    # The ceiling on these cores: the best of one process with every thread (by batch) and one
+    # one-thread process per core (batch 1 and 2), measured with nothing else running.
+    cores = os.cpu_count() or 2
+    paths = [p.images[0] for p in products[:64]]
+    raw_procs = {f"{cores}x1 thread, batch {bs}": raw_image_processes(paths, cores, bs)
+                 for bs in (1, 2)}
+    configs = {f"1x{cores} threads, batch {bs}": ips for bs, ips in raw.items()} | raw_procs
+    best_config, best_ips = max(configs.items(), key=lambda kv: kv[1])
+    print(f"raw image embedder img/s: {configs} -> best {best_ips} ({best_config})")
 
     # 2. Store + catalogue.
     server = LiteServer(work / "data", free_port())
@@ -145,6 +186,11 @@ def main() -> int:
     store.ensure_collection()
     for chunk in batched(products, 64):
         store.upsert(embed_products(chunk, image_embedder=ie, text_embedder=te))
+    # As the ingest job leaves it: flushed and indexed. Rows left in the write buffer cost the
+    # store ~5x the CPU per search (bench/p8_write_flush.py) and would be billed to the app.
+    store.flush()
+    if not store.wait_index_ready(timeout_s=300):
+        print("warning: indexes still building after 300 s; the store's figures include it")
 
     # 3. P2's parts in-process: one text encode, one store search (sequential, warm).
     queries = [f"{c} {k}" for c in ("red", "blue", "black", "green", "yellow") for k in
@@ -167,7 +213,9 @@ def main() -> int:
 
     from launch.serving import deploy, load_config, wait_ready
 
-    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
+    # address="local": a Ray of our own, never one a `ray start` on this host left running.
+    ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False,
+             log_to_driver=False)
     # The app as serve_config.yaml deploys it: the replicas and batching measured are the YAML's.
     app_settings = {**settings.model_dump(mode="json"),
                     "admin_key": settings.admin_key.get_secret_value()}
@@ -194,7 +242,11 @@ def main() -> int:
                                 for k in sorted(after) if after.get(k, 0) - before.get(k, 0) > 0.01 * wall}
         run["cpu_ms_per_request"] = {k: round(v * 1000 / max(run["qps"], 1e-9), 2)
                                      for k, v in run["cores_used_by"].items()}
-        print(f"c={conc}: {run['qps']} QPS; cores used by {run['cores_used_by']}")
+        # The issue-16 figure: every role but the image model's replicas and this load client.
+        run["cpu_ms_outside_model"] = round(sum(
+            v for k, v in run["cpu_ms_per_request"].items() if k not in INSIDE_MODEL), 2)
+        print(f"c={conc}: {run['qps']} QPS; cores used by {run['cores_used_by']}; "
+              f"CPU outside the model {run['cpu_ms_outside_model']} ms/request")
         sat.append(run)
     serve.shutdown()
     ray.shutdown()
@@ -207,15 +259,17 @@ def main() -> int:
     p2 = text["p50_ms"] - (enc["p50_ms"] + srch["p50_ms"])
     result = {
         "machine": machine(), "products": args.products, "proxy": args.proxy,
-        "raw_image_img_per_s_by_batch": raw, "raw_best_img_per_s": best_ips,
-        "image_saturation": sat, "P1": round(p1, 3), "P1_target": ">= 0.8",
+        "raw_image_img_per_s": configs, "raw_best_img_per_s": best_ips,
+        "raw_best_config": best_config,
+        "image_saturation": sat, "P1": round(p1, 3), "P1_target": ">= 0.85",
         "text_search_http": text, "text_encode_one": enc, "store_search_one": srch,
         "P2_ms": round(p2, 3), "P2_target": "<= 5 ms",
     }
     print(f"\n| metric | value | target |\n|---|---|---|\n"
-          f"| raw image embedder (best batch {best_bs}) | {best_ips} img/s | |\n"
+          f"| raw image embedder ceiling ({best_config}) | {best_ips} img/s | |\n"
           f"| image search saturation (c={best['concurrency']}) | {best['qps']} QPS, p99 {best['p99_ms']} ms | |\n"
-          f"| **P1** | **{p1:.3f}** | >= 0.8 |\n"
+          f"| CPU per image search outside the model (c={best['concurrency']}) | {best['cpu_ms_outside_model']} ms | <= 8 ms |\n"
+          f"| **P1** | **{p1:.3f}** | >= 0.85 |\n"
           f"| text search p50 over HTTP | {text['p50_ms']} ms | |\n"
           f"| one text encode p50 + one store search p50 | {enc['p50_ms']} + {srch['p50_ms']} ms | |\n"
           f"| **P2** | **{p2:.2f} ms** | <= 5 ms |")
