@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from lookalike.config import Settings
+    from launch.local_ray import init_local
     from lookalike.ingest.plan import NoRoom
     from lookalike.store.lite_server import EmbeddedStoreRefused, LiteServer
     from pipelines.ingest import IngestOptions, run_ingest
@@ -105,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ray_address and args.ray_address != "local":
             ray.init(address=args.ray_address)
         else:
-            # address="local": always a new private Ray, never one a `ray start` on this
-            # machine left in /tmp/ray/ray_current_cluster (address=None would join that).
-            ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=None)
+            init_local(num_cpus=args.num_cpus, include_dashboard=None)
         # After ray.init: the embedded store refuses a cluster of several hosts. The job leaves
         # nothing running that it started: an embedded server it had to start is stopped on
         # the way out; one already serving (the app's, `lookalike demo`) is left alone.

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
+    from launch.local_ray import init_local
     from launch.serving import deploy, load_config, wait_ready
     from lookalike.config import Settings
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     init = {"num_cpus": args.num_cpus, "include_dashboard": False, "log_to_driver": False}
     if args.metrics_port:
         init["_metrics_export_port"] = args.metrics_port
-    ray.init(**init)
+    init_local(**init)
     try:
         settings = Settings(host="127.0.0.1", port=args.port)
         deploy(load_config(args.config, settings, app_args=json.loads(args.app_args)))

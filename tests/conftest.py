@@ -48,10 +48,11 @@ def ray_local(ray_metrics_port: int) -> Iterator[None]:
     """One local Ray for the whole session (2 CPUs, as on the CI machine)."""
     import ray
 
+    from launch.local_ray import init_local
+
     if not ray.is_initialized():
-        # address="local": a Ray of our own, never one a `ray start` on this host left running.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 _metrics_export_port=ray_metrics_port,
-                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+        init_local(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                   _metrics_export_port=ray_metrics_port,
+                   runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
     yield
     ray.shutdown()

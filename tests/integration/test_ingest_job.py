@@ -24,6 +24,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback-only
 
 import ray  # noqa: E402
 
+from launch.local_ray import init_local  # noqa: E402
 from lookalike.catalog import demo  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
 from lookalike.catalog.product import Product  # noqa: E402
@@ -42,8 +43,7 @@ IMAGE_DIM, TEXT_DIM = 1280, 384
 def ray_cluster() -> Iterator[str]:
     if ray.is_initialized():
         ray.shutdown()
-    # address="local": our own Ray, never one a `ray start` on this host left running.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    init_local(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
