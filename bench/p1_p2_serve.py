@@ -211,11 +211,10 @@ def main() -> int:
     import ray
     from ray import serve
 
+    from launch.local_ray import init_local
     from launch.serving import deploy, load_config, wait_ready
 
-    # address="local": a Ray of our own, never one a `ray start` on this host left running.
-    ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False,
-             log_to_driver=False)
+    init_local(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
     # The app as serve_config.yaml deploys it: the replicas and batching measured are the YAML's.
     app_settings = {**settings.model_dump(mode="json"),
                     "admin_key": settings.admin_key.get_secret_value()}
@@ -234,6 +233,7 @@ def main() -> int:
         c.post("/v1/search", files={"image": ("q.jpg", payloads[0], "image/jpeg")}).raise_for_status()
     sat = []
     for conc in args.concurrency:
+        print(f"image searches from {conc} clients for {args.duration:.0f} s", flush=True)
         before, t0 = cpu_by_role(), time.perf_counter()
         run = asyncio.run(saturate(url, payloads, conc, args.duration))
         after, wall = cpu_by_role(), time.perf_counter() - t0
