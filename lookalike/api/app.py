@@ -9,14 +9,10 @@ only ever means a bug, and even then it is JSON.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, Response
 
@@ -24,13 +20,12 @@ from lookalike.api import errors, health_routes, product_routes, search_routes
 from lookalike.api.context import ApiContext, Readiness
 from lookalike.api.limits import BodyLimitMiddleware
 from lookalike.api.models import ProductMetadata, ProductUpload, SearchForm, SearchRequest
+from lookalike.api.observe import ObserveMiddleware, RequestObserver
 from lookalike.config import Settings
 from lookalike.fetch import Resolver, system_resolver
 from lookalike.search import SearchService
 
-log = logging.getLogger("lookalike.api")
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
-RequestObserver = Callable[[dict[str, Any]], None]
 # The page loads only its own script, styles and images (uploaded previews are blob: URLs).
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -130,38 +125,10 @@ def create_api(service: SearchService, settings: Settings, *, readiness: Readine
     for module in (health_routes, search_routes, product_routes):
         app.include_router(module.router)
     _install_openapi(app)
-    # Inside the observer, so refused bodies are logged and counted like any other answer.
     app.add_middleware(BodyLimitMiddleware, max_upload=settings.max_upload_bytes,
                        max_images=settings.max_images_per_product)
-
-    @app.middleware("http")
-    async def _observe(request: Request,
-                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        request.state.log = {}
-        try:
-            response = await call_next(request)
-        except Exception:  # an unhandled bug: still answer in JSON, and record it
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            response = errors.error_response(500, "internal", "internal error")
-        if echo_request_id:
-            response.headers["x-request-id"] = request_id
-        if observer is not None:
-            route = request.scope.get("route")
-            record = {
-                "request_id": request_id, "method": request.method,
-                "endpoint": getattr(route, "path", request.url.path),
-                "status": response.status_code,
-                "total_ms": round((time.perf_counter() - started) * 1000.0, 3),
-                "error_code": response.headers.get("x-error-code"), **request.state.log,
-            }
-            try:
-                observer(record)
-            except Exception:  # noqa: BLE001 - observability must never break a request
-                log.exception("request observer failed")
-        return response
-
+    # Outermost, so refused bodies are logged and counted like any other answer.
+    app.add_middleware(ObserveMiddleware, observer=observer, echo_request_id=echo_request_id)
     if (WEB_DIR / "index.html").exists():
         _mount_page(app)
     return app

@@ -87,6 +87,22 @@ def test_observer_gets_one_record_per_request(tmp_path: Path) -> None:
     assert bad["status"] == 422 and bad["error_code"] == "invalid_parameter"
 
 
+class BuggyStore(OneProductStore):
+    def search(self, **kwargs):
+        raise KeyError("a bug, not an outage")
+
+
+def test_a_bug_is_a_json_500_and_still_recorded(tmp_path: Path) -> None:
+    records: list[dict] = []
+    client = make_client(BuggyStore(), tmp_path, records)
+    resp = client.get("/v1/search", params={"q": "red"}, headers={"x-request-id": "bug1"})
+    assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal"
+    assert resp.headers["x-request-id"] == "bug1"
+    (record,) = records
+    assert record["status"] == 500 and record["error_code"] == "internal"
+    assert record["endpoint"] == "/v1/search" and record["request_id"] == "bug1"
+
+
 @pytest.mark.parametrize("kind,kwargs", [
     ("image", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}}),
     ("hybrid", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"text": "red"}}),
