@@ -16,7 +16,9 @@ vectorised masks (lookalike/store/lite_masks.py):
   and cached until the next write;
 * brute force (memtable, segments whose index is still building) no longer copies and
   re-normalises the candidate matrix per query; HNSW pre-filters use a bitmap selector
-  instead of building a hash set of every visible id per query.
+  instead of building a hash set of every visible id per query;
+* a scalar query materialises only the columns it returns: milvus-lite converted both vectors
+  of every matching row before projecting them away.
 
 The executor and its caches live in lite_executor.py; this module installs them plus the
 write-version hooks, the index-side fixes and DescribeIndex progress. Filters, merge order
@@ -96,6 +98,7 @@ def _install() -> None:
     _track_memtable(memtable.MemTable)
     _track_delta_index(delta_index.DeltaIndex)
     collection_mod.Segment = lite_executor.cached_segment_class(segment.Segment)
+    collection_mod.Collection.query = lite_executor.projected_query(collection_mod.Collection.query)
     executor_indexed.execute_search_with_index = lite_executor.execute_search_with_index
     collection_mod.execute_search_with_index = lite_executor.execute_search_with_index
     _patch_brute_force(brute_force.BruteForceIndex)

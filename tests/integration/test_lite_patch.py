@@ -165,6 +165,27 @@ def test_patched_results_equal_exact_search_and_unpatched(
         got_a = search(client, name, queries, k, expr='cat == "a"')
         assert_matches_exact(got_a, live, queries, k, cat="a")
         results[label] = (got, got_a)
+        # Scalar queries (the patch materialises only the output fields, from cached columns):
+        # twice, the second from the cache, for every projection, against the live rows.
+        ids = [f"p{i}" for i in (5, 150, 355, 520, 1210, 1605, 1620, 360, 9999)]
+        for fields in (["cat"], ["cat", "v"], ["pk"], None, ["*"]):
+            for _ in range(2):
+                rows = sorted(client.query(name, filter=f"pk in {ids} and cat in ['a', 'b']",
+                                           output_fields=fields, consistency_level="Strong"),
+                              key=lambda r: r["pk"])
+                assert [r["pk"] for r in rows] == sorted(pk for pk in ids if pk in live)
+                for r in rows:
+                    if fields != ["pk"]:
+                        assert r["cat"] == live[r["pk"]][0]
+                    if fields != ["cat"] and fields != ["pk"]:
+                        np.testing.assert_allclose(r["v"], live[r["pk"]][1], atol=1e-6)
+                    want = {"pk", "cat"} if fields == ["cat"] else {"pk"} if fields == ["pk"] \
+                        else {"pk", "cat", "v"}
+                    assert set(r) == want, (fields, r.keys())
+        cats = client.query(name, filter='cat == "b"', output_fields=["cat"],
+                            consistency_level="Strong")
+        assert sorted(r["pk"] for r in cats) == sorted(pk for pk, (c, _) in live.items()
+                                                      if c == "b")
         # A write after cached searches must show at once (cache invalidated by the write).
         writer.delete([int(got[0][0][0][1:])])
         assert_matches_exact(search(client, name, queries, k), live, queries, k)
