@@ -535,3 +535,135 @@ def _memtable_visible(mt: _MemtableView, segs: List[Any], pk_field: str,
                                              count=len(local)),
                                  target_index=mt.pk_index))
     return lm.combine(*shadows, invert=[True] * len(shadows))
+
+
+# -- sparse (BM25) search ---------------------------------------------------------------------
+
+
+def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
+                  metric_type: str, partition_names: Optional[List[str]], expr: Optional[str],
+                  output_fields: Optional[List[str]], timezone: Optional[str] = None
+                  ) -> List[List[dict]]:
+    """Drop-in for milvus-lite 3.2.2's Collection._search_sparse (BM25 full-text search).
+
+    milvus-lite's own walks every stored row in Python per search to decide visibility, and
+    converts every column of every hit, both dense vectors included, for a projection that
+    keeps a few. Here visibility comes from the dense executor's cached masks, and hits are
+    materialised with the projected columns only (from the per-segment column cache). Scoring, the per-segment cached sparse
+    index, the rebuilt memtable index, merge order and projection are milvus-lite's code.
+    """
+    from milvus_lite.analyzer.sparse import bytes_to_sparse
+    from milvus_lite.engine.projection import build_projection_plan, project_record
+    from milvus_lite.index.sparse_factory import (
+        _search_prepared_sparse_index,
+        create_sparse_index,
+        sparse_index_matches,
+    )
+
+    pk_field = self._pk_name
+    partition_filter = set(partition_names) if partition_names else None
+    projection_plan = build_projection_plan(output_fields, self._schema, api_kind="search")
+    sparse_spec = self._index_specs.get(vector_field)
+    index_params = sparse_spec.build_params if sparse_spec else {}
+    query_sparse = self._prepare_sparse_queries(query_vectors, vector_field)
+    nq = len(query_sparse)
+    compiled_filter = self._compile_filter(expr, timezone=timezone) if expr else None
+    indexed_filter_plan = self._indexed_filter_plan(compiled_filter)
+    needed = None
+    if output_fields is not None and "*" not in output_fields:
+        needed = set(output_fields) | {pk_field, "$meta"}
+
+    seg_snapshot, delta_snap = self._read_snapshot()
+    # Versions resolve collection-wide, before partition pruning (as milvus-lite does).
+    segs = [s for s in seg_snapshot if s.table is not None and len(s.table) > 0]
+    mt_key, mt = _memtable_view(self._memtable, None, None, include_table=False)
+    delete_keys = _delete_map_arrays(delta_snap)
+    set_masks = _segment_set_masks(segs, pk_field)
+
+    per_query: List[List[Tuple[float, Any, Any]]] = [[] for _ in range(nq)]
+    for seg, set_mask in zip(segs, set_masks):
+        if partition_filter is not None and seg.partition not in partition_filter:
+            continue
+        table = seg.table
+        cached_idx = seg.sparse_indexes.get(vector_field)
+        if not sparse_index_matches(cached_idx, metric_type, index_params):
+            sparse_vecs = [bytes_to_sparse(r) if isinstance(r, bytes) else (r or {})
+                           for r in table.column(vector_field).to_pylist()]
+            cached_idx = create_sparse_index(metric_type, index_params)
+            cached_idx.build(sparse_vecs)
+            seg.sparse_indexes[vector_field] = cached_idx
+        visible = lm.combine(set_mask, _delete_shadow(seg, pk_field, delta_snap, delete_keys),
+                             _memtable_shadow(seg, pk_field, mt_key, mt.shadow_keys),
+                             invert=(False, True, True))
+        if visible is None:
+            visible = np.ones(len(table), dtype=bool)
+        if compiled_filter is not None:
+            from milvus_lite.search.indexed_filter import evaluate_segment_filter
+            visible = visible & evaluate_segment_filter(seg, compiled_filter, indexed_filter_plan)
+        if not visible.any():
+            continue
+        local_ids, dists = _search_prepared_sparse_index(cached_idx, query_sparse, top_k,
+                                                         valid_mask=visible)
+        for qi in range(nq):
+            for j in range(top_k):
+                lid = int(local_ids[qi, j])
+                if lid < 0:
+                    break
+                per_query[qi].append((float(dists[qi, j]), seg.pks[lid], (seg, lid)))
+
+    # The memtable (small, mutable): its index is rebuilt per search, as milvus-lite does.
+    mt_visible = _memtable_visible(mt, segs, pk_field, delete_keys) if mt.pks else None
+    mt_pks: list = []
+    mt_sparse: list = []
+    mt_refs: list = []
+    for pk, seq, record in self._memtable.active_record_snapshots(partition_names=partition_names):
+        at = mt.pk_index.get(pk) if mt.pk_index is not None else None
+        if mt_visible is not None and at is not None and not mt_visible[at]:
+            continue
+        raw = record.get(vector_field)
+        mt_pks.append(pk)
+        mt_sparse.append(bytes_to_sparse(raw) if isinstance(raw, bytes) else (raw or {}))
+        mt_refs.append((record, seq))
+    if mt_pks:
+        mt_valid = np.ones(len(mt_pks), dtype=bool)
+        if compiled_filter is not None:
+            from milvus_lite.search.filter.eval.python_backend import _eval_row
+            for i, (record, _seq) in enumerate(mt_refs):
+                if not _eval_row(compiled_filter.ast, record):
+                    mt_valid[i] = False
+        mt_idx = create_sparse_index(metric_type, index_params)
+        mt_idx.build(mt_sparse, valid_mask=mt_valid)
+        local_ids, dists = _search_prepared_sparse_index(mt_idx, query_sparse, top_k)
+        for qi in range(nq):
+            for j in range(top_k):
+                lid = int(local_ids[qi, j])
+                if lid < 0:
+                    break
+                per_query[qi].append((float(dists[qi, j]), mt_pks[lid], mt_refs[lid]))
+
+    results: List[List[dict]] = []
+    for qi in range(nq):
+        best: Dict[Any, Tuple[int, Tuple[float, Any, Any]]] = {}  # newest copy of each pk
+        for cand in per_query[qi]:
+            _dist, pk, source = cand
+            if isinstance(source[0], dict):  # a memtable (record, seq)
+                seq = int(source[1])
+            else:
+                seg, lid = source
+                seq = int(seg.seqs[lid])
+            if pk not in best or seq > best[pk][0]:
+                best[pk] = (seq, cand)
+        ordered = sorted((c for _, c in best.values()), key=lambda c: c[0])
+        hits: List[dict] = []
+        for dist, pk, source in ordered[:top_k]:
+            if isinstance(source[0], dict):
+                record = source[0]
+            else:
+                seg, lid = source
+                record = (_segment_rows(seg, [lid], None)[0] if needed is None
+                          else _query_row(seg, lid, needed))
+                record.pop("_partition", None)
+            hits.append({"id": pk, "distance": dist,
+                         "entity": project_record(record, self._schema, projection_plan)})
+        results.append(hits)
+    return results

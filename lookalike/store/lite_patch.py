@@ -18,7 +18,9 @@ vectorised masks (lookalike/store/lite_masks.py):
   re-normalises the candidate matrix per query; HNSW pre-filters use a bitmap selector
   instead of building a hash set of every visible id per query;
 * a scalar query materialises only the columns it returns: milvus-lite converted both vectors
-  of every matching row before projecting them away.
+  of every matching row before projecting them away;
+* BM25 full-text search uses the same cached visibility masks and materialises only the
+  projected columns of its hits (milvus-lite's walked every row and converted every column).
 
 The executor and its caches live in lite_executor.py; this module installs them plus the
 write-version hooks, the index-side fixes and DescribeIndex progress. Filters, merge order
@@ -99,6 +101,7 @@ def _install() -> None:
     _track_delta_index(delta_index.DeltaIndex)
     collection_mod.Segment = lite_executor.cached_segment_class(segment.Segment)
     collection_mod.Collection.query = lite_executor.projected_query(collection_mod.Collection.query)
+    collection_mod.Collection._search_sparse = lite_executor.search_sparse
     executor_indexed.execute_search_with_index = lite_executor.execute_search_with_index
     collection_mod.execute_search_with_index = lite_executor.execute_search_with_index
     _patch_brute_force(brute_force.BruteForceIndex)

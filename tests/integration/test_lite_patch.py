@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pymilvus import DataType, MilvusClient
+from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 from lookalike.catalog.product import Product
 from lookalike.config import Settings
@@ -200,6 +200,86 @@ def test_patched_results_equal_exact_search_and_unpatched(
         assert [[pk for pk, _ in r] for r in p] == [[pk for pk, _ in r] for r in u]
         np.testing.assert_allclose([[d for _, d in r] for r in p],
                                    [[d for _, d in r] for r in u], atol=1e-5)
+
+
+# -- BM25 full-text search --------------------------------------------------------------------
+
+WORDS = ["red", "blue", "linen", "dress", "coat", "wool", "boot", "leather", "silk", "scarf"]
+
+
+def lexical_history(client: MilvusClient, name: str) -> dict[str, str]:
+    """The same writes on any server (three flushes: no background compaction, so both servers
+    hold the same segments and BM25's per-segment statistics agree); returns the live words."""
+    rng = np.random.default_rng(7)
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=32)
+    schema.add_field("words", DataType.VARCHAR, max_length=256, enable_analyzer=True)
+    schema.add_field("cat", DataType.VARCHAR, max_length=8)
+    schema.add_field("lexical", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
+                                 input_field_names=["words"], output_field_names=["lexical"]))
+    index = client.prepare_index_params()
+    index.add_index(field_name="v", index_type="HNSW", metric_type="COSINE",
+                    params={"params": {"M": 16, "efConstruction": 100}})
+    index.add_index(field_name="lexical", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+    client.load_collection(name)
+    live: dict[str, str] = {}
+
+    def upsert(ids: range | list[int]) -> None:
+        rows = [{"pk": f"d{i}", "cat": "ab"[i % 2], "v": rng.standard_normal(DIM).tolist(),
+                 "words": " ".join(rng.choice(WORDS, size=int(rng.integers(2, 6))))}
+                for i in ids]
+        client.upsert(name, rows)
+        live.update({r["pk"]: r["words"] for r in rows})
+
+    def delete(ids: range | list[int]) -> None:
+        client.delete(name, ids=[f"d{i}" for i in ids])
+        for i in ids:
+            live.pop(f"d{i}", None)
+
+    upsert(range(0, 400))
+    client.flush(name)
+    upsert(range(50, 150))   # flushed ids rewritten: their old copies stay in the first segment
+    delete(range(120, 170))
+    client.flush(name)
+    upsert(range(400, 450))
+    client.flush(name)
+    upsert(range(10, 30))    # left unflushed: memtable copies that shadow segment rows
+    delete([0, 1, 2, 415])
+    upsert(range(450, 470))
+    return live
+
+
+def test_patched_bm25_search_equals_unpatched(lite_server: LiteServer,
+                                              unpatched_server: LiteServer) -> None:
+    queries = ["red dress", "wool coat", "leather boot", "silk"]
+    results = {}
+    for label, server in (("patched", lite_server), ("unpatched", unpatched_server)):
+        client = MilvusClient(uri=server.uri)
+        name = "lite_patch_bm25"
+        if client.has_collection(name):
+            client.drop_collection(name)
+        live = lexical_history(client, name)
+        got = []
+        for expr in ("", 'cat == "a"'):
+            for fields in (["words"], ["words", "v"]):
+                res = client.search(name, data=queries, anns_field="lexical", limit=15,
+                                    filter=expr, output_fields=fields,
+                                    search_params={"metric_type": "BM25"},
+                                    consistency_level="Strong")
+                for hits in res:
+                    for h in hits:  # only live rows, each with its newest words
+                        assert h["entity"]["words"] == live[h["pk"]], (label, h)
+                        assert set(h["entity"]) == set(fields), (label, h["entity"].keys())
+                got.append([[(h["pk"], round(float(h["distance"]), 4)) for h in hits]
+                            for hits in res])
+        assert any(hits for run in got for hits in run)
+        results[label] = got
+        client.drop_collection(name)
+        client.close()
+    assert results["patched"] == results["unpatched"]
 
 
 # -- index parameters -------------------------------------------------------------------------
