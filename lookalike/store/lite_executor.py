@@ -54,8 +54,6 @@ def _query_row(seg: Any, row_idx: int, needed: set) -> dict:
     """One row of a scalar query, as Segment.row_to_dict gives it, but only the needed columns.
     Scalar columns are converted once per segment and kept (segments are immutable), so a
     query's rows are list lookups; vector columns, rarely asked for and large, cell by cell."""
-    import json
-
     import pyarrow as pa
 
     columns = seg._lk.columns
@@ -72,8 +70,15 @@ def _query_row(seg: Any, row_idx: int, needed: set) -> dict:
                 continue
             values = columns[name] = column.to_pylist()
         row[name] = values[row_idx]
+    return _unpack_meta(row)
+
+
+def _unpack_meta(row: dict) -> dict:
+    """Dynamic fields unpacked to the top level, as Segment.row_to_dict does."""
+    import json
+
     meta = row.get("$meta")
-    if isinstance(meta, str):  # dynamic fields unpacked to the top level, as row_to_dict
+    if isinstance(meta, str):
         try:
             decoded = json.loads(meta)
         except (json.JSONDecodeError, ValueError):
@@ -494,25 +499,12 @@ def projected_query(query: Any) -> Any:
 
 def _segment_rows(seg: Any, row_ids: List[int], needed: Optional[set]) -> List[dict]:
     """Segment.row_to_dict for several rows at once, limited to *needed* columns (None: all)."""
-    import json
-
     import pyarrow as pa
 
     names = [n for n in seg.table.schema.names
              if n != "_seq" and (needed is None or n in needed)]
     rows = seg.table.select(names).take(pa.array(row_ids, type=pa.int64())).to_pylist()
-    for row in rows:
-        meta = row.get("$meta")
-        if isinstance(meta, str):  # dynamic fields unpacked to the top level, as row_to_dict
-            try:
-                decoded = json.loads(meta)
-            except (json.JSONDecodeError, ValueError):
-                decoded = None
-            if isinstance(decoded, dict):
-                row.update(decoded)
-        elif isinstance(meta, dict):
-            row.update(meta)
-    return rows
+    return [_unpack_meta(row) for row in rows]
 
 
 def _memtable_visible(mt: _MemtableView, segs: List[Any], pk_field: str,
