@@ -10,7 +10,6 @@ DeltaIndex. See docs/milvus-lite-patch.md. Imported only by lite_patch.apply() (
 from __future__ import annotations
 
 import itertools
-from contextvars import ContextVar
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -22,16 +21,8 @@ serials = itertools.count(1)
 _SET_CACHE_SIZE = 8  # distinct in-scope segment sets remembered per segment (partition searches)
 
 
-# The columns a scalar query's projection keeps (None: all), while Collection.query runs; see
-# projected_query. milvus-lite materialises each matching row whole, both vectors included,
-# before it projects: the product reads (a page's fields, its variant groups) paid ~0.5 ms of
-# server CPU per row for vectors they never asked for.
-_QUERY_COLUMNS: ContextVar[Optional[set]] = ContextVar("lookalike_query_columns", default=None)
-
-
 def cached_segment_class(base: Any) -> Any:
-    """Segment with one extra slot holding lookalike's per-segment caches, whose rows are
-    materialised with only the columns the running query keeps."""
+    """Segment with one extra slot holding lookalike's per-segment caches."""
 
     class CachedSegment(base):  # type: ignore[misc, valid-type]
         __slots__ = ("_lk",)
@@ -39,12 +30,6 @@ def cached_segment_class(base: Any) -> Any:
         def __init__(self, *a: Any, **kw: Any) -> None:
             super().__init__(*a, **kw)
             self._lk = _SegmentCache(next(serials))
-
-        def row_to_dict(self, row_idx: int) -> dict:
-            needed = _QUERY_COLUMNS.get()
-            if needed is None:
-                return super().row_to_dict(row_idx)
-            return _query_row(self, row_idx, needed)
 
     CachedSegment.__name__ = CachedSegment.__qualname__ = "Segment"
     return CachedSegment
@@ -112,6 +97,47 @@ def _pk_arrow(seg: Any, pk_field: str, cache: _SegmentCache) -> Any:
     if cache.pk_arrow is None:
         cache.pk_arrow = lm.as_arrow(seg.table.column(pk_field))
     return cache.pk_arrow
+
+
+# -- projection -------------------------------------------------------------------------------
+
+_SCHEMAS: Dict[int, Tuple[Any, frozenset, str]] = {}
+
+
+def _schema_names(schema: Any) -> Tuple[frozenset, str]:
+    """(every schema field's name, the primary key's), computed once per schema object."""
+    hit = _SCHEMAS.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        hit = _SCHEMAS[id(schema)] = (schema, frozenset(f.name for f in schema.fields),
+                                      next(f.name for f in schema.fields if f.is_primary))
+    return hit[1], hit[2]
+
+
+def project_record(record: Dict[str, Any], schema: Any, plan: Any) -> Dict[str, Any]:
+    """milvus-lite 3.2.2's projection.project_record, same output: it rescanned the schema's
+    fields for every field of every hit (a third of a grouped search's server CPU)."""
+    from milvus_lite.engine.projection import _INTERNAL_FIELDS, decode_meta
+
+    names, pk_name = _schema_names(schema)
+    dynamic = decode_meta(record.get("$meta"))
+    dynamic.update({k: v for k, v in record.items()
+                    if k not in names and k not in _INTERNAL_FIELDS})
+    for name in names.intersection(dynamic):
+        del dynamic[name]
+    if plan.include_all_dynamic:
+        result: Dict[str, Any] = dict(dynamic)
+    else:
+        result = {name: dynamic[name] for name in plan.explicit_dynamic_fields if name in dynamic}
+    search = plan.api_kind == "search"
+    for name in plan.response_schema_fields:
+        if search and name == pk_name:
+            continue
+        if name in record:
+            result[name] = record[name]
+    if not search and pk_name in record:
+        result[pk_name] = record[pk_name]
+    result.pop("$meta", None)
+    return result
 
 
 # -- visibility masks -------------------------------------------------------------------------
@@ -287,6 +313,35 @@ def _search_snapshot(memtable: Any, vector_field: Optional[str],
     return pks, seqs, vecs, row_refs, table
 
 
+def _visibility(in_scope: List[Any], mt_key: Any, mt: _MemtableView, delta_index: Any,
+                pk_field: str) -> Tuple[List[Optional[np.ndarray]], Optional[np.ndarray]]:
+    """Which rows are the newest live copy of their pk: one mask per in-scope segment and one
+    for the memtable (None: all rows), as milvus-lite's build_valid_mask decides it row by row."""
+    set_masks = _segment_set_masks(in_scope, pk_field)
+    delete_keys = _delete_map_arrays(delta_index)
+    delta_token = getattr(delta_index, "_lk_serial", None)
+    seg_visible: List[Optional[np.ndarray]] = []
+    for seg, set_mask in zip(in_scope, set_masks):
+        seg_visible.append(lm.combine(
+            set_mask,
+            _delete_shadow(seg, pk_field, delta_index, delete_keys),
+            _memtable_shadow(seg, pk_field, mt_key, mt.shadow_keys),
+            invert=(False, True, True)))
+    mt_visible: Optional[np.ndarray] = None
+    if mt.pks:
+        mkey = (tuple(_seg_cache(s).serial for s in in_scope), delta_token)
+        cacheable = mt_key is not None and delta_token is not None and all(mkey[0])
+        if cacheable and mkey in mt.masks:
+            mt_visible = mt.masks[mkey]
+        else:
+            mt_visible = _memtable_visible(mt, in_scope, pk_field, delete_keys)
+            if cacheable:
+                if len(mt.masks) >= _SET_CACHE_SIZE:
+                    mt.masks.clear()
+                mt.masks[mkey] = mt_visible
+    return seg_visible, mt_visible
+
+
 # -- the executor -----------------------------------------------------------------------------
 
 
@@ -331,28 +386,7 @@ def execute_search_with_index(
         return [[] for _ in range(nq)]
 
     # ── 1. visibility: newest copy, not deleted (vectorised, cached) ──
-    set_masks = _segment_set_masks(in_scope, pk_field)
-    delete_keys = _delete_map_arrays(delta_index)
-    delta_token = getattr(delta_index, "_lk_serial", None)
-    seg_visible: List[Optional[np.ndarray]] = []
-    for seg, set_mask in zip(in_scope, set_masks):
-        seg_visible.append(lm.combine(
-            set_mask,
-            _delete_shadow(seg, pk_field, delta_index, delete_keys),
-            _memtable_shadow(seg, pk_field, mt_key, mt.shadow_keys),
-            invert=(False, True, True)))
-    mt_visible: Optional[np.ndarray] = None
-    if mt_pks:
-        mkey = (tuple(_seg_cache(s).serial for s in in_scope), delta_token)
-        cacheable = mt_key is not None and delta_token is not None and all(mkey[0])
-        if cacheable and mkey in mt.masks:
-            mt_visible = mt.masks[mkey]
-        else:
-            mt_visible = _memtable_visible(mt, in_scope, pk_field, delete_keys)
-            if cacheable:
-                if len(mt.masks) >= _SET_CACHE_SIZE:
-                    mt.masks.clear()
-                mt.masks[mkey] = mt_visible
+    seg_visible, mt_visible = _visibility(in_scope, mt_key, mt, delta_index, pk_field)
 
     # ── 2. optional per-source filter masks (milvus-lite's own evaluation) ──
     seg_filter_masks: Dict[int, np.ndarray] = {}
@@ -481,20 +515,69 @@ def execute_search_with_index(
     return results
 
 
-def projected_query(query: Any) -> Any:
-    """Collection.query that materialises only the output fields (+ pk and dynamic fields)."""
+def query(self: Any, expr: Optional[str] = None, output_fields: Optional[List[str]] = None,
+          partition_names: Optional[List[str]] = None, limit: Optional[int] = None,
+          offset: int = 0, timezone: Optional[str] = None, order_by_pk: bool = False
+          ) -> List[dict]:
+    """Drop-in for milvus-lite 3.2.2's Collection.query (a scalar query).
 
-    def run(self: Any, expr: Optional[str] = None, output_fields: Optional[List[str]] = None,
-            *args: Any, **kwargs: Any) -> List[dict]:
-        if output_fields is None or "*" in output_fields:
-            return query(self, expr, output_fields, *args, **kwargs)
-        token = _QUERY_COLUMNS.set(set(output_fields) | {self._pk_name, "$meta"})
-        try:
-            return query(self, expr, output_fields, *args, **kwargs)
-        finally:
-            _QUERY_COLUMNS.reset(token)
+    milvus-lite's walks every stored row in Python per query to decide visibility (and
+    concatenates every row's vector on the way), so a read of one product by id cost as much
+    as a scan. Here visibility comes from the dense executor's cached masks and only the
+    matching rows are materialised, with only the output columns (from the per-segment column
+    cache). Filter evaluation, row order (segments in snapshot order, then the memtable),
+    limit/offset and projection are milvus-lite's.
+    """
+    from milvus_lite.engine.projection import build_projection_plan
+    from milvus_lite.search.filter import evaluate_mask
+    from milvus_lite.search.indexed_filter import evaluate_segment_filter
 
-    return run
+    if expr is not None and not isinstance(expr, str):
+        raise TypeError("query() expr must be a string or None")
+    self._require_loaded()
+    compiled = self._compile_filter(expr, timezone=timezone) if expr else None
+    plan = build_projection_plan(output_fields, self._schema, api_kind="query")
+    indexed_plan = self._indexed_filter_plan(compiled)
+    pk_field = self._pk_name
+    needed = None
+    if output_fields is not None and "*" not in output_fields:
+        needed = set(output_fields) | {pk_field, "$meta"}
+
+    seg_snap, delta_snap = self._read_snapshot()
+    partition_filter = set(partition_names) if partition_names else None
+    in_scope = [s for s in seg_snap
+                if s.num_rows > 0 and (partition_filter is None or s.partition in partition_filter)]
+    mt_key, mt = _memtable_view(self._memtable, None, partition_names,
+                                include_table=compiled is not None)
+    seg_visible, mt_visible = _visibility(in_scope, mt_key, mt, delta_snap, pk_field)
+
+    # (source, row) of every live matching row, in milvus-lite's order.
+    live: List[Tuple[Any, Any]] = []
+    for seg, visible in zip(in_scope, seg_visible):
+        if compiled is not None:
+            visible = lm.combine(visible, evaluate_segment_filter(seg, compiled, indexed_plan)
+                                 .astype(bool))
+        ids = range(seg.num_rows) if visible is None else np.flatnonzero(visible).tolist()
+        live.extend((seg, i) for i in ids)
+    if mt.pks:
+        visible = mt_visible
+        if compiled is not None:
+            visible = lm.combine(visible, evaluate_mask(compiled, mt.table).astype(bool))
+        ids = range(len(mt.pks)) if visible is None else np.flatnonzero(visible).tolist()
+        live.extend((None, i) for i in ids)
+    if order_by_pk:
+        live.sort(key=lambda src: src[0].pks[src[1]] if src[0] is not None else mt.pks[src[1]])
+    if limit is not None:
+        live = live[:offset + limit]
+
+    out: List[dict] = []
+    for seg, i in live:
+        if seg is None:
+            record = self._memtable.materialize_row(*mt.row_refs[i])
+        else:
+            record = seg.row_to_dict(i) if needed is None else _query_row(seg, i, needed)
+        out.append(project_record(record, self._schema, plan))
+    return out[offset:]
 
 
 def _segment_rows(seg: Any, row_ids: List[int], needed: Optional[set]) -> List[dict]:
@@ -545,7 +628,7 @@ def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
     index, the rebuilt memtable index, merge order and projection are milvus-lite's code.
     """
     from milvus_lite.analyzer.sparse import bytes_to_sparse
-    from milvus_lite.engine.projection import build_projection_plan, project_record
+    from milvus_lite.engine.projection import build_projection_plan
     from milvus_lite.index.sparse_factory import (
         _search_prepared_sparse_index,
         create_sparse_index,

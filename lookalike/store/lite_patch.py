@@ -17,8 +17,9 @@ vectorised masks (lookalike/store/lite_masks.py):
 * brute force (memtable, segments whose index is still building) no longer copies and
   re-normalises the candidate matrix per query; HNSW pre-filters use a bitmap selector
   instead of building a hash set of every visible id per query;
-* a scalar query materialises only the columns it returns: milvus-lite converted both vectors
-  of every matching row before projecting them away;
+* a scalar query uses the same cached visibility masks and materialises only the matching
+  rows' returned columns: milvus-lite walked every row, concatenated every vector and
+  converted both vectors of every match before projecting them away;
 * BM25 full-text search uses the same cached visibility masks and materialises only the
   projected columns of its hits (milvus-lite's walked every row and converted every column).
 
@@ -100,7 +101,8 @@ def _install() -> None:
     _track_memtable(memtable.MemTable)
     _track_delta_index(delta_index.DeltaIndex)
     collection_mod.Segment = lite_executor.cached_segment_class(segment.Segment)
-    collection_mod.Collection.query = lite_executor.projected_query(collection_mod.Collection.query)
+    collection_mod.Collection.query = lite_executor.query
+    collection_mod.project_record = lite_executor.project_record  # what search projects hits with
     collection_mod.Collection._search_sparse = lite_executor.search_sparse
     executor_indexed.execute_search_with_index = lite_executor.execute_search_with_index
     collection_mod.execute_search_with_index = lite_executor.execute_search_with_index
