@@ -252,16 +252,24 @@ def lexical_history(client: MilvusClient, name: str) -> dict[str, str]:
     return live
 
 
+def on_both(lite_server: LiteServer, unpatched_server: LiteServer, name: str
+            ) -> Iterator[tuple[str, MilvusClient, dict[str, str]]]:
+    """Each server in turn, with lexical_history written into a new collection `name`."""
+    for label, server in (("patched", lite_server), ("unpatched", unpatched_server)):
+        client = MilvusClient(uri=server.uri)
+        if client.has_collection(name):
+            client.drop_collection(name)
+        yield label, client, lexical_history(client, name)
+        client.drop_collection(name)
+        client.close()
+
+
 def test_patched_bm25_search_equals_unpatched(lite_server: LiteServer,
                                               unpatched_server: LiteServer) -> None:
     queries = ["red dress", "wool coat", "leather boot", "silk"]
     results = {}
-    for label, server in (("patched", lite_server), ("unpatched", unpatched_server)):
-        client = MilvusClient(uri=server.uri)
-        name = "lite_patch_bm25"
-        if client.has_collection(name):
-            client.drop_collection(name)
-        live = lexical_history(client, name)
+    name = "lite_patch_bm25"
+    for label, client, live in on_both(lite_server, unpatched_server, name):
         got = []
         for expr in ("", 'cat == "a"'):
             for fields in (["words"], ["words", "v"]):
@@ -277,8 +285,6 @@ def test_patched_bm25_search_equals_unpatched(lite_server: LiteServer,
                             for hits in res])
         assert any(hits for run in got for hits in run)
         results[label] = got
-        client.drop_collection(name)
-        client.close()
     assert results["patched"] == results["unpatched"]
 
 
@@ -292,12 +298,8 @@ def test_patched_scalar_query_equals_unpatched(lite_server: LiteServer,
              dict(filter='cat == "a"', output_fields=["words", "v"], limit=7, offset=3),
              dict(filter='pk in ["d20", "d21", "d130"]', output_fields=["*"])]
     results = {}
-    for label, server in (("patched", lite_server), ("unpatched", unpatched_server)):
-        client = MilvusClient(uri=server.uri)
-        name = "lite_patch_query"
-        if client.has_collection(name):
-            client.drop_collection(name)
-        live = lexical_history(client, name)
+    name = "lite_patch_query"
+    for label, client, live in on_both(lite_server, unpatched_server, name):
         got = []
         for call in calls:
             for _ in range(2):  # the second answers from the cached masks and columns
@@ -321,8 +323,6 @@ def test_patched_scalar_query_equals_unpatched(lite_server: LiteServer,
         # got holds each call twice; the third is every live "b" row but d11 (d12 is an "a").
         assert {r["pk"] for r in got[4]} == {pk for pk in live if int(pk[1:]) % 2} - {"d11"}
         results[label] = got
-        client.drop_collection(name)
-        client.close()
     assert results["patched"] == results["unpatched"]
 
 
