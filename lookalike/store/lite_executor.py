@@ -13,6 +13,7 @@ import itertools
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+from milvus_lite.engine.projection import _INTERNAL_FIELDS, decode_meta
 
 from lookalike.store import lite_masks as lm
 
@@ -116,8 +117,6 @@ def _schema_names(schema: Any) -> Tuple[frozenset, str]:
 def project_record(record: Dict[str, Any], schema: Any, plan: Any) -> Dict[str, Any]:
     """milvus-lite 3.2.2's projection.project_record, same output: it rescanned the schema's
     fields for every field of every hit (a third of a grouped search's server CPU)."""
-    from milvus_lite.engine.projection import _INTERNAL_FIELDS, decode_meta
-
     names, pk_name = _schema_names(schema)
     dynamic = decode_meta(record.get("$meta"))
     dynamic.update({k: v for k, v in record.items()
@@ -652,11 +651,10 @@ def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
     # Versions resolve collection-wide, before partition pruning (as milvus-lite does).
     segs = [s for s in seg_snapshot if s.table is not None and len(s.table) > 0]
     mt_key, mt = _memtable_view(self._memtable, None, None, include_table=False)
-    delete_keys = _delete_map_arrays(delta_snap)
-    set_masks = _segment_set_masks(segs, pk_field)
+    seg_visible, mt_visible = _visibility(segs, mt_key, mt, delta_snap, pk_field)
 
     per_query: List[List[Tuple[float, Any, Any]]] = [[] for _ in range(nq)]
-    for seg, set_mask in zip(segs, set_masks):
+    for seg, visible in zip(segs, seg_visible):
         if partition_filter is not None and seg.partition not in partition_filter:
             continue
         table = seg.table
@@ -667,9 +665,6 @@ def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
             cached_idx = create_sparse_index(metric_type, index_params)
             cached_idx.build(sparse_vecs)
             seg.sparse_indexes[vector_field] = cached_idx
-        visible = lm.combine(set_mask, _delete_shadow(seg, pk_field, delta_snap, delete_keys),
-                             _memtable_shadow(seg, pk_field, mt_key, mt.shadow_keys),
-                             invert=(False, True, True))
         if visible is None:
             visible = np.ones(len(table), dtype=bool)
         if compiled_filter is not None:
@@ -687,7 +682,6 @@ def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
                 per_query[qi].append((float(dists[qi, j]), seg.pks[lid], (seg, lid)))
 
     # The memtable (small, mutable): its index is rebuilt per search, as milvus-lite does.
-    mt_visible = _memtable_visible(mt, segs, pk_field, delete_keys) if mt.pks else None
     mt_pks: list = []
     mt_sparse: list = []
     mt_refs: list = []
