@@ -118,7 +118,7 @@ def _role(cmdline: str) -> str:
                       ("SearchRouter", "router (ingress) replicas"), ("ProxyActor", "Serve proxy"),
                       ("lite_launcher", "milvus-lite server"), ("p1_p2_serve", "load client (this process)"),
                       ("ServeController", "Serve controller"), ("raylet", "Ray raylet/GCS"),
-                      ("gcs_server", "Ray raylet/GCS")):
+                      ("gcs_server", "Ray raylet/GCS"), ("front-proxy.cfg", "front proxy (HAProxy)")):
         if key in cmdline:
             return role
     return "other"
@@ -218,7 +218,8 @@ def main() -> int:
     # The app as serve_config.yaml deploys it: the replicas and batching measured are the YAML's.
     app_settings = {**settings.model_dump(mode="json"),
                     "admin_key": settings.admin_key.get_secret_value()}
-    deploy(load_config(ROOT / "serve_config.yaml", settings, app_args={"settings": app_settings}))
+    front = deploy(load_config(ROOT / "serve_config.yaml", settings,
+                               app_args={"settings": app_settings}), settings)
     url = f"http://127.0.0.1:{settings.port}"
     wait_ready(url)
     with httpx.Client(base_url=url, timeout=60) as c:
@@ -248,6 +249,8 @@ def main() -> int:
         print(f"c={conc}: {run['qps']} QPS; cores used by {run['cores_used_by']}; "
               f"CPU outside the model {run['cpu_ms_outside_model']} ms/request")
         sat.append(run)
+    if front is not None:
+        front.stop()
     serve.shutdown()
     ray.shutdown()
     server.stop()

@@ -47,13 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         init["_metrics_export_port"] = args.metrics_port
     init_local(**init)
+    front = None
     try:
         settings = Settings(host="127.0.0.1", port=args.port)
-        deploy(load_config(args.config, settings, app_args=json.loads(args.app_args)))
+        front = deploy(load_config(args.config, settings, app_args=json.loads(args.app_args)),
+                       settings)
         wait_ready(f"http://127.0.0.1:{args.port}")
         print(f"READY http://127.0.0.1:{args.port}", flush=True)
         stop.wait(args.max_lifetime)
     finally:
+        if front is not None:
+            front.stop()
         serve.shutdown()
         ray.shutdown()
     return 0

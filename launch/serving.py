@@ -4,6 +4,9 @@ Every way of starting the app (`serve run`, `lookalike serve`/`demo`, the e2e te
 benchmarks) starts it from serve_config.yaml (or its GPU overlay), so each gets the same
 replicas, resources, queue bounds and batching: the YAML is the one place they are set.
 
+`deploy` also starts the front proxy (launch/front_proxy.py) on the settings' address, with
+Serve's proxy behind it on loopback (`serve_address`).
+
 `serve run` is not used as a subprocess: its Ctrl-C waits for Serve's graceful shutdown
 (launch/local_ray.py says why we skip it) and its Ray is out of our hands.
 """
@@ -21,9 +24,19 @@ from ray.serve._private.api import serve_start
 from ray.serve.config import gRPCOptions
 from ray.serve.schema import ServeDeploySchema
 
+from launch.front_proxy import FrontProxy
 from lookalike.config import Settings
+from lookalike.ports import free_port
 
 APP_NAME = "lookalike"
+
+
+def serve_address(settings: Settings) -> tuple[str, int]:
+    """Where Serve's own HTTP proxy listens: behind the front proxy on loopback, else on the
+    address shoppers reach."""
+    if settings.front_proxy:
+        return "127.0.0.1", settings.serve_port or free_port()
+    return settings.host, settings.port
 
 
 def load_config(path: Path, settings: Settings, *, app_args: dict[str, Any] | None = None) -> Any:
@@ -32,7 +45,7 @@ def load_config(path: Path, settings: Settings, *, app_args: dict[str, Any] | No
     app_args: build_app arguments on top of the file's (its `settings` dict merged key by key),
     for callers that pass settings in rather than through LOOKALIKE_* variables (the tests)."""
     raw = yaml.safe_load(Path(path).read_text())
-    raw.setdefault("http_options", {}).update(host=settings.host, port=settings.port)
+    raw.setdefault("http_options", {}).update(zip(("host", "port"), serve_address(settings)))
     if app_args:
         (app,) = raw["applications"]
         args = app.setdefault("args", {})
@@ -62,13 +75,22 @@ def reserved_cpus(config: Any) -> float:
     return total
 
 
-def deploy(config: Any) -> None:
+def deploy(config: Any, settings: Settings) -> FrontProxy | None:
+    """Starts the app from `config` (from load_config) and, when the settings ask for it, the
+    front proxy on the settings' address; the caller stops the one it gets back."""
     # The calls `serve run CONFIG` makes (ray/serve/scripts.py); serve_start is internal API.
     client = serve_start(http_options=config.http_options.model_dump(),
                          proxy_location=config.proxy_location,
                          grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
                          controller_options=config.controller_options)
     client.deploy_apps(config, _blocking=False)
+    if not settings.front_proxy:
+        return None
+    front = FrontProxy(host=settings.host, port=settings.port,
+                       backend_port=config.http_options.port,
+                       max_upload=settings.max_upload_bytes, work_dir=settings.data_dir)
+    front.start()
+    return front
 
 
 class DeployFailed(RuntimeError):

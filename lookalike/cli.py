@@ -74,12 +74,15 @@ def _ingest_on(cluster, manifest: Path) -> None:
         raise RuntimeError(f"the ingest job {job} ended {status}; its log is above")
 
 
-def _stop_all(cluster, lite, owned_lite: bool, reason: str) -> None:
+def _stop_all(cluster, front, lite, owned_lite: bool, reason: str) -> None:
     from lookalike.store.lite_server import HOST
 
     started = time.monotonic()
     replicas = cluster.serve_replicas() if cluster.gcs_address else 0
     _say(f"\nstopping lookalike ({reason}):")
+    if front is not None:  # first: its supervisor would restart it once Ray ends it
+        _say(f"  - the front proxy on {front.url}")
+        front.stop()
     if cluster.gcs_address:
         _say(f"  - the Serve app ({replicas} replica processes) and the local Ray (session "
              f"{Path(cluster.session_dir).name}, dashboard {cluster.dashboard_url})")
@@ -118,7 +121,7 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
     cluster = LocalRay(dashboard_port=settings.dashboard_port, metrics_port=settings.metrics_port,
                        host=settings.host,
                        num_cpus=(os.cpu_count() or 1) + math.ceil(reserved_cpus(serve_config)))
-    owned_lite, code, reason = False, 0, "Ctrl-C"
+    owned_lite, code, reason, front = False, 0, "Ctrl-C", None
     app_url = f"http://{settings.host}:{settings.port}"
     try:
         check_port_free(settings.port, "LOOKALIKE_PORT", settings.host)
@@ -141,7 +144,7 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
             gcs_address=cluster.gcs_address, collection=settings.collection,
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         runfile.write(settings.data_dir, run)
-        deploy(serve_config)
+        front = deploy(serve_config, settings)
         ready = wait_ready(app_url)
         if demo_products is not None:
             # Once the replicas hold their CPUs: the job is sized on what they leave free.
@@ -162,7 +165,7 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
         # A second Ctrl-C must not cut the stop short and leave processes behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop_all(cluster, lite, owned_lite, reason)
+        _stop_all(cluster, front, lite, owned_lite, reason)
         runfile.remove(settings.data_dir, os.getpid())
     return code
 

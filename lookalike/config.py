@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # `lookalike serve` / `demo` (and the tests and benches) put HAProxy on `port` in front of
+    # Serve's proxy, which then listens on 127.0.0.1:`serve_port` (0: a free port picked at
+    # start). It sends again a request whose router replica died mid-request, and answers what
+    # still fails with the API's JSON 503 (launch/front_proxy.py). False: Serve's proxy on
+    # `host`:`port` itself (as `serve run serve_config.yaml` runs it).
+    front_proxy: bool = True
+    serve_port: int = Field(0, ge=0, le=65535)
 
     # "embedded": a milvus-lite server that lookalike starts and supervises on loopback at
     # `lite_port`, data under `data_dir/milvus`. Anything else is a Milvus URI

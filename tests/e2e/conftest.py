@@ -58,10 +58,14 @@ def app_url(app_settings: Settings, catalogue: tuple[Path, list[Product]], ray_l
     # queue bounds and batching (the YAML is the one place they are set).
     settings = {**app_settings.model_dump(mode="json"),
                 "admin_key": app_settings.admin_key.get_secret_value()}
-    deploy(load_config(REPO / "serve_config.yaml", app_settings, app_args={"settings": settings}))
+    # With the front proxy on the app's port, as `lookalike serve` runs it.
+    front = deploy(load_config(REPO / "serve_config.yaml", app_settings,
+                               app_args={"settings": settings}), app_settings)
     url = f"http://127.0.0.1:{app_settings.port}"
     wait_ready(url)
     yield url
+    if front is not None:
+        front.stop()
     serve.shutdown()
 
 

@@ -173,10 +173,16 @@ def test_each_yaml_sets_every_deployment_option_the_code_left_out(config_file: s
 def test_the_tests_and_benches_start_the_app_from_the_yaml_with_their_settings() -> None:
     from launch.serving import load_config
 
-    config = load_config(REPO / "serve_config.yaml", Settings(port=8123),
+    config = load_config(REPO / "serve_config.yaml", Settings(port=8123, front_proxy=False),
                          app_args={"settings": {"collection": "e2e"}, "image_threads": 2})
     (app,) = config.applications
     assert config.http_options.port == 8123
+    # Behind the front proxy, which takes the settings' port, Serve's proxy is on loopback.
+    behind = load_config(REPO / "serve_config.yaml", Settings(host="0.0.0.0", port=8123,
+                                                              serve_port=8124))
+    assert (behind.http_options.host, behind.http_options.port) == ("127.0.0.1", 8124)
+    picked = load_config(REPO / "serve_config.yaml", Settings(port=8123)).http_options.port
+    assert picked not in (0, 8123)
     assert app.args == {"image_threads": 2, "text_threads": 1, "settings": {"collection": "e2e"}}
     gpu = load_config(REPO / "serve_config.gpu.yaml", Settings(),
                       app_args={"settings": {"collection": "e2e"}})
