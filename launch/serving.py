@@ -87,8 +87,7 @@ def deploy(config: Any, settings: Settings) -> FrontProxy | None:
     if not settings.front_proxy:
         return None
     front = FrontProxy(host=settings.host, port=settings.port,
-                       backend_port=config.http_options.port,
-                       max_upload=settings.max_upload_bytes, work_dir=settings.data_dir)
+                       backend_port=config.http_options.port, work_dir=settings.data_dir)
     front.start()
     return front
 

@@ -18,10 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from launch.front_proxy import RETRIES, FrontProxy
+from launch.front_proxy import BUFFER_BYTES, RETRIES, FrontProxy
 from lookalike.ports import free_port
 
-MAX_UPLOAD = 1024 * 1024
 
 
 class Backend(ThreadingHTTPServer):
@@ -83,7 +82,7 @@ def backend() -> Iterator[Backend]:
 @pytest.fixture
 def front(backend: Backend, tmp_path: Path) -> Iterator[FrontProxy]:
     proxy = FrontProxy(host="127.0.0.1", port=free_port(), backend_port=backend.server_address[1],
-                       max_upload=MAX_UPLOAD, work_dir=tmp_path)
+                       work_dir=tmp_path)
     proxy.start()
     yield proxy
     proxy.stop()
@@ -91,7 +90,7 @@ def front(backend: Backend, tmp_path: Path) -> Iterator[FrontProxy]:
 
 def test_a_request_whose_replica_died_is_sent_again_with_its_whole_body(
         front: FrontProxy, backend: Backend) -> None:
-    body = os.urandom(MAX_UPLOAD)  # an upload of the largest size, sent in one go
+    body = os.urandom(BUFFER_BYTES - 64 * 1024)  # the largest upload it holds whole
     with httpx.Client(base_url=front.url, timeout=10) as client:
         for path in ("/flaky/1", "/hangup/1"):
             resp = client.post(path, content=body)
