@@ -39,6 +39,8 @@ import threading
 import time
 from pathlib import Path
 
+from lookalike.store.lite_server import port_open
+
 log = logging.getLogger(__name__)
 BACKEND_HOST = "127.0.0.1"
 RETRIES = 3
@@ -176,8 +178,6 @@ class FrontProxy:
                                f"(its log: {self.log_path})")
 
     def _listening(self) -> bool:
-        from lookalike.store.lite_server import port_open
-
         return self.pid is not None and port_open(self.port, self.host)
 
     def _supervise(self) -> None:

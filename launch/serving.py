@@ -40,7 +40,7 @@ def serve_address(settings: Settings) -> tuple[str, int]:
 
 
 def load_config(path: Path, settings: Settings, *, app_args: dict[str, Any] | None = None) -> Any:
-    """The config with the HTTP address from the settings (LOOKALIKE_HOST / LOOKALIKE_PORT).
+    """The config with Serve's HTTP address from the settings (`serve_address`).
 
     app_args: build_app arguments on top of the file's (its `settings` dict merged key by key),
     for callers that pass settings in rather than through LOOKALIKE_* variables (the tests)."""
