@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     # This process's own writes refresh it at once; other replicas' and the ingest job's
     # writes show up within the TTL.
     facets_ttl_s: float = Field(5.0, ge=0, le=3600)
+    # Search winners' fields and variant groups are kept this long (0: never), so a popular
+    # product costs no store read per search (lookalike/store/read_cache.py). A hit is only
+    # paired with a cached row of its own write version; another process's write still in
+    # progress, and its regrouping of variants, show within the TTL; this process's at once.
+    read_cache_ttl_s: float = Field(2.0, ge=0, le=3600)
     # Server-side fetches of shopper-supplied image URLs refuse private and loopback addresses
     # (SSRF); tests and single-host demos may allow them.
     allow_private_image_urls: bool = False

@@ -33,6 +33,7 @@ from lookalike.store import fusion
 from lookalike.store.base import Filters, Hit, Record, StoredProduct, StoreError, StoreRequestError
 from lookalike.store.flush_policy import AutoFlush, FlushPolicy
 from lookalike.store.healing import HealingClient, is_client_error
+from lookalike.store.read_cache import ReadCache
 from lookalike.store.schema import (
     LEXICAL_FIELDS,
     NO_PRICE,
@@ -195,6 +196,8 @@ class MilvusStore:
         self._lexical: bool | None = None  # has the BM25 fields (schema.py); read once
         self.auto_flush: AutoFlush | None = None  # see enable_auto_flush
         self._variants: bool | None = None  # has the variant fields (schema.py); read once
+        # Winners' rows and variant groups, read_cache_ttl_s (read_cache.py says what it can miss).
+        self._cache = ReadCache(float(getattr(settings, "read_cache_ttl_s", 0.0) or 0.0))
 
     @classmethod
     def from_settings(cls, settings: Any, *, image_dim: int, text_dim: int,
@@ -217,6 +220,7 @@ class MilvusStore:
         return self.auto_flush
 
     def _wrote(self, rows: int) -> None:
+        self._cache.clear()
         if self.auto_flush is not None and rows:
             self.auto_flush.wrote(rows)
 
@@ -527,7 +531,7 @@ class MilvusStore:
             scored = self._score(queries, text_vector, float(image_weight), expr, top_k,
                                  lexical_query)
             # One read for the winners' fields, which is also the newest-version check.
-            rows = self._newest_rows([s.product_id for s in scored])
+            rows = self._winner_rows(scored)
             stale = {s.product_id: int(rows[s.product_id]["write_version"]) for s in scored
                      if s.product_id in rows and int(rows[s.product_id]["write_version"]) > s.version}
             if not stale:
@@ -658,6 +662,16 @@ class MilvusStore:
                 found[r["product_id"]] = (score, {k: r[k] for k in KEY_FIELDS})
         return found
 
+    def _winner_rows(self, scored: Sequence[_Scored]) -> dict[str, dict[str, Any]]:
+        """Each winner's newest row: from the read cache when it holds the version the search
+        met (or a newer one), else read (and cached)."""
+        rows, missing = self._cache.rows({s.product_id: s.version for s in scored})
+        if missing:
+            fresh = self._newest_rows(missing)
+            self._cache.put_rows(fresh.values())
+            rows.update(fresh)
+        return rows
+
     def _newest_rows(self, product_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """{product_id: its newest version's first row, with the product fields}."""
         out: dict[str, dict[str, Any]] = {}
@@ -749,17 +763,21 @@ class MilvusStore:
         """{group label: its products (newest versions), by product id}."""
         if not group_ids or not self.variants:
             return {}
+        cached, missing = self._cache.groups(group_ids)
+        if not missing:
+            return {gid: members for gid, members in cached.items() if members}
         newest: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(list(dict.fromkeys(group_ids)), ID_CHUNK):
+        for chunk in _chunks(missing, ID_CHUNK):
             for row in self._query(f"{_in('group_id', chunk)} and image_index == 0",
                                    self._product_fields):
                 pid = row["product_id"]
                 if pid not in newest or int(row["write_version"]) > int(newest[pid]["write_version"]):
                     newest[pid] = row
-        out: dict[str, list[Product]] = defaultdict(list)
+        out: dict[str, list[Product]] = {gid: [] for gid in missing}  # empty ones cached too
         for pid in sorted(newest):
             out[newest[pid]["group_id"]].append(_product_from_row(newest[pid]))
-        return dict(out)
+        self._cache.put_groups(out)
+        return {gid: members for gid, members in {**cached, **out}.items() if members}
 
     def set_groups(self, labels: dict[str, str]) -> int:
         """Relabel products' rows in place: Milvus' partial upsert of `group_id` alone, so no
@@ -776,6 +794,7 @@ class MilvusStore:
                     except MilvusException as exc:
                         raise _store_error(f"group update failed: {exc}", exc) from exc
                 done += len({r["product_id"] for r in rows})
+        self._cache.clear()
         return done
 
     def count(self) -> int:
