@@ -763,9 +763,7 @@ class MilvusStore:
         """{group label: its products (newest versions), by product id}."""
         if not group_ids or not self.variants:
             return {}
-        cached, missing = self._cache.groups(group_ids)
-        if not missing:
-            return {gid: members for gid, members in cached.items() if members}
+        cached, missing = self._cache.groups(group_ids)  # all cached: no query below
         newest: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(missing, ID_CHUNK):
             for row in self._query(f"{_in('group_id', chunk)} and image_index == 0",
@@ -777,7 +775,8 @@ class MilvusStore:
         for pid in sorted(newest):
             out[newest[pid]["group_id"]].append(_product_from_row(newest[pid]))
         self._cache.put_groups(out)
-        return {gid: members for gid, members in {**cached, **out}.items() if members}
+        cached.update(out)
+        return {gid: members for gid, members in cached.items() if members}
 
     def set_groups(self, labels: dict[str, str]) -> int:
         """Relabel products' rows in place: Milvus' partial upsert of `group_id` alone, so no
