@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     # paired with a cached row of its own write version; another process's write still in
     # progress, and its regrouping of variants, show within the TTL; this process's at once.
     read_cache_ttl_s: float = Field(2.0, ge=0, le=3600)
+    # Recent query texts keep their vector (0: none), so a repeated query skips the text
+    # replica (lookalike/query/vector_cache.py). One model, one text, one vector: nothing
+    # to invalidate. ~1.5 KB per 384-d text.
+    query_vector_cache_size: int = Field(4096, ge=0, le=1_000_000)
     # Server-side fetches of shopper-supplied image URLs refuse private and loopback addresses
     # (SSRF); tests and single-host demos may allow them.
     allow_private_image_urls: bool = False

@@ -24,6 +24,7 @@ from lookalike.facets import FacetsCache
 from lookalike.images import UPLOAD_FORMATS, decode_image
 from lookalike.media import LocalMedia, MediaStore
 from lookalike.query.understanding import QueryUnderstanding, combine
+from lookalike.query.vector_cache import QueryVectors
 from lookalike.rank.attributes import pool_size, rank
 from lookalike.rank.inferred import Inferred
 from lookalike.rank.mmr import mmr
@@ -116,15 +117,19 @@ class SearchService:
         min_short_side: int | None = None,
         cross_modal: bool = False,
         variant_overfetch: int = 3,
+        query_vector_cache_size: int = 0,
     ) -> None:
         """`shrink_image`: the embedders' resize step (ImagePreprocessor.shrink), applied here
         so replicas get a small image, never a shopper's original; `min_short_side`: the short
         side it needs, so large JPEGs decode reduced. `cross_modal`: text and image vectors share
         one space (CLIP), so a text query also searches the photos. `media`: where uploads go
-        (default: files in `media_dir`; lookalike.media.open_media picks the configured backend)."""
+        (default: files in `media_dir`; lookalike.media.open_media picks the configured backend).
+        `query_vector_cache_size`: how many recent query texts keep their vector
+        (lookalike/query/vector_cache.py; 0: every query is embedded)."""
         self.store = store
         self.embed_image = embed_image
         self.embed_text = embed_text
+        self.query_vectors = QueryVectors(embed_text, query_vector_cache_size)
         self.media_dir = Path(media_dir)
         self.media = media if media is not None else LocalMedia(self.media_dir)
         self.model_version = model_version
@@ -157,7 +162,7 @@ class SearchService:
         if query.image is not None:
             jobs.append(self.embed_image(query.image))
         if query.text:
-            jobs.append(self.embed_text(parsed.text if parsed is not None else query.text))
+            jobs.append(self.query_vectors(parsed.text if parsed is not None else query.text))
         vectors = await asyncio.gather(*jobs)
         image_vec = vectors[0] if query.image is not None else None
         text_vec = vectors[-1] if query.text else None

@@ -15,7 +15,7 @@ from PIL import Image
 
 from lookalike.catalog import Product
 from lookalike.embedding import ImageEmbedder, TextEmbedder
-from lookalike.search import MediaUnavailable, SearchService
+from lookalike.search import MediaUnavailable, SearchQuery, SearchService
 from lookalike.store import MilvusStore, StoredProduct
 from lookalike.store.base import StoreError
 
@@ -172,3 +172,38 @@ def test_writes_that_bypass_the_service_show_after_the_ttl(
     store.upsert([StoredProduct(Product("x", color="ochre", images=("/x.png",)), *vectors)])
     time.sleep(0.3)
     assert asyncio.run(service.facets())["color"] == {"ochre": 1}
+
+
+def test_a_repeated_text_query_skips_the_embedder_and_ranks_the_same(
+        store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder], tmp_path: Path) -> None:
+    ie, te = embedders
+    asked: list[str] = []
+
+    async def embed_text(text: str) -> np.ndarray:
+        asked.append(text)
+        return te.embed([text])[0]
+
+    async def embed_image(img: Image.Image) -> np.ndarray:
+        return ie.embed([img])[0]
+
+    def service(size: int) -> SearchService:
+        return SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
+                             media_dir=tmp_path / "media", query_vector_cache_size=size)
+
+    cached = service(16)
+    for pid, title, colour, data in (("a", "red summer dress", "red", RED),
+                                     ("b", "green wool coat", "green", GREEN),
+                                     ("c", "blue denim jacket", "blue", BLUE)):
+        asyncio.run(cached.upsert(Product(pid, title=title, color=colour), [data]))
+    asked.clear()
+
+    def ids(svc: SearchService, text: str) -> list[tuple[str, float]]:
+        got = asyncio.run(svc.search(SearchQuery(text=text, top_k=3)))
+        return [(h.product.product_id, round(h.score, 6)) for h in got.hits]
+
+    first = ids(cached, "warm coat")
+    assert ids(cached, "warm coat") == first and asked == ["warm coat"]
+    assert ids(cached, "summer dress")[0][0] == "a" and len(asked) == 2
+    # The same ranking as a service that embeds every query.
+    assert ids(service(0), "warm coat") == first and first[0][0] == "b"
+    assert len(asked) == 3
