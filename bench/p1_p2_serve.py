@@ -4,6 +4,8 @@
 
 P1 = image-search saturation QPS / raw image embedder best-batch images/s   (target >= 0.85)
 P2 = text-search p50 - (one-query text encode p50 + one store search p50)  (target <= 5 ms)
+     over texts each asked once (the router keeps recent queries' vectors: a repeated text
+     skips the encode, reported on its own as "repeated")
 Order matters on 2 cores: raw models are measured before Ray starts, so nothing competes.
 Writes bench/results/p1_p2.json.
 """
@@ -24,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -193,8 +194,10 @@ def main() -> int:
         print("warning: indexes still building after 300 s; the store's figures include it")
 
     # 3. P2's parts in-process: one text encode, one store search (sequential, warm).
-    queries = [f"{c} {k}" for c in ("red", "blue", "black", "green", "yellow") for k in
-               ("dress", "sneaker", "bag", "coat", "shirt", "boots", "t-shirt", "sandal")]
+    # Distinct texts (5 x 5 x 8 = 200), so P2's HTTP series never meets a cached vector.
+    queries = [f"{c} {a} {k}" for c in ("red", "blue", "black", "green", "yellow")
+               for a in ("summer", "classic", "casual", "warm", "light")
+               for k in ("dress", "sneaker", "bag", "coat", "shirt", "boots", "t-shirt", "sandal")]
     te.embed(queries[:1])
     encode_s, search_s = [], []
     for i in range(args.text_queries):
@@ -223,14 +226,20 @@ def main() -> int:
     url = f"http://127.0.0.1:{settings.port}"
     wait_ready(url)
     with httpx.Client(base_url=url, timeout=60) as c:
-        for _ in range(10):
-            c.get("/v1/search", params={"q": "warm up"})
-        text_s = []
-        for i in range(args.text_queries):
-            t = time.perf_counter()
-            r = c.get("/v1/search", params={"q": queries[i % len(queries)], "top_k": 10})
-            text_s.append(time.perf_counter() - t)
-            r.raise_for_status()
+        for i in range(10):
+            c.get("/v1/search", params={"q": f"warm up {i}"})
+
+        def text_series() -> list[float]:
+            took = []
+            for i in range(args.text_queries):
+                t = time.perf_counter()
+                r = c.get("/v1/search", params={"q": queries[i % len(queries)], "top_k": 10})
+                took.append(time.perf_counter() - t)
+                r.raise_for_status()
+            return took
+
+        text_s = text_series()  # first time each (with --text-queries <= 200)
+        repeat_s = text_series()  # the same texts again: their vectors are cached
         c.post("/v1/search", files={"image": ("q.jpg", payloads[0], "image/jpeg")}).raise_for_status()
     sat = []
     for conc in args.concurrency:
@@ -256,7 +265,7 @@ def main() -> int:
     server.stop()
 
     best = max(sat, key=lambda s: s["qps"])
-    text = summary_ms(text_s)
+    text, repeated = summary_ms(text_s), summary_ms(repeat_s)
     enc, srch = summary_ms(encode_s), summary_ms(search_s)
     p1 = best["qps"] / best_ips
     p2 = text["p50_ms"] - (enc["p50_ms"] + srch["p50_ms"])
@@ -265,7 +274,8 @@ def main() -> int:
         "raw_image_img_per_s": configs, "raw_best_img_per_s": best_ips,
         "raw_best_config": best_config,
         "image_saturation": sat, "P1": round(p1, 3), "P1_target": ">= 0.85",
-        "text_search_http": text, "text_encode_one": enc, "store_search_one": srch,
+        "text_search_http": text, "text_search_http_repeated": repeated,
+        "text_encode_one": enc, "store_search_one": srch,
         "P2_ms": round(p2, 3), "P2_target": "<= 5 ms",
     }
     print(f"\n| metric | value | target |\n|---|---|---|\n"
@@ -274,6 +284,7 @@ def main() -> int:
           f"| CPU per image search outside the model (c={best['concurrency']}) | {best['cpu_ms_outside_model']} ms | <= 8 ms |\n"
           f"| **P1** | **{p1:.3f}** | >= 0.85 |\n"
           f"| text search p50 over HTTP | {text['p50_ms']} ms | |\n"
+          f"| … the same texts again (cached query vectors) | {repeated['p50_ms']} ms | |\n"
           f"| one text encode p50 + one store search p50 | {enc['p50_ms']} + {srch['p50_ms']} ms | |\n"
           f"| **P2** | **{p2:.2f} ms** | <= 5 ms |")
     print("wrote", write_result("p1_p2", result))
