@@ -119,7 +119,9 @@ def headline(key: str, r: dict[str, Any]) -> list[str]:
                 f"{r.get('raw_best_img_per_s')} img/s, {r.get('raw_best_config')})",
                 f"CPU per image search outside the model = {best.get('cpu_ms_outside_model')} ms "
                 f"at c={best.get('concurrency')} (target <= 8 ms)",
-                f"P2 = {r.get('P2_ms')} ms (target {r.get('P2_target')})"]
+                f"P2 = {r.get('P2_ms')} ms (target {r.get('P2_target')}); a repeated text "
+                f"{(r.get('text_search_http_repeated') or {}).get('p50_ms')} ms p50 against "
+                f"{(r.get('text_search_http') or {}).get('p50_ms')} first time"]
     if key == "p3":
         return [f"{run.get('products')} products: {run.get('ingest_images_per_s')} img/s, "
                 f"ratio vs image model {run.get('ratio_vs_image_model')}"
