@@ -26,7 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, free_port, machine, write_result  # noqa: E402
+from bench.common import RESULTS, machine, write_result  # noqa: E402
+from lookalike.ports import free_port  # noqa: E402
 from lookalike.catalog import demo  # noqa: E402
 from lookalike.ingest.plan import plan_resources  # noqa: E402
 from lookalike.store.lite_server import LiteServer  # noqa: E402

@@ -27,7 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, free_port, host  # noqa: E402
+from bench.common import RESULTS, host  # noqa: E402
+from lookalike.ports import free_port  # noqa: E402
 from lookalike.catalog import Product  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
 from lookalike.store import MilvusStore, StoredProduct  # noqa: E402
