@@ -17,6 +17,7 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -165,7 +166,10 @@ def main() -> int:
     ap.add_argument("--job-args", default="", help="extra ingest_job.py arguments")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    manifests = catalogue(args.work, args.sizes)
+    manifests = catalogue(args.work, args.sizes)  # kept between runs: building it takes minutes
+    # An empty store each run: over the last run's collection the job would skip every
+    # product as unchanged and measure an idempotent re-run instead.
+    shutil.rmtree(args.work / "data", ignore_errors=True)
     server = LiteServer(args.work / "data", free_port())
     server.ensure_running()
     env = {**os.environ, "LOOKALIKE_DATA_DIR": str(server.data_dir),
