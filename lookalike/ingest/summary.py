@@ -42,6 +42,7 @@ class Summary:
     deleted: int = 0  # --delete-missing
     variants_relabelled: int = 0  # products whose variant group changed (lookalike/variants.py)
     variant_groups: int = 0  # groups of two or more this run's products belong to
+    variants_s: float = 0.0  # the detection pass after the writes (one per run)
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
     model_version: str = ""
@@ -72,6 +73,7 @@ class Summary:
             "skipped_unchanged": self.skipped, "relinked": self.relinked, "failed": self.failed,
             "deleted": self.deleted, "variants_relabelled": self.variants_relabelled,
             "variant_groups": self.variant_groups,
+            "variants_s": round(self.variants_s, 3),
             "seconds": round(self.seconds, 3),
             "products_per_s": round(self.written / secs, 2),
             "images_per_s": round(self.images_embedded / secs, 2),
@@ -95,6 +97,9 @@ class Summary:
                  f"  time                 {d['seconds']:>9.1f} s",
                  f"  throughput           {d['products_per_s']:>9.1f} products/s, "
                  f"{d['images_per_s']:.1f} images/s"]
+        if self.variants_s:
+            lines.append(f"  variants             {d['variants_relabelled']:>9}  relabelled, "
+                         f"{d['variant_groups']} groups ({self.variants_s:.1f} s)")
         if self.index:
             wait = f" (waited {self.index_wait_s:.1f} s)" if self.index_wait_s else ""
             lines.append(f"  indexes              {self.index}{wait}")
