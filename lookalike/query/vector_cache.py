@@ -18,26 +18,20 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 from cachetools import LRUCache
 
-EmbedText = Callable[[str], Awaitable[np.ndarray]]
-
 
 class QueryVectors:
-    def __init__(self, embed: EmbedText, size: int) -> None:
+    def __init__(self, embed: Callable[[str], Awaitable[np.ndarray]], size: int) -> None:
         """`size`: how many texts are kept (0: none, every query is embedded)."""
         self._embed = embed
         # One event loop calls it (the router's or the in-process app's): no lock needed.
         self._cache: LRUCache[str, np.ndarray] | None = LRUCache(size) if size else None
-        self.hits = 0
-        self.misses = 0
 
     async def __call__(self, text: str) -> np.ndarray:
         if self._cache is None:
             return await self._embed(text)
         vector = self._cache.get(text)
         if vector is not None:
-            self.hits += 1
             return vector
-        self.misses += 1
         vector = np.asarray(await self._embed(text))
         # Shared by every search that asks this text again: no caller may change it.
         vector.setflags(write=False)

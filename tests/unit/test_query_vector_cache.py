@@ -28,7 +28,6 @@ def test_a_repeated_text_is_embedded_once_and_gets_the_same_read_only_vector() -
     first = asyncio.run(cache("red dress"))
     again = asyncio.run(cache("red dress"))
     assert embed.asked == ["red dress"] and again is first
-    assert (cache.hits, cache.misses) == (1, 1)
     with pytest.raises(ValueError):
         again[0] = 0.0  # shared by every search that asks it: nobody may change it
 
