@@ -107,10 +107,10 @@ class Settings(BaseSettings):
     # This process's own writes refresh it at once; other replicas' and the ingest job's
     # writes show up within the TTL.
     facets_ttl_s: float = Field(5.0, ge=0, le=3600)
-    # Search winners' fields and variant groups are kept this long (0: never), so a popular
-    # product costs no store read per search (lookalike/store/read_cache.py). A hit is only
-    # paired with a cached row of its own write version; another process's write still in
-    # progress, and its regrouping of variants, show within the TTL; this process's at once.
+    # Search winners' fields are kept this long (0: never), so a popular product costs no
+    # store read per search (lookalike/store/read_cache.py). A hit is only paired with a
+    # cached row of its own write version; another process's write still in progress shows
+    # within the TTL, this process's at once. Variant groups are always read.
     read_cache_ttl_s: float = Field(2.0, ge=0, le=3600)
     # Recent query texts keep their vector (0: none), so a repeated query skips the text
     # replica (lookalike/query/vector_cache.py). One model, one text, one vector: nothing

@@ -196,7 +196,7 @@ class MilvusStore:
         self._lexical: bool | None = None  # has the BM25 fields (schema.py); read once
         self.auto_flush: AutoFlush | None = None  # see enable_auto_flush
         self._variants: bool | None = None  # has the variant fields (schema.py); read once
-        # Winners' rows and variant groups, read_cache_ttl_s (read_cache.py says what it can miss).
+        # Winners' rows for read_cache_ttl_s (read_cache.py: what it can miss, why not groups).
         self._cache = ReadCache(float(getattr(settings, "read_cache_ttl_s", 0.0) or 0.0))
 
     @classmethod
@@ -763,20 +763,17 @@ class MilvusStore:
         """{group label: its products (newest versions), by product id}."""
         if not group_ids or not self.variants:
             return {}
-        cached, missing = self._cache.groups(group_ids)  # all cached: no query below
         newest: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(missing, ID_CHUNK):
+        for chunk in _chunks(list(dict.fromkeys(group_ids)), ID_CHUNK):
             for row in self._query(f"{_in('group_id', chunk)} and image_index == 0",
                                    self._product_fields):
                 pid = row["product_id"]
                 if pid not in newest or int(row["write_version"]) > int(newest[pid]["write_version"]):
                     newest[pid] = row
-        out: dict[str, list[Product]] = {gid: [] for gid in missing}  # empty ones cached too
+        out: dict[str, list[Product]] = defaultdict(list)
         for pid in sorted(newest):
             out[newest[pid]["group_id"]].append(_product_from_row(newest[pid]))
-        self._cache.put_groups(out)
-        cached.update(out)
-        return {gid: members for gid, members in cached.items() if members}
+        return dict(out)
 
     def set_groups(self, labels: dict[str, str]) -> int:
         """Relabel products' rows in place: Milvus' partial upsert of `group_id` alone, so no

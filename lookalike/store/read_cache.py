@@ -1,17 +1,20 @@
-"""ReadCache: search winners' rows and variant groups, kept a few seconds per store client.
+"""ReadCache: search winners' rows, kept a few seconds per store client.
 
 Why: after its vector searches a search reads its winners' fields (which is also the
-newest-version check) and their variant groups. On an image search those are three of five
-store calls, each a round trip and a read the store pays for, while the same popular products
-win search after search.
+newest-version check). That read is a round trip and a read the store pays for, while the
+same popular products win search after search.
 
 A row is kept with its write version, and a search only takes it for a hit of that same
 version: a hit of a newer version means the product was rewritten, and is read again; a hit
 of an older version is stale, as the store would have said. So a cached row never pairs one
-version's photo with another's fields. What the cache can miss for up to `ttl_s` is another
-process's write still in flight (or interrupted) beside the old rows, a relabelling of
-groups by another process's variant detection, and group membership changed elsewhere; like
-the facets (lookalike/facets.py), this process's own writes drop everything at once.
+version's photo with another's fields, and a product deleted elsewhere is no hit at all. What
+the cache can miss for up to `ttl_s` is another process's write still in flight (or
+interrupted) beside the old rows; like the facets (lookalike/facets.py), this process's own
+writes drop everything at once.
+
+Variant groups are not cached: nothing in a search tells a cached group that another router
+replica deleted or rewrote one of its members, so the deleted product would go on showing as
+a variant (tests/e2e/test_api.py caught it).
 """
 
 from __future__ import annotations
@@ -25,16 +28,14 @@ from cachetools import TTLCache
 
 Row = dict[str, Any]
 MAX_ROWS = 50_000  # products; a row without vectors is well under 1 KB
-MAX_GROUPS = 10_000
 
 
 class ReadCache:
-    def __init__(self, ttl_s: float, *, max_rows: int = MAX_ROWS, max_groups: int = MAX_GROUPS,
+    def __init__(self, ttl_s: float, *, max_rows: int = MAX_ROWS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._rows: TTLCache[str, Row] = TTLCache(max_rows, ttl_s or 1.0, timer=clock)
-        self._groups: TTLCache[str, list[Any]] = TTLCache(max_groups, ttl_s or 1.0, timer=clock)
 
     @property
     def enabled(self) -> bool:
@@ -60,26 +61,7 @@ class ReadCache:
                 for row in rows:
                     self._rows[row["product_id"]] = row
 
-    def groups(self, group_ids: Iterable[str]) -> tuple[dict[str, list[Any]], list[str]]:
-        """Cached members per group label, and the labels that must be read."""
-        found: dict[str, list[Any]] = {}
-        missing: list[str] = []
-        with self._lock:
-            for gid in dict.fromkeys(group_ids):
-                members = self._groups.get(gid) if self.enabled else None
-                if members is not None:
-                    found[gid] = members
-                else:
-                    missing.append(gid)
-        return found, missing
-
-    def put_groups(self, members: dict[str, list[Any]]) -> None:
-        if self.enabled:
-            with self._lock:
-                self._groups.update(members)
-
     def clear(self) -> None:
         """After a write through this client: what it cached may be gone or relabelled."""
         with self._lock:
             self._rows.clear()
-            self._groups.clear()

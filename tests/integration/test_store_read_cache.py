@@ -98,3 +98,14 @@ def test_own_writes_and_regrouping_show_at_once(pair) -> None:
     cached.upsert([retitled(items[1], "own write")])
     hit = cached.search(image_vector=items[1].image_vectors[0], top_k=1)[0]
     assert hit.product.title == "own write"
+
+
+def test_a_group_member_deleted_by_another_client_is_gone_at_once(pair) -> None:
+    # Another router replica deletes a variant: its group must not list it any more (a cached
+    # group cannot know; tests/e2e/test_api.py met it through two router replicas).
+    cached, other = pair
+    cached.upsert(make_items(6))
+    cached.set_groups({"p1": "g", "p2": "g", "p3": "g"})
+    assert [p.product_id for p in cached.group_members(["g"])["g"]] == ["p1", "p2", "p3"]
+    other.delete(["p2"])
+    assert [p.product_id for p in cached.group_members(["g"])["g"]] == ["p1", "p3"]

@@ -36,20 +36,17 @@ def test_a_hit_of_a_newer_version_is_read_again() -> None:
     assert cache.rows({"a": 6}) == ({}, ["a"])
 
 
-def test_groups_are_cached_empty_ones_too_and_a_write_drops_everything() -> None:
+def test_a_write_drops_every_row() -> None:
     cache = ReadCache(2.0, clock=Clock())
-    cache.put_groups({"g1": ["p1", "p2"], "g2": []})
-    assert cache.groups(["g1", "g2", "g3", "g1"]) == ({"g1": ["p1", "p2"], "g2": []}, ["g3"])
-    cache.put_rows([row("a", 5)])
+    cache.put_rows([row("a", 5), row("b", 1)])
     cache.clear()
-    assert cache.groups(["g1"]) == ({}, ["g1"]) and cache.rows({"a": 5}) == ({}, ["a"])
+    assert cache.rows({"a": 5, "b": 1}) == ({}, ["a", "b"])
 
 
 def test_ttl_zero_caches_nothing() -> None:
     cache = ReadCache(0.0, clock=Clock())
     cache.put_rows([row("a", 5)])
-    cache.put_groups({"g": ["p"]})
-    assert cache.rows({"a": 5}) == ({}, ["a"]) and cache.groups(["g"]) == ({}, ["g"])
+    assert cache.rows({"a": 5}) == ({}, ["a"])
 
 
 def test_the_oldest_rows_go_first_past_the_size_bound() -> None:
