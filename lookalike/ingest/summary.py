@@ -43,6 +43,12 @@ class Summary:
     variants_relabelled: int = 0  # products whose variant group changed (lookalike/variants.py)
     variant_groups: int = 0  # groups of two or more this run's products belong to
     variants_s: float = 0.0  # the detection pass after the writes (one per run)
+    # Parts of the warm-up before the pipeline starts: the model probe (versions and dims), the
+    # collection (created on a first run), the pre-pass over the manifest; the rest is Ray Data
+    # starting its actors and their models.
+    probe_s: float = 0.0
+    collection_s: float = 0.0
+    worklist_s: float = 0.0
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
     model_version: str = ""
@@ -67,6 +73,7 @@ class Summary:
     def as_dict(self) -> dict[str, Any]:
         secs = max(self.seconds, 1e-9)
         steady = (self.last_vector_at - self.first_vector_at) if self.first_vector_at else 0.0
+        warmup = (self.first_vector_at - self.started) if self.first_vector_at else None
         return {
             "event": "ingest_summary", "read": self.read, "embedded": self.embedded,
             "images_embedded": self.images_embedded, "written": self.written,
@@ -77,7 +84,11 @@ class Summary:
             "seconds": round(self.seconds, 3),
             "products_per_s": round(self.written / secs, 2),
             "images_per_s": round(self.images_embedded / secs, 2),
-            "warmup_s": round(self.first_vector_at - self.started, 3) if self.first_vector_at else None,
+            "warmup_s": round(warmup, 3) if warmup is not None else None,
+            "probe_s": round(self.probe_s, 3), "collection_s": round(self.collection_s, 3),
+            "worklist_s": round(self.worklist_s, 3),
+            "pipeline_start_s": (round(warmup - self.probe_s - self.collection_s - self.worklist_s, 3)
+                                 if warmup is not None else None),
             "steady_seconds": round(steady, 3),
             "steady_images_per_s": round(self.images_embedded / steady, 2) if steady > 0 else None,
             "model_version": self.model_version,
@@ -97,6 +108,10 @@ class Summary:
                  f"  time                 {d['seconds']:>9.1f} s",
                  f"  throughput           {d['products_per_s']:>9.1f} products/s, "
                  f"{d['images_per_s']:.1f} images/s"]
+        if d["warmup_s"] is not None:
+            lines.append(f"  warm-up              {d['warmup_s']:>9.1f} s  (model probe {self.probe_s:.1f} s, "
+                         f"collection {self.collection_s:.1f} s, manifest pass {self.worklist_s:.1f} s, pipeline start "
+                         f"{d['pipeline_start_s']:.1f} s)")
         if self.variants_s:
             lines.append(f"  variants             {d['variants_relabelled']:>9}  relabelled, "
                          f"{d['variant_groups']} groups ({self.variants_s:.1f} s)")

@@ -373,6 +373,16 @@ def test_summary_is_one_json_line_and_errors_go_to_jsonl(tmp_path: Path,
     assert "written" in summary.table() and "skipped (unchanged)" in summary.table()
 
 
+def test_the_summary_splits_the_warm_up_into_its_parts() -> None:
+    summary = Summary(probe_s=2.0, collection_s=1.0, worklist_s=0.5)
+    assert summary.as_dict()["warmup_s"] is None and summary.as_dict()["pipeline_start_s"] is None
+    summary.first_vector_at = summary.last_vector_at = summary.started + 6.0
+    d = summary.as_dict()
+    assert (d["warmup_s"], d["probe_s"], d["collection_s"], d["worklist_s"], d["pipeline_start_s"]) == (
+        6.0, 2.0, 1.0, 0.5, 2.5)
+    assert "model probe 2.0 s, collection 1.0 s, manifest pass 0.5 s, pipeline start 2.5 s" in summary.table()
+
+
 class _IndexStore:
     """Records flush/wait calls; `ready` is what wait_index_ready answers."""
 
