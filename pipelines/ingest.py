@@ -15,12 +15,14 @@ The stages are the core's (lookalike.ingest.stages); this module only wires them
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 import ray.data
 from ray.data import ActorPoolStrategy, Datasource, ExecutionResources, ReadTask, TaskPoolStrategy
@@ -120,7 +122,7 @@ class WorklistSource(Datasource):
 
 
 def build_dataset(chunks: list[tuple[Any, int, int]], plan: Plan, settings: Settings,
-                  dims: dict[str, Any]) -> ray.data.Dataset:
+                  dims: dict[str, Any], load_now: bool = False) -> ray.data.Dataset:
     model_settings = settings.model_copy(update={"device": plan.device})
     # A small fractional CPU on the reads: Ray's default of 1 CPU a task is what starved the
     # trial pipeline of reads once the actors held their share.
@@ -134,13 +136,13 @@ def build_dataset(chunks: list[tuple[Any, int, int]], plan: Plan, settings: Sett
     ds = ds.map_batches(
         ImageStage, batch_size=plan.image_batch, batch_format="numpy",
         fn_constructor_kwargs={"settings": model_settings, "num_threads": plan.image_threads,
-                               "dim": dims["image_dim"]},
+                               "dim": dims["image_dim"], "load_now": load_now},
         num_cpus=plan.image_cpus, num_gpus=plan.image_gpus or None,
         compute=ActorPoolStrategy(size=plan.image_actors))
     return ds.map_batches(
         TextStage, batch_size=plan.text_batch, batch_format="numpy",
         fn_constructor_kwargs={"settings": model_settings, "num_threads": plan.text_threads,
-                               "dim": dims["text_dim"]},
+                               "dim": dims["text_dim"], "load_now": load_now},
         num_cpus=plan.text_cpus, num_gpus=plan.text_gpus or None,
         compute=ActorPoolStrategy(size=plan.text_actors))
 
@@ -191,8 +193,11 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
     source = catalog_source(opts.source)
     plan = make_plan(opts)
     log.info("ingest plan", extra={"fields": {"event": "ingest_plan", **plan.as_dict()}})
+    at = time.monotonic()
     probe = _probe(settings, plan)
+    summary.probe_s = time.monotonic() - at
     summary.model_version = probe["model_version"]
+    at = time.monotonic()
     store = MilvusStore.from_settings(settings, image_dim=probe["image_dim"], text_dim=probe["text_dim"])
     ctx = ray.data.DataContext.get_current()
     saved_limits, saved_wait = ctx.execution_options.resource_limits, ctx.wait_for_min_actors_s
@@ -205,19 +210,25 @@ def run_ingest(opts: IngestOptions, settings: Settings) -> Summary:
         # Never write one model's vectors into a collection of another (after an upgrade).
         aliases.check_writer(store.client, settings.collection, aliases.model_spec(settings))
         keep: set[str] = set()
+        summary.collection_s, at = time.monotonic() - at, time.monotonic()
         # Small blocks: Ray Data hands a whole block to one prepare actor, so 1,000-row blocks
         # would leave the others idle. take() copies the rows (a pickled slice could drag the
         # whole chunk's buffers along).
-        chunks = [_put(table.take(list(range(start, min(start + WORKLIST_BLOCK, table.num_rows)))))
-                  for table in iter_chunks(opts.manifest, store_lookup(store, source), summary.model_version,
-                                           summary, errors, keep,
-                                           catalog_root=settings.catalog_root)
-                  for start in range(0, table.num_rows, WORKLIST_BLOCK)]
+        chunks = []
+        # A product the store lacks (or holds from other models) will be embedded: the stages
+        # load their models from the start.
+        load_now = False
+        for table in iter_chunks(opts.manifest, store_lookup(store, source), summary.model_version,
+                                 summary, errors, keep, catalog_root=settings.catalog_root):
+            load_now = load_now or bool(pc.any(pc.equal(table["stored_hash"], "")).as_py())
+            chunks.extend(_put(table.take(list(range(start, min(start + WORKLIST_BLOCK, table.num_rows)))))
+                          for start in range(0, table.num_rows, WORKLIST_BLOCK))
+        summary.worklist_s = time.monotonic() - at
         writer = StoreWriter(store, summary, errors, summary.model_version, opts.write_batch,
                              source=source)
         if chunks:
             try:
-                for batch in build_dataset(chunks, plan, settings, probe).iter_batches(
+                for batch in build_dataset(chunks, plan, settings, probe, load_now).iter_batches(
                         batch_size=None, batch_format="numpy", prefetch_batches=1):
                     writer.consume(batch)
             except ray.exceptions.GetTimeoutError as exc:
