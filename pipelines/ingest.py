@@ -29,7 +29,6 @@ from ray.data import ActorPoolStrategy, Datasource, ExecutionResources, ReadTask
 from ray.data.block import BlockMetadata
 
 from lookalike.config import Settings
-from lookalike.embedding.factory import preprocessor_key
 from lookalike.ingest.fetch import FetchLimits
 from lookalike.ingest.plan import NoRoom, Plan, Room, plan_resources, wait_for_plan
 from lookalike.ingest.record import ingest_record, save_last_ingest
@@ -131,7 +130,7 @@ def build_dataset(chunks: list[tuple[Any, int, int]], plan: Plan, settings: Sett
     ds = ds.map_batches(
         PrepareStage, batch_size=PREPARE_BATCH, batch_format="numpy",
         fn_constructor_kwargs={"limits": FetchLimits.from_settings(settings),
-                               "model_name": preprocessor_key(settings)},
+                               "resize": dims["image_resize"]},
         num_cpus=plan.prepare_cpus, compute=ActorPoolStrategy(size=plan.prepare_actors))
     ds = ds.map_batches(
         ImageStage, batch_size=plan.image_batch, batch_format="numpy",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-CLIP_KEY = "clip:"
 
 
 def image_embedder(settings: Any, *, num_threads: int | None = None) -> Any:
@@ -31,19 +30,3 @@ def text_embedder(settings: Any, *, num_threads: int | None = None) -> Any:
     from lookalike.embedding.text import TextEmbedder
 
     return TextEmbedder.from_settings(settings, num_threads=num_threads)
-
-
-def preprocessor_key(settings: Any) -> str:
-    """A plain string naming the image preprocessing (it travels to Ray Data prepare actors)."""
-    return CLIP_KEY + settings.clip_model if settings.clip_model else settings.image_model
-
-
-def image_preprocessor(key: str) -> Any:
-    """The image role's preprocessing for a preprocessor_key: what its embedder runs itself."""
-    if key.startswith(CLIP_KEY):
-        from lookalike.embedding.clip import ClipImagePreprocessor
-
-        return ClipImagePreprocessor(key[len(CLIP_KEY):])
-    from lookalike.embedding.image import ImagePreprocessor
-
-    return ImagePreprocessor(key)

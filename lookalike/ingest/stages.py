@@ -20,7 +20,9 @@ from lookalike.ingest.fetch import FetchLimits, ImageFetchError, fetch, image_di
 
 # RELINK: same pixels and fields, images moved: keep the vectors, rewrite the references.
 EMBED, UNCHANGED, RELINK, FAILED = "embed", "unchanged", "relink", "failed"
-_PREPROCESSORS: dict[str, Any] = {}
+# The image model's resize (ImagePreprocessor.resize: {"short_side", "interpolation"}), or None
+# (CLIP's processor resizes itself).
+Resize = dict[str, Any] | None
 
 
 def product_to_json(p: Product) -> str:
@@ -33,21 +35,9 @@ def product_from_json(s: str) -> Product:
     return Product(**d)
 
 
-def _preprocessor(model_name: str) -> Any:
-    # One per worker process: building the timm transform is cheap but not free, and prepare
-    # tasks run again and again in the same pooled workers.
-    if model_name not in _PREPROCESSORS:
-        import torch
-
-        from lookalike.embedding.factory import image_preprocessor
-
-        torch.set_num_threads(1)  # a prepare task has a fraction of a CPU; never fan out
-        _PREPROCESSORS[model_name] = image_preprocessor(model_name)
-    return _PREPROCESSORS[model_name]
-
-
 def _columns() -> dict[str, list[Any]]:
     return {k: [] for k in ("row", "product_id", "product", "content_hash", "status", "reason",
+                            "height", "width",
                             "n_images", "image_index", "text", "pixels", "phash")}
 
 
@@ -62,16 +52,20 @@ def read_images(product: Product, limits: FetchLimits, client: Any = None) -> li
 
 
 def prepare_product(product: Product, stored_hash: str, blobs: list[bytes] | str,
-                    model_name: str, relink: bool = False, hashes: list[str] | None = None
-                    ) -> tuple[str, str, str, list[bytes]]:
-    """(status, content_hash, reason, per-image pixel bytes) for one product and its image bytes.
-    `hashes`, if given, receives each embedded image's perceptual hash (lookalike/variants.py).
+                    resize: Resize, relink: bool = False, hashes: list[str] | None = None
+                    ) -> tuple[str, str, str, list[np.ndarray]]:
+    """(status, content_hash, reason, per-image RGB uint8 arrays) for one product and its image
+    bytes. `hashes`, if given, receives each embedded image's perceptual hash (lookalike/variants.py).
 
-    The content hash needs every image's bytes, so images are read first; decoding and
-    preprocessing (the costly part, and the torch import) only happen for products whose hash
-    changed, which keeps a re-run over an unchanged catalogue fast.
+    The content hash needs every image's bytes, so images are read first; decoding and the
+    resize only happen for products whose hash changed, which keeps a re-run over an unchanged
+    catalogue fast. The resize is the image model's own first step, in PIL as the router does
+    it (lookalike.images.resize_short_side); the rest of the model's preprocessing (crop,
+    normalise) runs in the image stage, which has torch loaded anyway. So prepare actors never
+    import torch (on 2 cores two more torch imports were seconds of the warm-up) and send uint8
+    pixels, a quarter of the float32 tensor's bytes.
     """
-    from lookalike.images import InvalidImageError, decode_image
+    from lookalike.images import InvalidImageError, decode_image, resize_short_side
 
     if isinstance(blobs, str):
         return FAILED, "", blobs, []
@@ -84,15 +78,16 @@ def prepare_product(product: Product, stored_hash: str, blobs: list[bytes] | str
             images.append(decode_image(data))
         except InvalidImageError as exc:
             return FAILED, content_hash, f"{ref}: {exc}", []
-    pixels = _preprocessor(model_name)(images)
     if hashes is not None:
         from lookalike.variants import phash_hex
 
         hashes.extend(phash_hex(img) for img in images)
-    return EMBED, content_hash, "", [np.ascontiguousarray(px).tobytes() for px in pixels]
+    shrunk = [resize_short_side(img, resize["short_side"], resize["interpolation"]) if resize else img
+              for img in images]
+    return EMBED, content_hash, "", [np.asarray(img.convert("RGB"), dtype=np.uint8) for img in shrunk]
 
 
-def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits, model_name: str,
+def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits, resize: Resize,
                   pool: ThreadPoolExecutor | None = None, client: Any = None) -> dict[str, np.ndarray]:
     """Product rows -> image rows (plus one marker row per skipped product).
 
@@ -115,10 +110,10 @@ def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits, model_na
         hashes: list[str] = []
         try:
             status, chash, reason, pixels = prepare_product(product, str(stored or ""), blobs,
-                                                            model_name, bool(relink), hashes)
+                                                            resize, bool(relink), hashes)
         except Exception as exc:  # noqa: BLE001 - one odd image must never stop the job
             status, chash, reason, pixels = FAILED, "", f"{exc.__class__.__name__}: {exc}", []
-        entries = pixels if status == EMBED else [b""]
+        entries = pixels if status == EMBED else [np.zeros((0, 0, 3), np.uint8)]
         hashes += [""] * (len(entries) - len(hashes))
         for i, px in enumerate(entries):
             out["row"].append(int(row))
@@ -131,11 +126,13 @@ def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits, model_na
             out["image_index"].append(i if status == EMBED else -1)
             # Text is embedded once per product, on its first image row.
             out["text"].append(product.text() if status == EMBED and i == 0 else "")
-            out["pixels"].append(px)
+            out["height"].append(px.shape[0])
+            out["width"].append(px.shape[1])
+            out["pixels"].append(px.tobytes())
             out["phash"].append(hashes[i])
     cols: dict[str, np.ndarray] = {}
     for k, v in out.items():
-        if k in ("row", "n_images", "image_index"):
+        if k in ("row", "n_images", "image_index", "height", "width"):
             cols[k] = np.asarray(v, dtype=np.int64)
         else:
             arr = np.empty(len(v), dtype=object)
@@ -145,17 +142,17 @@ def prepare_batch(batch: dict[str, np.ndarray], *, limits: FetchLimits, model_na
 
 
 class PrepareStage:
-    """Actor: read, hash, decode and preprocess. An actor rather than tasks because a task's
-    worker process may be reaped whenever the stream pauses, and every new one pays the torch
-    import again (seconds of CPU on a small machine)."""
+    """Actor: read, hash, decode and resize. An actor rather than tasks because a task's worker
+    process may be reaped whenever the stream pauses, and every new one pays its imports and
+    its HTTP connections again."""
 
-    def __init__(self, limits: FetchLimits, model_name: str, io_threads: int = 8) -> None:
-        self.limits, self.model_name = limits, model_name
+    def __init__(self, limits: FetchLimits, resize: Resize, io_threads: int = 8) -> None:
+        self.limits, self.resize = limits, resize
         self.pool = ThreadPoolExecutor(io_threads, thread_name_prefix="image-read")
         self.client = new_client(limits)  # thread-safe; connections kept alive across batches
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return prepare_batch(batch, limits=self.limits, model_name=self.model_name, pool=self.pool,
+        return prepare_batch(batch, limits=self.limits, resize=self.resize, pool=self.pool,
                              client=self.client)
 
 
@@ -167,7 +164,7 @@ class _LazyStage:
     `load_now` (the driver found products that must be embedded): the model loads in a thread
     from the start instead. Loaded on the first batch, the image model waited for the prepare
     actors' start-up and first photos, and the text model for the image stage's first output:
-    three start-ups in a row, ~25 s of a 2-core box's warm-up."""
+    three start-ups in a row (4-7 s of a 2-core box's warm-up)."""
 
     def __init__(self, settings: Any, num_threads: int, dim: int, load_now: bool = False) -> None:
         self.settings, self.num_threads, self.dim = settings, num_threads, dim
@@ -194,12 +191,14 @@ class ImageStage(_LazyStage):
         return image_embedder(self.settings, num_threads=self.num_threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raw = batch.pop("pixels")
+        raw, heights, widths = batch.pop("pixels"), batch.pop("height"), batch.pop("width")
         todo = np.asarray([s == EMBED for s in batch["status"]], dtype=bool)
         vectors = np.zeros((len(raw), self.dim), dtype=np.float32)
         if todo.any():
-            shape = tuple(self.embedder.preprocess.input_size)
-            pixels = np.stack([np.frombuffer(p, dtype=np.float32).reshape(shape) for p in raw[todo]])
+            images = [np.frombuffer(p, dtype=np.uint8).reshape(h, w, 3)
+                      for p, h, w in zip(raw[todo], heights[todo], widths[todo])]
+            # The model's own preprocessing; its resize is the identity on these (prepare did it).
+            pixels = self.embedder.preprocess(images)
             vectors[todo] = self.embedder({"pixels": pixels})["image_vector"]
         batch["image_vector"] = vectors
         return batch
@@ -225,10 +224,10 @@ class TextStage(_LazyStage):
 
 
 def probe_models(settings: Any) -> dict[str, Any]:
-    """Versions and dims of the configured models (run once as a short-lived Ray task, so the
-    driver never loads torch)."""
+    """Versions, dims and the image model's resize (for the prepare stage) of the configured
+    models (run once as a short-lived Ray task, so the driver never loads torch)."""
     from lookalike.embedding.factory import image_embedder, text_embedder
 
     image, text = image_embedder(settings, num_threads=1), text_embedder(settings, num_threads=1)
     return {"model_version": f"{image.version}|{text.version}", "image_dim": image.dim,
-            "text_dim": text.dim}
+            "text_dim": text.dim, "image_resize": image.preprocess.resize}

@@ -12,8 +12,7 @@ from PIL import Image
 from lookalike.config import Settings
 from lookalike.embedding import ModelUnavailableError
 from lookalike.embedding.clip import ClipImageEmbedder, ClipImagePreprocessor, ClipTextEmbedder
-from lookalike.embedding.factory import (image_embedder, image_preprocessor, preprocessor_key,
-                                         text_embedder)
+from lookalike.embedding.factory import image_embedder, text_embedder
 from tests.tiny_clip import PROJECTION_DIM, build_tiny_clip
 
 PHOTOS = [Image.fromarray(skimage.data.coffee()), Image.fromarray(skimage.data.chelsea()),
@@ -30,9 +29,8 @@ def test_settings_pick_clip_for_both_roles(clip_dir: Path) -> None:
     ie, te = image_embedder(s), text_embedder(s)
     assert isinstance(ie, ClipImageEmbedder) and isinstance(te, ClipTextEmbedder)
     assert ie.dim == te.dim == PROJECTION_DIM and ie.cross_modal and te.cross_modal
-    assert isinstance(image_preprocessor(preprocessor_key(s)), ClipImagePreprocessor)
-    # Without clip_model the defaults stay (no model load needed to tell).
-    assert preprocessor_key(Settings()) == "tf_efficientnet_lite0"
+    # No resize for the router or the ingest's prepare stage to do: CLIP's processor does its own.
+    assert isinstance(ie.preprocess, ClipImagePreprocessor) and ie.preprocess.resize is None
 
 
 def test_image_vectors_are_normalised_and_match_the_ray_data_path(clip_dir: Path) -> None:
@@ -40,8 +38,9 @@ def test_image_vectors_are_normalised_and_match_the_ray_data_path(clip_dir: Path
     direct = ie.embed(PHOTOS)
     assert direct.shape == (3, PROJECTION_DIM) and direct.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(direct, axis=1), 1.0, atol=1e-5)
-    # The ingest path: a prepare stage runs the same preprocessor, the embedder's __call__ the rest.
-    pixels = image_preprocessor(preprocessor_key(Settings(clip_model=str(clip_dir))))(PHOTOS)
+    # The ingest path: prepare sends the decoded RGB pixels, the image stage runs the embedder's
+    # preprocessing and its __call__.
+    pixels = ie.preprocess([np.asarray(p.convert("RGB"), dtype=np.uint8) for p in PHOTOS])
     assert pixels.shape[1:] == ie.preprocess.input_size
     via_batch = ie({"pixels": np.asarray(list(pixels), dtype=object)})["image_vector"]
     np.testing.assert_allclose(via_batch, direct, atol=1e-5)

@@ -23,6 +23,7 @@ from lookalike.ingest.stages import (
     EMBED,
     FAILED,
     UNCHANGED,
+    _LazyStage,
     prepare_batch,
     prepare_product,
     read_images,
@@ -33,6 +34,8 @@ from lookalike.ingest.summary import ErrorSink, IngestError, Summary
 from lookalike.ingest.worklist import iter_chunks
 from lookalike.ingest.writer import StoreWriter, flush_and_wait_for_index
 from lookalike.store.base import StoreError
+
+RESIZE = {"short_side": 256, "interpolation": "bicubic"}  # tf_efficientnet_lite0's first step
 
 # -- resource sizing --------------------------------------------------------------------------
 
@@ -214,12 +217,13 @@ def test_prepare_product_embed_unchanged_failed(tmp_path: Path) -> None:
     a.write_bytes(_jpeg((10, 10, 10)))
     b.write_bytes(_jpeg((250, 250, 250)))
     bad.write_bytes(b"not an image")
-    limits, model = FetchLimits(), "tf_efficientnet_lite0"
+    limits, model = FetchLimits(), RESIZE
     p = Product("p1", title="Red dress", images=(str(a), str(b)))
     status, chash, reason, pixels = prepare_product(p, "", read_images(p, limits), model)
     assert status == EMBED and reason == "" and len(pixels) == 2
     assert chash == p.content_hash((image_digest(a.read_bytes()), image_digest(b.read_bytes())))
-    assert len(pixels[0]) == 3 * 224 * 224 * 4  # float32 CHW, what ImageEmbedder.__call__ takes
+    # The model's resize only (short side 256, as the router sends it): uint8 RGB, no torch.
+    assert pixels[0].dtype == np.uint8 and pixels[0].shape == (256, 256, 3)
     assert prepare_product(p, chash, read_images(p, limits), model)[:3] == (UNCHANGED, chash, "")
     # Same metadata, new photo bytes: the hash changes, so it is re-embedded.
     b.write_bytes(_jpeg((0, 0, 250)))
@@ -231,6 +235,51 @@ def test_prepare_product_embed_unchanged_failed(tmp_path: Path) -> None:
     assert read_images(missing, limits) == f"{tmp_path / 'nope.jpg'}: no such file"
 
 
+def test_the_image_stage_ends_with_the_very_pixels_of_the_models_whole_transform(tmp_path: Path) -> None:
+    # Prepare resizes in PIL (no torch); the image stage runs the model's preprocessing on that.
+    # Together they must give exactly what the model's transform gives on the decoded photo.
+    import skimage
+
+    from lookalike.embedding.image import ImagePreprocessor
+    from lookalike.images import decode_image
+
+    pre = ImagePreprocessor()
+    assert pre.resize == RESIZE
+    files = []
+    for i, (arr, fmt) in enumerate([(skimage.data.coffee(), "JPEG"), (skimage.data.chelsea(), "PNG"),
+                                    (skimage.data.camera(), "PNG"), (skimage.data.astronaut()[:90], "JPEG")]):
+        files.append(tmp_path / f"{i}.{fmt.lower()}")
+        Image.fromarray(arr).save(files[-1], fmt)
+    p = Product("p", images=tuple(map(str, files)))
+    status, _, _, pixels = prepare_product(p, "", read_images(p, FetchLimits()), RESIZE)
+    assert status == EMBED and all(px.dtype == np.uint8 and 256 in px.shape[:2] for px in pixels)
+    expected = pre([decode_image(f.read_bytes()) for f in files])
+    np.testing.assert_array_equal(pre(pixels), expected)
+
+
+def test_a_stage_told_to_load_now_loads_in_a_thread_and_a_failed_load_raises_on_use() -> None:
+    made: list[str] = []
+
+    class Stage(_LazyStage):
+        def _make(self) -> str:
+            made.append(threading.current_thread().name)
+            return "model"
+
+    class Broken(_LazyStage):
+        def _make(self) -> str:
+            raise RuntimeError("no weights here")
+
+    eager = Stage(None, 1, 4, load_now=True)
+    eager._loading.result()
+    assert len(made) == 1 and made[0] != threading.main_thread().name
+    assert eager.embedder == "model" and eager.embedder == "model" and len(made) == 1
+    lazy = Stage(None, 1, 4)
+    assert len(made) == 1  # nothing loaded until a batch needs it
+    assert lazy.embedder == "model" and len(made) == 2
+    with pytest.raises(RuntimeError, match="no weights here"):
+        Broken(None, 1, 4, load_now=True).embedder
+
+
 def test_prepare_batch_one_row_per_image_and_markers(tmp_path: Path) -> None:
     a = tmp_path / "a.jpg"
     a.write_bytes(_jpeg())
@@ -240,13 +289,13 @@ def test_prepare_batch_one_row_per_image_and_markers(tmp_path: Path) -> None:
              "product": np.array([product_to_json(p) for p in products], dtype=object),
              "stored_hash": np.array(["", ""], dtype=object)}
     with ThreadPoolExecutor(4) as pool:
-        out = prepare_batch(batch, limits=FetchLimits(), model_name="tf_efficientnet_lite0", pool=pool)
+        out = prepare_batch(batch, limits=FetchLimits(), resize=RESIZE, pool=pool)
     assert list(out["product_id"]) == ["two", "two", "gone"]
     assert list(out["image_index"]) == [0, 1, -1]
     assert list(out["status"]) == [EMBED, EMBED, FAILED]
     assert list(out["row"]) == [4, 4, 7]
     assert [bool(t) for t in out["text"]] == [True, False, False]  # text once per product
-    assert out["pixels"][2] == b""
+    assert out["pixels"][2] == b"" and (out["height"][0], out["width"][0]) == (256, 256)
     assert product_from_json(out["product"][0]) == products[0]
 
 
@@ -260,7 +309,7 @@ def test_prepare_batch_reads_urls_through_the_shared_fetcher(http_base: str) -> 
              "stored_hash": np.array(["", ""], dtype=object)}
     with ThreadPoolExecutor(4) as pool:
         out = prepare_batch(batch, limits=FetchLimits(backoff_s=0.01),
-                            model_name="tf_efficientnet_lite0", pool=pool)
+                            resize=RESIZE, pool=pool)
     assert list(out["status"]) == [EMBED, EMBED, FAILED]
     assert _Handler.calls["/flaky-u1"] == 2  # a 503, then the retry
 
