@@ -244,10 +244,14 @@ class MilvusStore:
                 # nodes to spread them over, so the partition key only pays off on Milvus proper.
                 schema = build_schema(image_dim=self.image_dim, text_dim=self.text_dim,
                                       partition_key=not getattr(self.settings, "embedded", False))
-                self.client.create_collection(
-                    self.collection, schema=schema,
-                    index_params=build_index_params(self.client, self.settings),
-                    consistency_level=CONSISTENCY, **self._create_kwargs())
+                self.client.create_collection(self.collection, schema=schema,
+                                              consistency_level=CONSISTENCY, **self._create_kwargs())
+                # sync=False: pymilvus sleeps 0.5 s before its first look at each new index, and
+                # there are nine (4.5 s of every first ingest, every new collection). An empty
+                # collection has nothing to build; a failed creation still raises; the ingest
+                # waits for the indexes once its rows are in (flush_and_wait_for_index).
+                self.client.create_index(self.collection, build_index_params(self.client, self.settings),
+                                         sync=False)
                 log.info("created collection %s", self.collection)
                 self._check_shards()
             self._check_dims()

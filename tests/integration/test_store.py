@@ -59,6 +59,21 @@ def test_upsert_get_count_and_one_result_per_product(store: MilvusStore) -> None
     assert rec.product.attributes == {"brand": "b0"} and rec.content_hash == "h2"
 
 
+def test_a_new_collection_has_every_index_and_is_loaded(store: MilvusStore) -> None:
+    # The indexes are created without pymilvus' wait (sync=False): they must all be there, and
+    # the collection loaded and searchable at once.
+    from lookalike.store.schema import build_index_params
+
+    wanted = {p.field_name for p in build_index_params(store.client, store.settings)}
+    indexed = {store.client.describe_index(store.collection, name)["field_name"]
+               for name in store.client.list_indexes(store.collection)}
+    assert len(wanted) == 9 and indexed == wanted
+    assert str(store.client.get_load_state(store.collection)["state"]).endswith("Loaded")
+    items = make_items(5)
+    store.upsert(items)
+    assert store.search(image_vector=items[3].image_vectors[0], top_k=1)[0].product.product_id == "p3"
+
+
 def test_upsert_replaces_and_removes_extra_images(store: MilvusStore) -> None:
     items = make_items(6)
     store.upsert(items)
