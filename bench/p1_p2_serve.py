@@ -29,7 +29,7 @@ import httpx  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import machine, summary_ms, write_result  # noqa: E402
+from bench.common import machine, raw_image_processes, summary_ms, write_result  # noqa: E402
 from lookalike.catalog import demo, load_manifest  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
 from lookalike.embedding import ImageEmbedder, TextEmbedder  # noqa: E402
@@ -54,37 +54,6 @@ def raw_image_throughput(embedder: ImageEmbedder, images: list[Image.Image]) -> 
             done += bs
         out[bs] = round(done / (time.perf_counter() - start), 2)
     return out
-
-
-def _one_thread_worker(paths: list[str], batch: int, seconds: float, start, out) -> None:
-    """A child process: one torch thread, embeds `batch` images at a time for `seconds`."""
-    torch.set_num_threads(1)
-    embedder = ImageEmbedder()
-    images = [decode_image(Path(p).read_bytes()) for p in paths]
-    embedder.embed(images[:batch])  # warm-up
-    start.wait()  # every child loaded: they run side by side
-    done, stop = 0, time.perf_counter() + seconds
-    while time.perf_counter() < stop:
-        embedder.embed([images[(done + i) % len(images)] for i in range(batch)])
-        done += batch
-    out.put(done / seconds)
-
-
-def raw_image_processes(paths: list[str], processes: int, batch: int, seconds: float = 15.0) -> float:
-    """img/s summed over `processes` one-thread processes running at once (how the app's
-    one-thread replicas use the cores)."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    start, out = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_one_thread_worker, args=(paths, batch, seconds, start, out))
-             for _ in range(processes)]
-    for proc in procs:
-        proc.start()
-    rates = [out.get(timeout=seconds + 300) for _ in procs]
-    for proc in procs:
-        proc.join()
-    return round(sum(rates), 2)
 
 
 async def saturate(url: str, payloads: list[bytes], concurrency: int, duration: float) -> dict:
