@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 
-
 def image_embedder(settings: Any, *, num_threads: int | None = None) -> Any:
     if settings.clip_model:
         from lookalike.embedding.clip import ClipImageEmbedder
