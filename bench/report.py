@@ -123,8 +123,10 @@ def headline(key: str, r: dict[str, Any]) -> list[str]:
                 f"{(r.get('text_search_http_repeated') or {}).get('p50_ms')} ms p50 against "
                 f"{(r.get('text_search_http') or {}).get('p50_ms')} first time"]
     if key == "p3":
-        return [f"{run.get('products')} products: {run.get('ingest_images_per_s')} img/s, "
-                f"ratio vs image model {run.get('ratio_vs_image_model')}"
+        return [f"{run.get('products')} products: {run.get('ingest_images_per_s')} img/s end to end "
+                f"({run.get('ratio_vs_image_model')} of the raw ceiling), steady "
+                f"{run.get('steady_images_per_s')} ({run.get('steady_ratio_vs_image_model')}; target "
+                f">= 0.8), warm-up {(run.get('summary') or {}).get('warmup_s')} s (target <= 10 s)"
                 for run in r.get("runs", [])]
     if key == "p5":
         lk, bl = r.get("lookalike", {}), r.get("baseline", {})

@@ -57,3 +57,11 @@ def test_markdown_lists_machine_and_statuses(results: Path) -> None:
                    "machine": {"cpu": "AMD EPYC", "cores": 2},
                    "benches": {"p1_p2": ok, "p5": {"status": "missing", "detail": "not here"}}})
     assert "| cpu | AMD EPYC |" in md and "P1 = 0.9" in md and "Status: **missing**" in md
+
+
+def test_the_p3_headline_says_the_steady_ratio_and_the_warm_up_it_is_judged_by() -> None:
+    run = {"products": 2000, "ingest_images_per_s": 24.7, "ratio_vs_image_model": 0.32,
+           "steady_images_per_s": 46.8, "steady_ratio_vs_image_model": 0.61,
+           "summary": {"warmup_s": 29.8}}
+    (line,) = report.headline("p3", {"runs": [run]})
+    assert "steady 46.8 (0.61; target >= 0.8)" in line and "warm-up 29.8 s (target <= 10 s)" in line
