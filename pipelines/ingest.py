@@ -15,6 +15,7 @@ The stages are the core's (lookalike.ingest.stages); this module only wires them
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -92,7 +93,10 @@ def make_plan(opts: IngestOptions) -> Plan:
         lambda room: plan_resources(room.cpus, room.gpus, num_gpus=opts.num_gpus,
                                     image_batch=opts.image_batch, text_batch=opts.text_batch,
                                     max_image_actors=opts.max_image_actors,
-                                    node_cpus=room.node_cpus),
+                                    node_cpus=room.node_cpus,
+                                    # One node: this one (a local Ray, or the driver on a
+                                    # one-node cluster), so its cores are known.
+                                    cores=os.cpu_count() if len(room.node_cpus) == 1 else None),
         wait_s=opts.wait_s, say=log.warning)
 
 

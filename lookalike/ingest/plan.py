@@ -93,7 +93,7 @@ class Plan:
 def plan_resources(cpus: float, gpus: float = 0.0, *, num_gpus: float = 0.0,
                    image_batch: int | None = None, text_batch: int | None = None,
                    max_image_actors: int | None = None,
-                   node_cpus: Sequence[float] | None = None) -> Plan:
+                   node_cpus: Sequence[float] | None = None, cores: int | None = None) -> Plan:
     """Split `cpus`/`gpus` (what the cluster has free, ray.available_resources()) between
     the stages.
 
@@ -101,7 +101,10 @@ def plan_resources(cpus: float, gpus: float = 0.0, *, num_gpus: float = 0.0,
     manifest-chunk reads, at READ_CPUS each, always left room to run. num_gpus > 0 puts both
     embedders on CUDA: one image actor per whole GPU asked for (3/4 of it; a fractional ask
     gets one actor), and the text actor gets the remaining quarter. `node_cpus` (free CPUs of
-    each node): the actors are shrunk until they can be placed node by node.
+    each node): the actors are shrunk until they can be placed node by node. `cores`: the
+    node's physical cores when known (a one-node Ray); its CPUs are scheduling slots and may
+    be more (`lookalike demo` adds the app's replica slots), and one-thread image actors beyond
+    the cores only take turns on them.
     """
     if cpus < 1:
         raise ValueError(f"the ingest job needs at least 1 free CPU, {cpus:g} are free")
@@ -127,7 +130,7 @@ def plan_resources(cpus: float, gpus: float = 0.0, *, num_gpus: float = 0.0,
         # torch thread buys this model little (two 1-thread processes 55.8 img/s against 41.7
         # for one 2-thread process at its best batch, issue 16), and the light stages
         # interleave with the model.
-        image_actors = max(1, int(cpus))
+        image_actors = max(1, min(int(cpus), cores or int(cpus)))
         image_cpus = max(0.25, math.floor(free * 4 / image_actors) / 4)
         image_threads = 1
     else:

@@ -56,6 +56,14 @@ def test_two_cpu_plan_matches_the_measured_sweet_spot() -> None:
     assert plan.prepare_actors == 2 and plan.reserved_cpus() + 2 * plan.read_cpus <= 2
 
 
+def test_one_thread_image_actors_stop_at_the_nodes_cores() -> None:
+    # `lookalike demo`'s Ray has the 2 cores plus the app's replica slots: 3.5 CPUs free.
+    assert plan_resources(3.5).image_actors == 3
+    capped = plan_resources(3.5, cores=2)
+    assert (capped.image_actors, capped.image_threads) == (2, 1)
+    assert capped.image_cpus >= plan_resources(3.5).image_cpus  # the free share goes to fewer
+
+
 def test_check_rejects_the_plan_that_hung() -> None:
     # Embedders 2 x 0.5 CPU + writers 2 x 0.25 reserved 1.5 of 2 CPUs; reads asked for 1 CPU.
     hung = Plan(image_actors=2, image_cpus=0.5, image_gpus=0, image_threads=1, image_batch=32,
