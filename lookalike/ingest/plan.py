@@ -130,7 +130,7 @@ def plan_resources(cpus: float, gpus: float = 0.0, *, num_gpus: float = 0.0,
         # torch thread buys this model little (two 1-thread processes 55.8 img/s against 41.7
         # for one 2-thread process at its best batch, issue 16), and the light stages
         # interleave with the model.
-        image_actors = max(1, min(int(cpus), cores or int(cpus)))
+        image_actors = max(1, min(int(cpus), cores) if cores else int(cpus))
         image_cpus = max(0.25, math.floor(free * 4 / image_actors) / 4)
         image_threads = 1
     else:

@@ -3,8 +3,9 @@
 Rows flow one per *image* after `prepare_batch`. Products that need no embedding (unchanged
 since the last run) or cannot be (an image failed) travel as a single marker row with empty
 pixels, so the driver sees every product's outcome through the same stream and no side channel
-is needed. The embedder stages run the very same ImageEmbedder/TextEmbedder `__call__` the
-Serve deployments use, on the rows that need it, so stored and query vectors always agree.
+is needed. The embedder stages run the very same embedder classes as the Serve deployments
+(the image stage their very `embed` call), on the rows that need it, so stored and query
+vectors always agree.
 """
 
 from __future__ import annotations
@@ -197,9 +198,9 @@ class ImageStage(_LazyStage):
         if todo.any():
             images = [np.frombuffer(p, dtype=np.uint8).reshape(h, w, 3)
                       for p, h, w in zip(raw[todo], heights[todo], widths[todo])]
-            # The model's own preprocessing; its resize is the identity on these (prepare did it).
-            pixels = self.embedder.preprocess(images)
-            vectors[todo] = self.embedder({"pixels": pixels})["image_vector"]
+            # The image deployment's own call: the model's preprocessing (its resize is the
+            # identity on these, prepare did it), then the model.
+            vectors[todo] = self.embedder.embed(images)
         batch["image_vector"] = vectors
         return batch
 
