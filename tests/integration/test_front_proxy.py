@@ -5,14 +5,10 @@ tests/e2e/test_replica_faults.py's router-kill case."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -20,63 +16,13 @@ import pytest
 
 from launch.front_proxy import BUFFER_BYTES, RETRIES, FrontProxy
 from lookalike.ports import free_port
-
-
-
-class Backend(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, port: int) -> None:
-        super().__init__(("127.0.0.1", port), Handler)
-        self.attempts: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Backend
-
-    def log_message(self, *args: object) -> None:  # quiet
-        pass
-
-    def _answer(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _handle(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        with self.server.lock:
-            self.server.attempts[self.path] += 1
-            attempt = self.server.attempts[self.path]
-        kind = self.path.split("/")[1]
-        if kind == "flaky" and attempt == 1:  # Serve's answer for a request on a dead replica
-            self._answer(500, b"Internal Server Error", "text/plain")
-        elif kind == "hangup" and attempt == 1:  # closed without an answer
-            self.close_connection = True
-            self.connection.shutdown(2)
-        elif kind == "dead":
-            self._answer(500, b"Internal Server Error", "text/plain")
-        elif kind == "busy":  # Serve's own back-pressure answer
-            self._answer(503, b"Service Unavailable", "text/plain")
-        elif kind == "apperror":  # the app's JSON errors pass unchanged
-            self._answer(422, b'{"error":{"code":"invalid","message":"no"}}', "application/json")
-        else:
-            self._answer(200, json.dumps({"attempt": attempt, "bytes": len(body)}).encode(),
-                         "application/json")
-
-    do_GET = do_POST = do_PUT = _handle
+from tests.integration.http_backend import Backend, serving
 
 
 @pytest.fixture
 def backend() -> Iterator[Backend]:
-    server = Backend(free_port())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving() as server:
+        yield server
 
 
 @pytest.fixture
@@ -95,7 +41,8 @@ def test_a_request_whose_replica_died_is_sent_again_with_its_whole_body(
         for path in ("/flaky/1", "/hangup/1"):
             resp = client.post(path, content=body)
             assert resp.status_code == 200, (path, resp.text)
-            assert resp.json() == {"attempt": 2, "bytes": len(body)}
+            assert resp.json() == {"attempt": 2, "bytes": len(body),
+                                   "port": backend.server_address[1]}
             assert backend.attempts[path] == 2
 
 

@@ -1,0 +1,74 @@
+"""A small HTTP server that answers the way Serve's proxy and replicas do, failures included (a
+plain-text 500, a connection closed without an answer, a back-pressure 503), for the front
+proxy's tests: what it does depends on the path's first part; each answer names its port."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from lookalike.ports import free_port
+
+
+class Backend(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
+        self.attempts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Backend
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.server.lock:
+            self.server.attempts[self.path] += 1
+            attempt = self.server.attempts[self.path]
+        kind = self.path.split("/")[1]
+        if kind == "flaky" and attempt == 1:  # Serve's answer for a request on a dead replica
+            self._answer(500, b"Internal Server Error", "text/plain")
+        elif kind == "hangup" and attempt == 1:  # closed without an answer
+            self.close_connection = True
+            self.connection.shutdown(2)
+        elif kind == "dead":
+            self._answer(500, b"Internal Server Error", "text/plain")
+        elif kind == "busy":  # Serve's own back-pressure answer
+            self._answer(503, b"Service Unavailable", "text/plain")
+        elif kind == "apperror":  # the app's JSON errors pass unchanged
+            self._answer(422, b'{"error":{"code":"invalid","message":"no"}}', "application/json")
+        else:
+            self._answer(200, json.dumps({"attempt": attempt, "bytes": len(body),
+                                          "port": self.server.server_address[1]}).encode(),
+                         "application/json")
+
+    do_GET = do_POST = do_PUT = _handle
+
+
+@contextmanager
+def serving() -> Iterator[Backend]:
+    """A Backend on a free loopback port, answering from a thread until the block ends."""
+    server = Backend(free_port())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
