@@ -13,7 +13,6 @@ Writes bench/results/p1_p2.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import tempfile
@@ -29,7 +28,13 @@ import httpx  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import machine, raw_image_processes, summary_ms, write_result  # noqa: E402
+from bench.common import (  # noqa: E402
+    machine,
+    raw_image_processes,
+    saturation,
+    summary_ms,
+    write_result,
+)
 from lookalike.catalog import demo, load_manifest  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
 from lookalike.embedding import ImageEmbedder, TextEmbedder  # noqa: E402
@@ -56,65 +61,6 @@ def raw_image_throughput(embedder: ImageEmbedder, images: list[Image.Image]) -> 
     return out
 
 
-async def saturate(url: str, payloads: list[bytes], concurrency: int, duration: float) -> dict:
-    latencies: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + duration
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(
-            max_connections=concurrency, max_keepalive_connections=concurrency)) as client:
-        async def worker(w: int) -> None:
-            nonlocal errors
-            i = w
-            while time.perf_counter() < stop:
-                data = payloads[i % len(payloads)]
-                i += concurrency
-                t = time.perf_counter()
-                r = await client.post("/v1/search", files={"image": ("q.jpg", data, "image/jpeg")},
-                                      data={"top_k": "10"})
-                if r.status_code == 200:
-                    latencies.append(time.perf_counter() - t)
-                else:
-                    errors += 1
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    return {"concurrency": concurrency, "qps": round(len(latencies) / elapsed, 2), "errors": errors,
-            **summary_ms(latencies)}
-
-
-def _role(cmdline: str) -> str:
-    for key, role in (("ImageEmbedderDeployment", "image embedder replicas"),
-                      ("TextEmbedderDeployment", "text embedder replica"),
-                      ("SearchRouter", "router (ingress) replicas"), ("ProxyActor", "Serve proxy"),
-                      ("lite_launcher", "milvus-lite server"), ("p1_p2_serve", "load client (this process)"),
-                      ("ServeController", "Serve controller"), ("raylet", "Ray raylet/GCS"),
-                      ("gcs_server", "Ray raylet/GCS"), ("front-proxy.cfg", "front proxy (HAProxy)")):
-        if key in cmdline:
-            return role
-    return "other"
-
-
-INSIDE_MODEL = ("image embedder replicas", "load client (this process)")
-
-
-def cpu_by_role() -> dict[str, float]:
-    """CPU seconds so far of every process on the machine, grouped by what it is."""
-    import psutil
-
-    out: dict[str, float] = {}
-    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
-        try:
-            cmd = " ".join(proc.info["cmdline"] or []) or proc.name()
-            t = proc.info["cpu_times"]
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if t is None:
-            continue
-        role = _role(cmd)
-        out[role] = out.get(role, 0.0) + t.user + t.system
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--products", type=int, default=500)
@@ -124,8 +70,8 @@ def main() -> int:
     ap.add_argument("--proxy", choices=["optimized", "default"], default="optimized",
                     help="optimized: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (direct ingress)")
     args = ap.parse_args()
-    if args.proxy == "optimized":
-        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    # init_local turns it on unless told otherwise (launch/local_ray.py).
+    os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1" if args.proxy == "optimized" else "0"
 
     work = Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
     manifest = demo.build(work / "catalogue", args.products)
@@ -213,17 +159,7 @@ def main() -> int:
     sat = []
     for conc in args.concurrency:
         print(f"image searches from {conc} clients for {args.duration:.0f} s", flush=True)
-        before, t0 = cpu_by_role(), time.perf_counter()
-        run = asyncio.run(saturate(url, payloads, conc, args.duration))
-        after, wall = cpu_by_role(), time.perf_counter() - t0
-        # Where the two cores went during the run: CPU-seconds per wall-second, per role.
-        run["cores_used_by"] = {k: round((after.get(k, 0) - before.get(k, 0)) / wall, 3)
-                                for k in sorted(after) if after.get(k, 0) - before.get(k, 0) > 0.01 * wall}
-        run["cpu_ms_per_request"] = {k: round(v * 1000 / max(run["qps"], 1e-9), 2)
-                                     for k, v in run["cores_used_by"].items()}
-        # The issue-16 figure: every role but the image model's replicas and this load client.
-        run["cpu_ms_outside_model"] = round(sum(
-            v for k, v in run["cpu_ms_per_request"].items() if k not in INSIDE_MODEL), 2)
+        run = saturation(url, payloads, conc, args.duration)
         print(f"c={conc}: {run['qps']} QPS; cores used by {run['cores_used_by']}; "
               f"CPU outside the model {run['cpu_ms_outside_model']} ms/request")
         sat.append(run)

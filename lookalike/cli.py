@@ -106,9 +106,6 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
     from launch.local_ray import LocalRay, check_port_free
     from lookalike.store.lite_server import LiteServer
 
-    # Serve's proxy tuned for throughput (the README's benchmarks run this way); read by the
-    # Serve processes at start, which inherit this environment.
-    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _stop_on_signals()
     from launch.serving import deploy, load_config, reserved_cpus, wait_ready
