@@ -3,6 +3,7 @@ loaded in-process (the same embedders as the app)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -103,3 +104,82 @@ def raw_image_processes(paths: list[str], processes: int, batch: int, seconds: f
     for proc in procs:
         proc.join()
     return round(sum(rates), 2)
+
+
+async def saturate(url: str, payloads: list[bytes], concurrency: int, duration: float) -> dict:
+    """Closed-loop image searches (POST /v1/search, multipart) from `concurrency` clients."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + duration
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(
+            max_connections=concurrency, max_keepalive_connections=concurrency)) as client:
+        async def worker(w: int) -> None:
+            nonlocal errors
+            i = w
+            while time.perf_counter() < stop:
+                data = payloads[i % len(payloads)]
+                i += concurrency
+                t = time.perf_counter()
+                r = await client.post("/v1/search", files={"image": ("q.jpg", data, "image/jpeg")},
+                                      data={"top_k": "10"})
+                if r.status_code == 200:
+                    latencies.append(time.perf_counter() - t)
+                else:
+                    errors += 1
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return {"concurrency": concurrency, "qps": round(len(latencies) / elapsed, 2), "errors": errors,
+            **summary_ms(latencies)}
+
+
+ROLES = (("ImageEmbedderDeployment", "image embedder replicas"),
+         ("TextEmbedderDeployment", "text embedder replica"),
+         ("SearchRouter", "router (ingress) replicas"), ("ProxyActor", "Serve proxy"),
+         ("lite_launcher", "milvus-lite server"), ("ServeController", "Serve controller"),
+         ("raylet", "Ray raylet/GCS"), ("gcs_server", "Ray raylet/GCS"),
+         ("front-proxy.cfg", "front proxy (HAProxy)"))
+CLIENT = "load client (this process)"
+INSIDE_MODEL = ("image embedder replicas", CLIENT)
+
+
+def _role(pid: int, cmdline: str) -> str:
+    if pid == os.getpid():
+        return CLIENT
+    return next((role for key, role in ROLES if key in cmdline), "other")
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of every process on the machine, grouped by what it is."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or []) or proc.name()
+            t = proc.info["cpu_times"]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if t is None:
+            continue
+        role = _role(proc.pid, cmd)
+        out[role] = out.get(role, 0.0) + t.user + t.system
+    return out
+
+
+def saturation(url: str, payloads: list[bytes], concurrency: int, duration: float) -> dict:
+    """`saturate`, plus where the cores went meanwhile: CPU-seconds per wall-second by role,
+    CPU ms per request, and the issue-16 figure: every role's but the image model's replicas
+    and this load client's."""
+    before, t0 = cpu_by_role(), time.perf_counter()
+    run = asyncio.run(saturate(url, payloads, concurrency, duration))
+    after, wall = cpu_by_role(), time.perf_counter() - t0
+    run["cores_used_by"] = {k: round((after.get(k, 0) - before.get(k, 0)) / wall, 3)
+                            for k in sorted(after) if after.get(k, 0) - before.get(k, 0) > 0.01 * wall}
+    run["cpu_ms_per_request"] = {k: round(v * 1000 / max(run["qps"], 1e-9), 2)
+                                 for k, v in run["cores_used_by"].items()}
+    run["cpu_ms_outside_model"] = round(sum(
+        v for k, v in run["cpu_ms_per_request"].items() if k not in INSIDE_MODEL), 2)
+    return run

@@ -67,6 +67,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[8, 16, 32])
     ap.add_argument("--text-queries", type=int, default=200)
+    ap.add_argument("--config", type=Path, default=ROOT / "serve_config.yaml",
+                    help="the Serve config (replicas, batching, the app's environment)")
     ap.add_argument("--proxy", choices=["optimized", "default"], default="optimized",
                     help="optimized: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (direct ingress)")
     args = ap.parse_args()
@@ -136,7 +138,7 @@ def main() -> int:
     # The app as serve_config.yaml deploys it: the replicas and batching measured are the YAML's.
     app_settings = {**settings.model_dump(mode="json"),
                     "admin_key": settings.admin_key.get_secret_value()}
-    front = deploy(load_config(ROOT / "serve_config.yaml", settings,
+    front = deploy(load_config(args.config, settings,
                                app_args={"settings": app_settings}), settings)
     url = f"http://127.0.0.1:{settings.port}"
     wait_ready(url)
@@ -176,6 +178,8 @@ def main() -> int:
     p2 = text["p50_ms"] - (enc["p50_ms"] + srch["p50_ms"])
     result = {
         "machine": machine(), "products": args.products, "proxy": args.proxy,
+        "config": str(args.config), "direct_routes": settings.direct_routes,
+        "serve_control_loop_interval_s": os.environ.get("RAY_SERVE_CONTROL_LOOP_INTERVAL_S"),
         "raw_image_img_per_s": configs, "raw_best_img_per_s": best_ips,
         "raw_best_config": best_config,
         "image_saturation": sat, "P1": round(p1, 3), "P1_target": ">= 0.85",
