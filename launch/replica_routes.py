@@ -27,7 +27,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 SLOTS = 16  # router replicas one front proxy can route to; more are reached through the backup
 POLL_S = 1.0
-BACKEND = "serve"  # the front proxy's backend (launch/front_proxy.py)
+# The front proxy's backends (launch/front_proxy.py): everything, and photo searches in line.
+BACKEND, PHOTOS = "serve", "photos"
 
 Ports = Callable[[], Sequence[int]]
 
@@ -69,8 +70,9 @@ class RouteSync:
     """Keeps the front proxy's slots equal to the router replicas' ports on `host`."""
 
     def __init__(self, *, ports: Ports, admin: AdminSocket, host: str, slots: int = SLOTS,
-                 poll_s: float = POLL_S) -> None:
+                 poll_s: float = POLL_S, backends: Sequence[str] = (BACKEND,)) -> None:
         self.ports, self.admin, self.host, self.poll_s = ports, admin, host, poll_s
+        self.backends = tuple(backends)  # each has the same slots
         self.applied: list[int | None] = [None] * slots  # what HAProxy has now
         # A reset never lands in the middle of a round, which could then mark a slot set on
         # the HAProxy that just died.
@@ -100,12 +102,13 @@ class RouteSync:
             for i, (old, new) in enumerate(zip(self.applied, target)):
                 if old == new:
                     continue
-                server = f"{BACKEND}/{slot_name(i)}"
-                if new is None:
-                    self._command(f"set server {server} state maint")
-                else:
-                    self._command(f"set server {server} addr {self.host} port {new}")
-                    self._command(f"set server {server} state ready")
+                for backend in self.backends:
+                    server = f"{backend}/{slot_name(i)}"
+                    if new is None:
+                        self._command(f"set server {server} state maint")
+                    else:
+                        self._command(f"set server {server} addr {self.host} port {new}")
+                        self._command(f"set server {server} state ready")
                 self.applied[i] = new
         except OSError as exc:  # HAProxy restarting: its supervisor resets us when it is back
             log.debug("front proxy admin socket: %s", exc)

@@ -109,7 +109,8 @@ def deploy(config: Any, settings: Settings) -> FrontProxy | None:
         return None
     front = FrontProxy(host=settings.host, port=settings.port,
                        backend_port=config.http_options.port, work_dir=settings.data_dir,
-                       replica_ports=ingress_ports(client) if settings.direct_routes else None)
+                       replica_ports=ingress_ports(client) if settings.direct_routes else None,
+                       photo_searches=settings.photo_searches_per_router)
     front.start()
     return front
 

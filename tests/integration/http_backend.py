@@ -1,11 +1,13 @@
 """A small HTTP server that answers the way Serve's proxy and replicas do, failures included (a
 plain-text 500, a connection closed without an answer, a back-pressure 503), for the front
-proxy's tests: what it does depends on the path's first part; each answer names its port."""
+proxy's tests: what it does depends on the path's first part; each answer names its port. An
+`X-Work-S` header makes it take that long; it counts the requests it works on at once."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ class Backend(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), Handler)
         self.attempts: Counter[str] = Counter()
         self.lock = threading.Lock()
+        self.working = self.most_at_once = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -41,6 +44,16 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.attempts[self.path] += 1
             attempt = self.server.attempts[self.path]
+            self.server.working += 1
+            self.server.most_at_once = max(self.server.most_at_once, self.server.working)
+        try:
+            time.sleep(float(self.headers.get("X-Work-S") or 0))
+            self._reply(attempt, body)
+        finally:
+            with self.server.lock:
+                self.server.working -= 1
+
+    def _reply(self, attempt: int, body: bytes) -> None:
         kind = self.path.split("/")[1]
         if kind == "flaky" and attempt == 1:  # Serve's answer for a request on a dead replica
             self._answer(500, b"Internal Server Error", "text/plain")

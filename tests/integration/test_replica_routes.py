@@ -9,6 +9,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -132,3 +133,55 @@ def test_routes_are_set_again_after_the_front_proxy_restarts(
     # A new HAProxy starts from its config (Serve's proxy only) until the next sync.
     eventually(lambda: set(answered_by(front, 10)) == {port(a), port(b)})
     assert front.restarts == 1
+
+
+@pytest.fixture
+def in_line(servers: tuple[Backend, Backend, Backend],
+            tmp_path: Path) -> Iterator[tuple[FrontProxy, Listed]]:
+    """Photo searches one at a time per replica, in line for at most 1 s."""
+    a, b, serve_proxy = servers
+    listed = Listed([port(a), port(b)])
+    proxy = FrontProxy(host="127.0.0.1", port=free_port(), backend_port=port(serve_proxy),
+                       work_dir=tmp_path, replica_ports=listed, photo_searches=1, queue_s=1.0)
+    proxy.start()
+    eventually(routes_are(proxy, {port(a), port(b)}))
+    yield proxy, listed
+    proxy.stop()
+
+
+def at_once(front: FrontProxy, n: int, *, photo: bool, work_s: float) -> list[httpx.Response]:
+    """n searches sent together, each taking the server work_s."""
+    def one(i: int) -> httpx.Response:
+        headers = {"X-Work-S": str(work_s)}
+        with httpx.Client(base_url=front.url, timeout=30) as client:
+            if photo:
+                return client.post("/v1/search", headers=headers,
+                                   files={"image": ("q.jpg", b"\xff\xd8 not really", "image/jpeg")})
+            return client.get("/v1/search", params={"q": f"red {i}"}, headers=headers)
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_photo_searches_wait_in_line_and_others_do_not(
+        in_line: tuple[FrontProxy, Listed], servers: tuple[Backend, Backend, Backend]) -> None:
+    front, _ = in_line
+    a, b, serve_proxy = servers
+    photos = at_once(front, 6, photo=True, work_s=0.1)
+    assert [r.status_code for r in photos] == [200] * 6
+    assert a.most_at_once == b.most_at_once == 1  # one photo search per replica at a time
+    assert {r.json()["port"] for r in photos} == {port(a), port(b)}
+    texts = at_once(front, 6, photo=False, work_s=0.3)
+    assert [r.status_code for r in texts] == [200] * 6
+    assert a.most_at_once + b.most_at_once > 2  # a text search is never held in line
+    assert serve_proxy.most_at_once == 0
+
+
+def test_a_photo_search_in_line_too_long_is_a_json_503_overloaded(
+        in_line: tuple[FrontProxy, Listed]) -> None:
+    front, _ = in_line
+    answers = at_once(front, 4, photo=True, work_s=2.5)  # two work, two wait past 1 s
+    late = [r for r in answers if r.status_code != 200]
+    assert len(late) == 2, [r.status_code for r in answers]
+    for r in late:
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["code"] == "overloaded"
