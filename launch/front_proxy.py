@@ -185,9 +185,15 @@ class FrontProxy:
         work_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = work_dir / "front-proxy.cfg"
         self.log_path = work_dir / "front-proxy.log"
-        # A short private path: a Unix socket's path may not exceed 107 bytes.
-        self._admin_dir = Path(tempfile.mkdtemp(prefix="lookalike-fp-")) if replica_ports else None
-        admin = self._admin_dir / "admin.sock" if self._admin_dir else None
+        # Beside its config; a Unix socket's path may not exceed 107 bytes, so a deep data
+        # directory gets a private temporary one, removed by stop().
+        admin: Path | None = None
+        self._admin_dir: Path | None = None
+        if replica_ports:
+            admin = (work_dir / "front-proxy.sock").resolve()
+            if len(str(admin).encode()) > 100:
+                self._admin_dir = Path(tempfile.mkdtemp(prefix="lookalike-fp-"))
+                admin = self._admin_dir / "admin.sock"
         backends = (BACKEND, PHOTOS) if photo_searches else (BACKEND,)
         self.routes = (RouteSync(ports=replica_ports, admin=AdminSocket(admin), host=backend_host,
                                  backends=backends)
