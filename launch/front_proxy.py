@@ -167,7 +167,8 @@ class FrontProxyFailed(RuntimeError):
 
 
 class FrontProxy:
-    """HAProxy on host:port forwarding to Serve's proxy on backend_host:backend_port."""
+    """HAProxy on host:port forwarding to the router replicas (`replica_ports`), else to
+    Serve's proxy on backend_host:backend_port."""
 
     def __init__(self, *, host: str, port: int, backend_port: int, work_dir: Path,
                  backend_host: str = BACKEND_HOST, max_restarts_per_min: int = 10,

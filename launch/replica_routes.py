@@ -117,9 +117,11 @@ class RouteSync:
 
     def _command(self, command: str) -> None:
         answer = self.admin.send(command)
-        # Success is an empty answer or HAProxy's "... changed from ..." note; anything else
-        # is a refusal, which would leave a slot half set.
-        if answer and "changed" not in answer:
+        # Success is an empty answer or HAProxy's note on the address: "... changed from ...",
+        # or "no need to change ..." when a slot gets back the port it had (the controller may
+        # give a replacement its predecessor's). Anything else is a refusal ("No such
+        # server."), which would leave a slot half set.
+        if answer and "changed" not in answer and "no need to change" not in answer:
             raise OSError(f"HAProxy refused {command!r}: {answer}")
 
     def start(self) -> None:

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import psutil
+import pytest
 
 from launch.front_proxy import FrontProxy
 from launch.replica_routes import AdminSocket, slot_name
@@ -60,3 +61,34 @@ def test_searches_reach_the_replicas_without_serve_proxy(app: tuple[str, FrontPr
     after = served(admin)
     replicas = sum(after[slot_name(i)] - before[slot_name(i)] for i in range(len(front.routes.applied)))
     assert replicas == 10 and after["serve"] == before["serve"], (before, after)
+
+
+def test_routes_follow_a_router_replica_that_is_replaced(app: tuple[str, FrontProxy | None]) -> None:
+    import ray
+
+    url, front = app
+    assert front is not None and front.routes is not None
+    before = routed_ports(front)
+    victim = next(a for a in ray.util.list_named_actors(all_namespaces=True)
+                  if "#SearchRouter#" in a["name"])
+    ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
+    # Serve starts a replacement on a port of its own, possibly the dead one's (the case
+    # tests/integration/test_replica_routes.py pins).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ports = [p for p in front.routes.applied if p is not None]
+        if len(ports) == ROUTERS and all("SearchRouter" in listener(p) for p in ports):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"routes {front.routes.applied} (before the kill {before}) never came back "
+                    f"to {ROUTERS} live router replicas")
+    admin = front.routes.admin
+    first = served(admin)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(20):
+            client.get("/v1/search", params={"q": f"blue coat {i}", "top_k": 3}).raise_for_status()
+    after = served(admin)
+    used = [i for i in range(len(front.routes.applied))
+            if after[slot_name(i)] > first[slot_name(i)]]
+    assert len(used) == ROUTERS, (first, after)  # both replicas serve again

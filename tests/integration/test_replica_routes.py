@@ -87,7 +87,7 @@ def test_requests_go_to_the_listed_replicas_and_not_to_serve_proxy(
     assert set(got) == {port(a), port(b)}, got  # both replicas, never Serve's proxy
 
 
-def test_a_replica_that_leaves_the_list_gets_no_more_requests(
+def test_a_replica_that_leaves_the_list_gets_no_more_requests_until_it_is_back(
         routed: tuple[FrontProxy, Listed], servers: tuple[Backend, Backend, Backend]) -> None:
     front, listed = routed
     a, b, _ = servers
@@ -95,6 +95,11 @@ def test_a_replica_that_leaves_the_list_gets_no_more_requests(
     listed.ports = [port(b)]
     eventually(routes_are(front, {port(b)}))
     assert answered_by(front) == {port(b): 20}
+    # A replacement replica often gets the port its predecessor had, so the same slot
+    # takes the same address again (which HAProxy answers with "no need to change").
+    listed.ports = [port(a), port(b)]
+    eventually(routes_are(front, {port(a), port(b)}))
+    assert set(answered_by(front)) == {port(a), port(b)}
 
 
 def test_serve_proxy_answers_while_no_replica_is_listed_and_routes_hold_when_unknown(
