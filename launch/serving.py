@@ -89,6 +89,8 @@ def ingress_ports(client: Any) -> Ports:
     controller = client._controller
 
     def ports() -> list[int]:
+        if not ray.is_initialized():  # shut down under us: never let a call start a new Ray
+            raise RuntimeError("Ray is not running")
         groups = ray.get(controller.get_target_groups.remote(app_name=APP_NAME), timeout=5)
         return [t.port for g in groups
                 if g.app_name == APP_NAME and g.protocol == RequestProtocol.HTTP
