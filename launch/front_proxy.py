@@ -108,10 +108,16 @@ def render_config(*, host: str, port: int, backend_port: int, backend_host: str 
         if not admin_socket:
             return f"    server serve {backend_host}:{backend_port}\n"
         # Fewest requests in flight: image and text searches differ ten-fold in cost. A retry
-        # goes to another slot (redispatch), not to the replica that just failed.
+        # goes to another slot (redispatch), not to the replica that just failed -- unless
+        # every other slot is at its maxconn: then HAProxy sends it back to the one that failed
+        # (a killed router lost 4-14% of photo searches so, each refused in 10 ms). So a slot's
+        # first refused connection marks it down at once (`observe layer4`, as Serve's own
+        # HAProxy config does) and the retry waits in line for a live one; checks every 250 ms
+        # while it is down bring it back the moment its port answers (a replacement replica).
         cap = f" maxconn {limit}" if limit else ""
         slots = "".join(f"    server {slot_name(i)} {backend_host}:{backend_port} disabled check "
-                        f"inter 2s{cap}\n" for i in range(SLOTS))
+                        f"inter 2s downinter 250ms rise 1 observe layer4 error-limit 1 "
+                        f"on-error mark-down{cap}\n" for i in range(SLOTS))
         return (f"    balance leastconn\n    option redispatch 1\n{slots}"
                 f"    server serve {backend_host}:{backend_port} backup\n")
 

@@ -75,9 +75,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serving() -> Iterator[Backend]:
-    """A Backend on a free loopback port, answering from a thread until the block ends."""
-    server = Backend(free_port())
+def serving(port: int | None = None) -> Iterator[Backend]:
+    """A Backend on `port` (a free loopback port if none), answering from a thread until the
+    block ends."""
+    server = Backend(port or free_port())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -190,3 +190,25 @@ def test_a_photo_search_in_line_too_long_is_a_json_503_overloaded(
     for r in late:
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert r.json()["error"]["code"] == "overloaded"
+
+
+def test_a_replica_killed_costs_no_photo_search_while_the_live_one_is_full_and_its_port_comes_back(
+        in_line: tuple[FrontProxy, Listed], servers: tuple[Backend, Backend, Backend]) -> None:
+    front, listed = in_line
+    a, _, serve_proxy = servers
+    with serving() as doomed:
+        listed.ports = [port(doomed), port(a)]
+        eventually(routes_are(front, {port(doomed), port(a)}))
+        eventually(lambda: set(answered_by(front, 10)) == {port(doomed), port(a)})
+    # Killed, still listed (the controller has not noticed yet), its slot up, and the live
+    # slot at its one photo search: a retry must wait in line for the live one, not go back
+    # to the dead port (refused in a millisecond) until its tries run out.
+    photos = at_once(front, 3, photo=True, work_s=0.2)
+    assert [r.status_code for r in photos] == [200] * 3, [r.text for r in photos]
+    assert {r.json()["port"] for r in photos} == {port(a)}
+    # The replacement replica listens on the port its predecessor had: the slot's checks
+    # bring it back without a change of routes.
+    with serving(port(doomed)) as replacement:
+        eventually(lambda: set(answered_by(front, 10)) == {port(doomed), port(a)})
+        assert replacement.most_at_once >= 1
+    assert serve_proxy.most_at_once == 0
