@@ -27,9 +27,14 @@ def routed_ports(front: FrontProxy, timeout_s: float = 15.0) -> list[int]:
 
 
 def listener(port: int) -> str:
+    """The command line of the process listening on `port` ("" if none, or if it is dying: a
+    killed replica can show as a zombie that still holds its socket)."""
     for conn in psutil.net_connections("tcp"):
         if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
-            return " ".join(psutil.Process(conn.pid).cmdline())
+            try:
+                return " ".join(psutil.Process(conn.pid).cmdline())
+            except psutil.Error:
+                return ""
     return ""
 
 
