@@ -543,10 +543,13 @@ def query(self: Any, expr: Optional[str] = None, output_fields: Optional[List[st
         needed = set(output_fields) | {pk_field, "$meta"}
 
     seg_snap, delta_snap = self._read_snapshot()
+    # Read once: a flush swaps in a new, empty MemTable, and the view's row references index
+    # the one they came from (reading it twice failed queries with IndexError under writes).
+    memtable = self._memtable
     partition_filter = set(partition_names) if partition_names else None
     in_scope = [s for s in seg_snap
                 if s.num_rows > 0 and (partition_filter is None or s.partition in partition_filter)]
-    mt_key, mt = _memtable_view(self._memtable, None, partition_names,
+    mt_key, mt = _memtable_view(memtable, None, partition_names,
                                 include_table=compiled is not None)
     seg_visible, mt_visible = _visibility(in_scope, mt_key, mt, delta_snap, pk_field)
 
@@ -572,7 +575,7 @@ def query(self: Any, expr: Optional[str] = None, output_fields: Optional[List[st
     out: List[dict] = []
     for seg, i in live:
         if seg is None:
-            record = self._memtable.materialize_row(*mt.row_refs[i])
+            record = memtable.materialize_row(*mt.row_refs[i])
         else:
             record = seg.row_to_dict(i) if needed is None else _query_row(seg, i, needed)
         out.append(project_record(record, self._schema, plan))
@@ -650,7 +653,8 @@ def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
     seg_snapshot, delta_snap = self._read_snapshot()
     # Versions resolve collection-wide, before partition pruning (as milvus-lite does).
     segs = [s for s in seg_snapshot if s.table is not None and len(s.table) > 0]
-    mt_key, mt = _memtable_view(self._memtable, None, None, include_table=False)
+    memtable = self._memtable  # once: a flush may swap it mid-search (see query)
+    mt_key, mt = _memtable_view(memtable, None, None, include_table=False)
     seg_visible, mt_visible = _visibility(segs, mt_key, mt, delta_snap, pk_field)
 
     per_query: List[List[Tuple[float, Any, Any]]] = [[] for _ in range(nq)]
@@ -685,7 +689,7 @@ def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
     mt_pks: list = []
     mt_sparse: list = []
     mt_refs: list = []
-    for pk, seq, record in self._memtable.active_record_snapshots(partition_names=partition_names):
+    for pk, seq, record in memtable.active_record_snapshots(partition_names=partition_names):
         at = mt.pk_index.get(pk) if mt.pk_index is not None else None
         if mt_visible is not None and at is not None and not mt_visible[at]:
             continue

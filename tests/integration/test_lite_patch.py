@@ -463,3 +463,33 @@ def test_memtable_snapshot_matches_milvus_lite(tmp_path: Path) -> None:
                     assert got[4].equals(want[4])
     finally:
         db.close()
+
+
+def test_patched_query_survives_a_flush_between_its_view_and_its_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush swaps in a new, empty MemTable; a query that looked at the old one must read its
+    rows from it (it read `self._memtable` again and failed with IndexError under writes)."""
+    from milvus_lite.db import MilvusLite
+    from milvus_lite.schema.types import CollectionSchema, DataType, FieldSchema
+
+    db = MilvusLite(str(tmp_path / "db"))
+    try:
+        schema = CollectionSchema(fields=[
+            FieldSchema("pk", DataType.VARCHAR, is_primary=True, max_length=32),
+            FieldSchema("cat", DataType.VARCHAR, max_length=8),
+            FieldSchema("v", DataType.FLOAT_VECTOR, dim=4)])
+        col = db.create_collection("c", schema)
+        col.insert([{"pk": f"k{i}", "cat": "ab"[i % 2], "v": [1.0, i, 0.0, 0.0]}
+                    for i in range(10)])
+        view = lite_executor._memtable_view  # noqa: SLF001
+
+        def view_then_flush(*args, **kwargs):
+            out = view(*args, **kwargs)
+            col.flush()  # the flush policy's, between this query's two reads
+            return out
+
+        monkeypatch.setattr(lite_executor, "_memtable_view", view_then_flush)
+        rows = lite_executor.query(col, 'cat == "a"', output_fields=["pk", "cat"])
+        assert sorted(r["pk"] for r in rows) == [f"k{i}" for i in range(0, 10, 2)]
+    finally:
+        db.close()
