@@ -46,6 +46,15 @@ def served(admin: AdminSocket) -> dict[str, int]:
     return {r[1]: int(r[col]) for r in rows[1:] if len(r) > col and r[0] == "serve"}
 
 
+def searches_counted(url: str, admin: AdminSocket, n: int, query: str) -> tuple[dict[str, int], dict[str, int]]:
+    """HAProxy's per-server counts before and after n text searches."""
+    before = served(admin)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(n):
+            client.get("/v1/search", params={"q": f"{query} {i}", "top_k": 3}).raise_for_status()
+    return before, served(admin)
+
+
 def test_each_routed_port_is_a_router_replica_of_its_own(app: tuple[str, FrontProxy | None]) -> None:
     _, front = app
     assert front is not None
@@ -58,12 +67,7 @@ def test_searches_reach_the_replicas_without_serve_proxy(app: tuple[str, FrontPr
     url, front = app
     assert front is not None and front.routes is not None
     routed_ports(front)
-    admin = front.routes.admin
-    before = served(admin)
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for i in range(10):
-            client.get("/v1/search", params={"q": f"red dress {i}", "top_k": 3}).raise_for_status()
-    after = served(admin)
+    before, after = searches_counted(url, front.routes.admin, 10, "red dress")
     replicas = sum(after[slot_name(i)] - before[slot_name(i)] for i in range(len(front.routes.applied)))
     assert replicas == 10 and after["serve"] == before["serve"], (before, after)
 
@@ -88,12 +92,7 @@ def test_routes_follow_a_router_replica_that_is_replaced(app: tuple[str, FrontPr
     else:
         pytest.fail(f"routes {front.routes.applied} (before the kill {before}) never came back "
                     f"to {ROUTERS} live router replicas")
-    admin = front.routes.admin
-    first = served(admin)
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for i in range(20):
-            client.get("/v1/search", params={"q": f"blue coat {i}", "top_k": 3}).raise_for_status()
-    after = served(admin)
+    first, after = searches_counted(url, front.routes.admin, 20, "blue coat")
     used = [i for i in range(len(front.routes.applied))
             if after[slot_name(i)] > first[slot_name(i)]]
     assert len(used) == ROUTERS, (first, after)  # both replicas serve again

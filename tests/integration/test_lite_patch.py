@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -428,19 +430,27 @@ def test_describe_index_reports_real_progress(lite_server: LiteServer,
         client.close()
 
 
-def test_memtable_snapshot_matches_milvus_lite(tmp_path: Path) -> None:
-    """The numpy memtable snapshot equals MemTable.to_search_snapshot on a real Collection."""
+@contextmanager
+def in_process_collection(tmp_path: Path, dim: int) -> Iterator[Any]:
+    """A real milvus-lite Collection in this process (pk, cat, v), unpatched: the tests call
+    lite_executor's functions on it directly."""
     from milvus_lite.db import MilvusLite
     from milvus_lite.schema.types import CollectionSchema, DataType, FieldSchema
 
-    rng = np.random.default_rng(1)
     db = MilvusLite(str(tmp_path / "db"))
     try:
-        schema = CollectionSchema(fields=[
+        yield db.create_collection("c", CollectionSchema(fields=[
             FieldSchema("pk", DataType.VARCHAR, is_primary=True, max_length=32),
             FieldSchema("cat", DataType.VARCHAR, max_length=8),
-            FieldSchema("v", DataType.FLOAT_VECTOR, dim=8)])
-        col = db.create_collection("c", schema)
+            FieldSchema("v", DataType.FLOAT_VECTOR, dim=dim)]))
+    finally:
+        db.close()
+
+
+def test_memtable_snapshot_matches_milvus_lite(tmp_path: Path) -> None:
+    """The numpy memtable snapshot equals MemTable.to_search_snapshot on a real Collection."""
+    rng = np.random.default_rng(1)
+    with in_process_collection(tmp_path, dim=8) as col:
         col.create_partition("p2")
 
         def rows(ids):
@@ -461,24 +471,13 @@ def test_memtable_snapshot_matches_milvus_lite(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(got[2], want[2])
                 if include_table:
                     assert got[4].equals(want[4])
-    finally:
-        db.close()
 
 
 def test_patched_query_survives_a_flush_between_its_view_and_its_rows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A flush swaps in a new, empty MemTable; a query that looked at the old one must read its
     rows from it (it read `self._memtable` again and failed with IndexError under writes)."""
-    from milvus_lite.db import MilvusLite
-    from milvus_lite.schema.types import CollectionSchema, DataType, FieldSchema
-
-    db = MilvusLite(str(tmp_path / "db"))
-    try:
-        schema = CollectionSchema(fields=[
-            FieldSchema("pk", DataType.VARCHAR, is_primary=True, max_length=32),
-            FieldSchema("cat", DataType.VARCHAR, max_length=8),
-            FieldSchema("v", DataType.FLOAT_VECTOR, dim=4)])
-        col = db.create_collection("c", schema)
+    with in_process_collection(tmp_path, dim=4) as col:
         col.insert([{"pk": f"k{i}", "cat": "ab"[i % 2], "v": [1.0, i, 0.0, 0.0]}
                     for i in range(10)])
         view = lite_executor._memtable_view  # noqa: SLF001
@@ -491,5 +490,3 @@ def test_patched_query_survives_a_flush_between_its_view_and_its_rows(
         monkeypatch.setattr(lite_executor, "_memtable_view", view_then_flush)
         rows = lite_executor.query(col, 'cat == "a"', output_fields=["pk", "cat"])
         assert sorted(r["pk"] for r in rows) == [f"k{i}" for i in range(0, 10, 2)]
-    finally:
-        db.close()
