@@ -8,15 +8,12 @@ from pathlib import Path
 from lookalike.dashboard import signin_lines
 from lookalike.runfile import RunRecord
 
-REPO = Path(__file__).resolve().parent.parent
-GRAFANA_FILE = Path("deploy/grafana/lookalike-dashboard.json")
+GRAFANA_FILE = Path(__file__).resolve().parent / "grafana" / "lookalike-dashboard.json"
 LABEL = 26  # column of the values
 
 
 def grafana_dashboard() -> str:
-    # From a checkout (or an editable install) the file is right there; a wheel has no deploy/.
-    local = REPO / GRAFANA_FILE
-    return str(local) if local.is_file() else f"{GRAFANA_FILE} in the lookalike repository"
+    return str(GRAFANA_FILE)  # package data: a wheel carries it too
 
 
 def _row(label: str, value: str) -> str:

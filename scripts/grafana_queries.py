@@ -1,4 +1,4 @@
-"""Evaluate every query of deploy/grafana/lookalike-dashboard.json against a Prometheus that
+"""Evaluate every query of lookalike/grafana/lookalike-dashboard.json against a Prometheus that
 scrapes a running lookalike, and say per panel whether it would show data.
 
     python scripts/grafana_queries.py --prometheus http://127.0.0.1:9090 [--screenshots DIR]
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "deploy/grafana/lookalike-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[1] / "lookalike/grafana/lookalike-dashboard.json"
 SHOTS = {"Requests/s by type": "prometheus-requests-by-type.png",
          "Request latency (router, total)": "prometheus-request-latency.png",
          "Embedder batch size": "prometheus-batch-size.png"}

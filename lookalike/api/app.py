@@ -25,7 +25,7 @@ from lookalike.config import Settings
 from lookalike.fetch import Resolver, system_resolver
 from lookalike.search import SearchService
 
-WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # package data: ships in the wheel
 # The page loads only its own script, styles and images (uploaded previews are blob: URLs).
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -129,6 +129,5 @@ def create_api(service: SearchService, settings: Settings, *, readiness: Readine
                        max_images=settings.max_images_per_product)
     # Outermost, so refused bodies are logged and counted like any other answer.
     app.add_middleware(ObserveMiddleware, observer=observer, echo_request_id=echo_request_id)
-    if (WEB_DIR / "index.html").exists():
-        _mount_page(app)
+    _mount_page(app)
     return app
