@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 from ray.serve import Application
 
-from deployments.image_embedder import ImageEmbedderDeployment
-from deployments.search_router import SearchRouter
-from deployments.text_embedder import TextEmbedderDeployment
+from lookalike.deployments.image_embedder import ImageEmbedderDeployment
+from lookalike.deployments.search_router import SearchRouter
+from lookalike.deployments.text_embedder import TextEmbedderDeployment
 from lookalike.config import Settings
 
 

@@ -131,8 +131,8 @@ def main() -> int:
     import ray
     from ray import serve
 
-    from launch.local_ray import init_local
-    from launch.serving import deploy, load_config, wait_ready
+    from lookalike.launch.local_ray import init_local
+    from lookalike.launch.serving import deploy, load_config, wait_ready
 
     init_local(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
     # The app as serve_config.yaml deploys it: the replicas and batching measured are the YAML's.

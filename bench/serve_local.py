@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from launch.local_ray import init_local
-    from launch.serving import deploy, load_config, wait_ready
+    from lookalike.launch.local_ray import init_local
+    from lookalike.launch.serving import deploy, load_config, wait_ready
     from lookalike.config import Settings
 
     stop = threading.Event()

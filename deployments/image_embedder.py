@@ -10,8 +10,8 @@ import ray
 from PIL import Image
 from ray import serve
 
-from deployments.device import check_device
-from deployments.observability import observe_batch
+from lookalike.deployments.device import check_device
+from lookalike.deployments.observability import observe_batch
 from lookalike.config import Settings
 from lookalike.embedding.factory import image_embedder
 

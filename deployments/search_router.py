@@ -13,7 +13,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.observability import router_observer
+from lookalike.deployments.observability import router_observer
 from lookalike.api import create_api
 from lookalike.config import Settings
 from lookalike.images import resize_short_side

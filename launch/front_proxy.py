@@ -46,7 +46,7 @@ import threading
 import time
 from pathlib import Path
 
-from launch.replica_routes import BACKEND, PHOTOS, SLOTS, AdminSocket, Ports, RouteSync, slot_name
+from lookalike.launch.replica_routes import BACKEND, PHOTOS, SLOTS, AdminSocket, Ports, RouteSync, slot_name
 from lookalike.store.lite_server import port_open
 
 log = logging.getLogger(__name__)

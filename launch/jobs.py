@@ -26,12 +26,12 @@ def _client(dashboard_url: str):
 
 def submit_ingest(dashboard_url: str, manifest: Path, extra_args: list[str], *,
                   gcs_address: str = "") -> str:
-    # `-m ingest_job`: the entry module is installed with the package (pyproject py-modules),
-    # so this works from a wheel as from a checkout. Absolute paths: the job's cwd is Ray's.
+    # `-m lookalike.app.ingest_job`: the wheel installs the entry module there and a checkout
+    # maps the name onto its top-level ingest_job.py (lookalike/__init__.py). Absolute paths: the job's cwd is Ray's.
     # The cluster's own address, explicitly: Ray hands a job's driver RAY_ADDRESS=auto, which
     # with a second Ray on the host (seen in the test suite) can resolve to the other one.
     address = ["--ray-address", gcs_address] if gcs_address else []
-    entrypoint = shlex.join([sys.executable, "-m", "ingest_job", "--manifest",
+    entrypoint = shlex.join([sys.executable, "-m", "lookalike.app.ingest_job", "--manifest",
                              str(Path(manifest).resolve()), *address, *extra_args])
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     client = _client(dashboard_url)

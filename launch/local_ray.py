@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lookalike
 from lookalike import procs
 from lookalike.ports import free_port
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
+# Where the `lookalike` package lives: a checkout's root (whose Ray side lookalike/__init__.py
+# maps), or site-packages for a wheel.
+PACKAGE_ROOT = Path(lookalike.__file__).resolve().parent.parent
 GRACE_S = 3.0  # what a process gets between SIGTERM and SIGKILL once Ray is shut down
 
 
@@ -54,10 +57,11 @@ def prepare_environment() -> None:
     # (0.016 at 0.5 s; ~2 ms of CPU per image search at 20 QPS): health checks, restarts and
     # autoscaling decisions now come up to 0.4 s later, which no one waiting seconds notices.
     os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5")
-    # Workers import serve_app, deployments and ingest_job from this checkout.
-    if str(REPO) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    # Workers import lookalike (and its Ray side: serve_app, deployments, the ingest job) from
+    # the same place as this process, a checkout or the installed package.
+    if str(PACKAGE_ROOT) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+            p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
 
 
 START_TRIES = 2

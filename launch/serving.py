@@ -25,8 +25,8 @@ from ray.serve._private.api import serve_start
 from ray.serve.config import gRPCOptions
 from ray.serve.schema import ServeDeploySchema
 
-from launch.front_proxy import FrontProxy
-from launch.replica_routes import Ports
+from lookalike.launch.front_proxy import FrontProxy
+from lookalike.launch.replica_routes import Ports
 from lookalike.config import Settings
 from lookalike.ports import free_port
 

@@ -14,6 +14,7 @@ Settings come from LOOKALIKE_* variables (lookalike/config.py), as for every oth
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import signal
@@ -25,8 +26,15 @@ from pathlib import Path
 from lookalike import runfile
 from lookalike.config import Settings
 
-REPO = Path(__file__).resolve().parent.parent
 STOP_WAIT_S = 60.0  # how long `lookalike stop` waits for the app to exit
+
+
+def serve_config_path(name: str = "serve_config.yaml") -> Path:
+    """A Serve config beside the entry modules (lookalike.app): a checkout's top level, or the
+    wheel's lookalike/app/ (package data)."""
+    spec = importlib.util.find_spec("lookalike.app")
+    assert spec is not None and spec.submodule_search_locations is not None
+    return Path(next(iter(spec.submodule_search_locations))) / name
 
 
 def _say(msg: str) -> None:
@@ -65,7 +73,7 @@ def _prepare_demo(settings: Settings, products: int, source: str | None) -> Path
 
 
 def _ingest_on(cluster, manifest: Path) -> None:
-    from launch import jobs
+    from lookalike.launch import jobs
 
     job = jobs.submit_ingest(cluster.dashboard_url, manifest, [], gcs_address=cluster.gcs_address)
     _say(f"ingest job {job} submitted (dashboard: {cluster.dashboard_url}/#/jobs/{job})")
@@ -99,16 +107,17 @@ def _stop_all(cluster, front, lite, owned_lite: bool, reason: str) -> None:
 
 def run_foreground(settings: Settings, *, command: str, config: Path,
                    demo_products: int | None = None, demo_source: str | None = None) -> int:
-    from launch.local_ray import prepare_environment
+    from lookalike.launch.local_ray import prepare_environment
 
     prepare_environment()  # first: the imports below import ray
     from lookalike.banner import ready_banner
-    from launch.local_ray import LocalRay, check_port_free
+    from lookalike.info import store_warnings
+    from lookalike.launch.local_ray import LocalRay, check_port_free
     from lookalike.store.lite_server import LiteServer
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _stop_on_signals()
-    from launch.serving import deploy, load_config, reserved_cpus, wait_ready
+    from lookalike.launch.serving import deploy, load_config, reserved_cpus, wait_ready
 
     serve_config = load_config(config, settings)
     lite = LiteServer.from_settings(settings) if settings.embedded else None
@@ -148,7 +157,8 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
             _ingest_on(cluster, _prepare_demo(settings, demo_products, demo_source))
             ready = wait_ready(app_url)
         _say(ready_banner(run, products=ready.get("products"),
-                          admin_key=settings.resolved_admin_key().get_secret_value()))
+                          admin_key=settings.resolved_admin_key().get_secret_value(),
+                          warnings=store_warnings(settings)))
         while True:
             time.sleep(3600)
     except Interrupted as exc:
@@ -174,10 +184,10 @@ def cmd_ingest(settings: Settings, manifest: Path, extra: list[str]) -> int:
     run = runfile.read(settings.data_dir)
     if run is None:
         # No app running: the job on a private local Ray, exactly `python ingest_job.py`.
-        import ingest_job
+        from lookalike.app import ingest_job
 
         return ingest_job.main(["--manifest", str(manifest), *extra])
-    from launch import jobs
+    from lookalike.launch import jobs
 
     if not manifest.is_file():
         _say(f"manifest not found: {manifest}")
@@ -283,9 +293,9 @@ def parser() -> argparse.ArgumentParser:
                       default=int(os.environ.get("DEMO_PRODUCTS", "2000")))
     demo.add_argument("--source", choices=["auto", "vendored", "debian"], default=None,
                       help="demo photos (default: $LOOKALIKE_DEMO_SOURCE or auto)")
-    demo.add_argument("--config", type=Path, default=REPO / "serve_config.yaml")
+    demo.add_argument("--config", type=Path, default=serve_config_path())
     serve = sub.add_parser("serve", help="the Serve app in the foreground")
-    serve.add_argument("--config", type=Path, default=REPO / "serve_config.yaml",
+    serve.add_argument("--config", type=Path, default=serve_config_path(),
                        help="Serve config (default serve_config.yaml); host/port from settings")
     ingest = sub.add_parser("ingest", help="ingest a catalogue manifest",
                             description="Any further option goes to ingest_job.py "

@@ -48,7 +48,7 @@ def ray_local(ray_metrics_port: int) -> Iterator[None]:
     """One local Ray for the whole session (2 CPUs, as on the CI machine)."""
     import ray
 
-    from launch.local_ray import init_local
+    from lookalike.launch.local_ray import init_local
 
     if not ray.is_initialized():
         init_local(num_cpus=2, include_dashboard=False, log_to_driver=False,

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from launch.front_proxy import FrontProxy
+from lookalike.launch.front_proxy import FrontProxy
 from lookalike.catalog import demo, load_manifest
 from lookalike.catalog.product import Product
 from lookalike.config import Settings
@@ -50,7 +50,7 @@ def app(app_settings: Settings, catalogue: tuple[Path, list[Product]],
     """The app's URL and the front proxy on it."""
     from ray import serve
 
-    from launch.serving import deploy, load_config, wait_ready
+    from lookalike.launch.serving import deploy, load_config, wait_ready
 
     ie, te = ImageEmbedder(), TextEmbedder()
     store = MilvusStore.from_settings(app_settings, image_dim=ie.dim, text_dim=te.dim)

@@ -10,8 +10,8 @@ import httpx
 import psutil
 import pytest
 
-from launch.front_proxy import FrontProxy
-from launch.replica_routes import AdminSocket, slot_name
+from lookalike.launch.front_proxy import FrontProxy
+from lookalike.launch.replica_routes import AdminSocket, slot_name
 
 ROUTERS = 2  # serve_config.yaml's SearchRouter replicas
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from lookalike.catalog.product import Product
-from deployments.observability import serve_log_dir
+from lookalike.deployments.observability import serve_log_dir
 from lookalike.observability import FIELDS
 
 

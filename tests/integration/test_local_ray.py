@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = r"""
 import logging, os, socket, sys
 import ray
-from launch.local_ray import init_local
+from lookalike.launch.local_ray import init_local
 from lookalike import procs
 from lookalike.ports import free_port
 
@@ -34,7 +34,7 @@ class LetGo(logging.Handler):
             retries.append(record.getMessage())
             blocker.close()
 
-logging.getLogger("launch.local_ray").addHandler(LetGo())
+logging.getLogger("lookalike.launch.local_ray").addHandler(LetGo())
 init_local(num_cpus=1, include_dashboard=False, log_to_driver=False, _metrics_export_port=port)
 mine = [procs.command_line(p) for p in procs.descendants(os.getpid())]
 print("RETRIES", len(retries), "GCS", sum("gcs_server" in c for c in mine),

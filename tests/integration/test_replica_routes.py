@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from launch.front_proxy import FrontProxy
+from lookalike.launch.front_proxy import FrontProxy
 from lookalike.ports import free_port
 from tests.integration.http_backend import Backend, serving
 

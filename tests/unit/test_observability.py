@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.observability import RayMetrics, bounded_endpoint
+from lookalike.deployments.observability import RayMetrics, bounded_endpoint
 from lookalike.logs import JsonFormatter, json_logger
 from lookalike.observability import (FIELDS, REQUEST_LOGGER, NoopMetrics, RequestObserver,
                                      request_fields, request_observer)
@@ -161,7 +161,7 @@ def test_request_observer_outside_ray_writes_where_told(tmp_path: Path) -> None:
 def test_metrics_are_a_noop_without_ray() -> None:
     # In a fresh interpreter: this one may have started Ray for other tests, and skipping then
     # would fail a CI run (tests/prerequisites.py) or, worse, test nothing.
-    code = ("import json, sys; from deployments.observability import metrics, observe_batch, "
+    code = ("import json, sys; from lookalike.deployments.observability import metrics, observe_batch, "
             "observe_ingest; from lookalike.observability import NoopMetrics, request_fields;"
             "sink = metrics(); assert type(sink) is NoopMetrics and not sink.enabled;"
             "observe_batch('image', 4); observe_ingest(100, 2.0, job='unit');"
@@ -171,7 +171,7 @@ def test_metrics_are_a_noop_without_ray() -> None:
 
 def test_the_router_observer_outside_ray_logs_to_stderr_with_no_metrics() -> None:
     # A fresh interpreter, as above: once this one has started Ray, metrics() is Ray's.
-    code = ("import logging; from deployments.observability import metrics, router_observer; "
+    code = ("import logging; from lookalike.deployments.observability import metrics, router_observer; "
             "from lookalike.observability import NoopMetrics; observer = router_observer(); "
             "assert type(observer.sink) is NoopMetrics and metrics() is observer.sink; "
             "assert not any(isinstance(h, logging.FileHandler) for h in observer.logger.handlers)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from launch.replica_routes import assign
+from lookalike.launch.replica_routes import assign
 
 
 def test_new_ports_fill_the_first_free_slots() -> None:

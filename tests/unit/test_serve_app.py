@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-import serve_app
+from lookalike.app import serve_app
 
 KEY = "serve-app-admin-key"
 

@@ -21,7 +21,7 @@ from ray.serve._private.build_app import build_app
 from ray.serve._private.deploy_utils import deploy_args_to_deployment_info
 from ray.serve.schema import ServeDeploySchema
 
-from deployments.device import NoGpuForReplica, check_device
+from lookalike.deployments.device import NoGpuForReplica, check_device
 from lookalike.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def resolve(config_file: str) -> dict[str, Any]:
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOKALIKE_DATA_DIR", str(tmp_path))  # build_app writes the admin key
     monkeypatch.delenv("LOOKALIKE_DEVICE", raising=False)
-    monkeypatch.syspath_prepend(str(REPO))  # import_path "serve_app:build_app", as serve run
+    # import_path "lookalike.app.serve_app:build_app" resolves from a checkout as from a wheel.
 
 
 def gpus(info: Any) -> float:
@@ -116,9 +116,9 @@ YAML_OWNS = {"num_replicas", "autoscaling_config", "ray_actor_options", "max_ong
 
 
 def deployment_classes() -> dict[str, Any]:
-    from deployments.image_embedder import ImageEmbedderDeployment
-    from deployments.search_router import SearchRouter
-    from deployments.text_embedder import TextEmbedderDeployment
+    from lookalike.deployments.image_embedder import ImageEmbedderDeployment
+    from lookalike.deployments.search_router import SearchRouter
+    from lookalike.deployments.text_embedder import TextEmbedderDeployment
 
     return {d.name: d for d in (ImageEmbedderDeployment, TextEmbedderDeployment, SearchRouter)}
 
@@ -171,7 +171,7 @@ def test_each_yaml_sets_every_deployment_option_the_code_left_out(config_file: s
 
 
 def test_the_tests_and_benches_start_the_app_from_the_yaml_with_their_settings() -> None:
-    from launch.serving import load_config
+    from lookalike.launch.serving import load_config
 
     config = load_config(REPO / "serve_config.yaml", Settings(port=8123, front_proxy=False),
                          app_args={"settings": {"collection": "e2e"}, "image_threads": 2})
