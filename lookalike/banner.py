@@ -3,6 +3,7 @@ the app, the Ray dashboard (and how to sign in), the metrics and the Grafana das
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from lookalike.dashboard import signin_lines
@@ -32,9 +33,14 @@ def watch_lines(run: RunRecord) -> list[str]:
                  "data source)")]
 
 
-def ready_banner(run: RunRecord, *, products: int | None, admin_key: str) -> str:
+def warning_lines(warnings: Sequence[str]) -> list[str]:
+    return [_row("WARNING:", w) for w in warnings]
+
+
+def ready_banner(run: RunRecord, *, products: int | None, admin_key: str,
+                 warnings: Sequence[str] = ()) -> str:
     count = "" if products is None else f"  ({products} products searchable)"
-    lines = ["", _row("lookalike is ready:", run.app_url + count),
+    lines = ["", *warning_lines(warnings), _row("lookalike is ready:", run.app_url + count),
              _row("API docs:", run.app_url + "/docs"),
              _row("admin key (PUT/DELETE):", admin_key),
              *watch_lines(run),

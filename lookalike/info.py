@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from lookalike.config import Settings
 from lookalike.ingest.record import load_last_ingest
+from lookalike.store import lite_version
 
 
 def model_names(model_version: str) -> dict[str, str]:
@@ -21,9 +23,16 @@ def model_names(model_version: str) -> dict[str, str]:
             "text": text.split(":", 1)[0].split("@", 1)[0]}
 
 
-async def catalogue_info(*, store: Any, collection: str, model_version: str) -> dict[str, Any]:
+def store_warnings(settings: Settings) -> list[str]:
+    """What start-up must say loudly about the store (the ready banner, `lookalike status`,
+    GET /v1/info): an embedded milvus-lite of a version the search patch does not know."""
+    unsupported = lite_version.unsupported_version() if settings.embedded else None
+    return [unsupported] if unsupported else []
+
+
+async def catalogue_info(*, store: Any, settings: Settings, model_version: str) -> dict[str, Any]:
     products, last_ingest = await asyncio.gather(asyncio.to_thread(store.count),
                                                  asyncio.to_thread(load_last_ingest, store))
-    return {"products": products, "collection": collection,
+    return {"products": products, "collection": settings.collection,
             "model": {**model_names(model_version), "version": model_version},
-            "last_ingest": last_ingest}
+            "last_ingest": last_ingest, "warnings": store_warnings(settings)}

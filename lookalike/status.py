@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 
 from lookalike import runfile
-from lookalike.banner import _row, watch_lines
+from lookalike.banner import _row, warning_lines, watch_lines
 from lookalike.config import Settings
 from lookalike.dashboard import serve_deployments
+from lookalike.info import store_warnings
 from lookalike.ingest.record import load_last_ingest
 from lookalike.store.base import StoreError
 from lookalike.store.lite_server import LiteServer
@@ -73,7 +74,8 @@ def _serve_lines(dashboard_url: str) -> list[str]:
 
 def report(settings: Settings) -> tuple[str, int]:
     """(the text, exit code: 0 when the app answers ready, 1 otherwise)."""
-    lines = [f"lookalike status (data dir {settings.data_dir.resolve()})"]
+    lines = [f"lookalike status (data dir {settings.data_dir.resolve()})",
+             *warning_lines(store_warnings(settings))]
     run = runfile.read(settings.data_dir)
     ready = False
     info: dict[str, Any] | None = None

@@ -44,5 +44,5 @@ async def readyz(ctx: Ctx) -> JSONResponse:
 @router.get("/v1/info", response_model=Info)
 async def info(ctx: Ctx) -> dict[str, Any]:
     """Products searchable, the model in use and the last ingest (lookalike/info.py)."""
-    return await catalogue_info(store=ctx.service.store, collection=ctx.settings.collection,
+    return await catalogue_info(store=ctx.service.store, settings=ctx.settings,
                                 model_version=ctx.service.model_version)

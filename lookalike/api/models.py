@@ -302,6 +302,9 @@ class Info(BaseModel):
     model: ModelInfo
     last_ingest: dict[str, Any] | None = Field(
         None, description="the last ingest job's summary and finish time, if one ran")
+    warnings: list[str] = Field(
+        default_factory=list, description="what an operator must know about this deployment, "
+        "e.g. an embedded milvus-lite of a version lookalike is not tested with")
 
 
 class ErrorDetail(BaseModel):

@@ -30,7 +30,6 @@ and projection stay milvus-lite's own code.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import threading
@@ -40,20 +39,13 @@ import numpy as np
 
 from lookalike.store import lite_executor
 from lookalike.store import lite_masks as lm
+from lookalike.store.lite_version import SUPPORTED_VERSION, installed_version
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_VERSION = "3.2.2"
 ENV_SWITCH = "LOOKALIKE_LITE_PATCH"
 _applied = False
 _apply_lock = threading.Lock()
-
-
-def installed_version() -> str | None:
-    try:
-        return importlib.metadata.version("milvus-lite")
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def enabled_by_env() -> bool:

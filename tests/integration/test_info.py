@@ -33,8 +33,7 @@ def stored(pid: str, rng: np.random.Generator) -> StoredProduct:
 
 
 def info(store: MilvusStore, settings: Settings) -> dict:
-    return asyncio.run(catalogue_info(store=store, collection=settings.collection,
-                                      model_version=VERSION))
+    return asyncio.run(catalogue_info(store=store, settings=settings, model_version=VERSION))
 
 
 def test_an_empty_collection_has_no_products_and_no_ingest(settings: Settings) -> None:
@@ -42,7 +41,8 @@ def test_an_empty_collection_has_no_products_and_no_ingest(settings: Settings) -
     try:
         assert info(store, settings) == {
             "products": 0, "collection": settings.collection,
-            "model": {"image": "img", "text": "txt", "version": VERSION}, "last_ingest": None}
+            "model": {"image": "img", "text": "txt", "version": VERSION}, "last_ingest": None,
+            "warnings": []}
     finally:
         store.drop()
         store.close()

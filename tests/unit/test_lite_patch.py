@@ -14,6 +14,7 @@ import logging
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,16 @@ def test_the_pin_in_constraints_is_the_patched_version() -> None:
     pins = re.findall(r"^milvus-lite==(\S+)", (REPO / "constraints.txt").read_text(), re.M)
     assert pins == [lite_patch.SUPPORTED_VERSION], UPGRADE.format(
         want=lite_patch.SUPPORTED_VERSION, got=pins)
+
+
+def test_pyproject_allows_exactly_the_patched_version() -> None:
+    """The versions a user can install are the versions the patch knows."""
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    (req,) = [Requirement(d) for d in deps if Requirement(d).name == "milvus-lite"]
+    assert str(req.specifier) == f"=={lite_patch.SUPPORTED_VERSION}", UPGRADE.format(
+        want=lite_patch.SUPPORTED_VERSION, got=req.specifier)
 
 
 def test_the_upstream_diff_still_applies_to_the_installed_package(tmp_path: Path) -> None:
