@@ -1,6 +1,7 @@
 """The `lookalike` command for real, as a user runs it: `python -m lookalike.cli serve` in its
 own process group on a private local Ray, then `ingest`, `status` and the page against it, a
-Ctrl-C, and `lookalike demo` stopped by `lookalike stop`. Every process the command started
+Ctrl-C (`lookalike demo` stopped by `lookalike stop` runs from an installed wheel:
+tests/e2e/test_installed_wheel.py). Every process the command started
 must be gone afterwards (read from the process table); how long a stop took is printed, never
 asserted.
 """
@@ -33,14 +34,16 @@ N_PRODUCTS = 12
 
 
 class App:
-    """One `python -m lookalike.cli ...` in its own session (a terminal's foreground group)."""
+    """One `python -m lookalike.cli ...` (or another `lookalike` command: `command`, run in
+    `cwd`) in its own session (a terminal's foreground group)."""
 
-    def __init__(self, env: dict[str, str], args: list[str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], args: list[str], log: Path, *,
+                 command: tuple[str, ...] = (sys.executable, "-m", "lookalike.cli"),
+                 cwd: Path = REPO) -> None:
         self.env, self.log = env, log
         self.out = log.open("w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli", *args], cwd=REPO,
-                                     env=env, stdout=self.out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen([*command, *args], cwd=cwd, env=env, stdout=self.out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{env['LOOKALIKE_PORT']}"
         self.dashboard = f"http://127.0.0.1:{env['LOOKALIKE_DASHBOARD_PORT']}"
         self.tree: set[int] = set()
@@ -236,24 +239,3 @@ def test_ctrl_c_stops_everything_and_says_what(app: App, env: dict[str, str]) ->
     for port in ("LOOKALIKE_PORT", "LOOKALIKE_DASHBOARD_PORT", "LOOKALIKE_LITE_PORT"):
         assert not port_open(env[port]), f"{port} still answers"
     assert cli(env, "status").returncode == 1
-
-
-@pytest.mark.timeout(READY_TIMEOUT_S + 600)
-def test_demo_then_stop_leaves_no_process(env: dict[str, str],
-                                          tmp_path_factory: pytest.TempPathFactory) -> None:
-    env = {**env, "LOOKALIKE_COLLECTION": "e2e_cli_demo"}
-    demo_app = App(env, ["demo", "--products", str(N_PRODUCTS)],
-                   tmp_path_factory.mktemp("cli_logs") / "demo.log")
-    try:
-        demo_app.wait_ready()
-        assert f"({N_PRODUCTS} products searchable)" in demo_app.text()
-        demo_app.snapshot()
-        done = cli(env, "stop", timeout=STOP_TIMEOUT_S + 30)
-        assert done.returncode == 0, done.stdout + done.stderr
-        took = demo_app.wait_exit()
-        print(f"\n`lookalike stop`: {done.stdout.strip()} (the demo exited {took:.1f} s later)")
-        assert "stopping lookalike (SIGTERM" in demo_app.text()
-        assert demo_app.leftovers() == []
-        assert not port_open(env["LOOKALIKE_LITE_PORT"])
-    finally:
-        demo_app.kill()

@@ -1,54 +1,98 @@
-"""A plain (non-editable) install carries the vendored data: build the wheel from a copy of the
-sources, install it into an empty directory and build demo source images from there alone."""
+"""A plain (non-editable) install carries everything the code loads at run time and installs no
+generic top-level names: build the wheel from a copy of the sources, read its file list, install
+it into a new venv and use it from an empty directory (tests/e2e/test_installed_wheel.py runs
+`lookalike demo` from such an install)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-# What a build must not see: local state and caches (top-level only: lookalike/catalog/data
-# is source, the very mistake the old .gitignore's `data/` made).
-TOP_LEVEL_STATE = {".git", ".venv", "data", "artifacts", "build", "bench"}
-CACHES = shutil.ignore_patterns("*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache")
+from tests.wheel import REPO, build_wheel, venv_with
+
+# The Ray side keeps its checkout layout and installs under the lookalike namespace.
+MAPPED = {"deployments": "lookalike/deployments", "launch": "lookalike/launch",
+          "pipelines": "lookalike/pipelines"}
+ENTRY_MODULES = {"serve_app.py": "lookalike/app/serve_app.py",
+                 "ingest_job.py": "lookalike/app/ingest_job.py"}
+# Loaded at run time: the demo's photos, the query vocabularies (every default search), the
+# quality harness's queries, the page, the Grafana dashboard, the Serve configs (the CLI's).
+DATA_DIRS = ["lookalike/catalog/data", "lookalike/query/data", "lookalike/eval/data",
+             "lookalike/web", "lookalike/grafana"]
+SERVE_CONFIGS = {"serve_config.yaml", "serve_config.gpu.yaml"}
 
 
-def not_sources(directory: str, names: list[str]) -> set[str]:
-    top = TOP_LEVEL_STATE & set(names) if Path(directory) == REPO else set()
-    return top | CACHES(directory, names)
-DATA_FILES = {"lookalike/catalog/data/fashion_mnist_subset.npz",
-              "lookalike/catalog/data/fashion_mnist_test_subset.npz",
-              "lookalike/catalog/data/LICENSE", "lookalike/catalog/data/README.md"}
+def expected_files() -> set[str]:
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    want = {f for f in tracked if f.startswith("lookalike/") and f.endswith(".py")}
+    for folder, installed in MAPPED.items():
+        want |= {installed + f[len(folder):] for f in tracked
+                 if f.startswith(folder + "/") and f.endswith(".py")}
+    want |= set(ENTRY_MODULES.values()) | {f"lookalike/app/{c}" for c in SERVE_CONFIGS}
+    want |= {f for f in tracked if any(f.startswith(d + "/") for d in DATA_DIRS)}
+    return want
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def test_the_wheel_holds_every_module_and_data_file(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    want = expected_files()
+    assert len(want) > 100 and {"lookalike/query/data/colors.json", "lookalike/web/index.html",
+                                "lookalike/eval/data/demo_queries.jsonl"} <= want
+    assert not want - names, sorted(want - names)
+
+
+def test_the_wheel_installs_nothing_but_lookalike(wheel: Path) -> None:
+    tops = {n.split("/", 1)[0] for n in zipfile.ZipFile(wheel).namelist()}
+    assert tops == {"lookalike", "lookalike-0.1.0.dist-info"}, tops
 
 
 @pytest.mark.timeout(300)
-def test_wheel_ships_the_vendored_subsets_and_a_plain_install_reads_them(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=not_sources)
-    # --no-build-isolation: the test environment's setuptools builds it, no index needed.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path / "dist"), str(src)], check=True, timeout=240)
-    (wheel,) = (tmp_path / "dist").glob("lookalike-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert DATA_FILES <= names, sorted(n for n in names if n.startswith("lookalike/catalog"))
-    # The Ray side beside the core: the CLI, Ray workers and `-m ingest_job` import these.
-    assert {"pipelines/ingest.py", "launch/serving.py", "launch/local_ray.py", "launch/jobs.py",
-            "deployments/observability.py", "serve_app.py", "ingest_job.py"} <= names
+def test_a_plain_install_runs_from_an_empty_directory(
+        wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    python = venv_with(wheel, tmp_path_factory.mktemp("venv") / "v")
+    site = str(python.parent.parent)
+    code = """
+import importlib.util, json
+import lookalike, lookalike.launch.serving, lookalike.pipelines.ingest, lookalike.app.serve_app
+from lookalike.catalog import demo
+from lookalike.cli import serve_config_path
+from lookalike.query.understanding import QueryUnderstanding
+from lookalike.api.app import WEB_DIR
+from lookalike.banner import grafana_dashboard
+imgs, _ = demo.load_source(1000, split="test", source="vendored")
+# The curated vocabularies (package data) map "crimson" and "frock" onto the catalogue's values.
+parsed = QueryUnderstanding().parse("crimson frock under 60",
+                                    {"color": {"red": 1}, "category": {"dress": 1}})
+print(json.dumps({
+    "files": [m.__file__ for m in (lookalike, lookalike.launch.serving,
+                                   lookalike.pipelines.ingest, lookalike.app.serve_app)],
+    "generic": [n for n in ("launch", "pipelines", "deployments", "serve_app", "ingest_job")
+                if importlib.util.find_spec(n) is not None],
+    "config": str(serve_config_path()), "page": str(WEB_DIR / "index.html"),
+    "grafana": grafana_dashboard(), "photos": len(imgs),
+    "parsed": [parsed.colors, parsed.categories, parsed.max_price]}))
+"""
+    empty = tmp_path_factory.mktemp("empty")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([str(python), "-c", code], cwd=empty, env=env, capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-4000:]
+    import json
 
-    target = tmp_path / "site"
-    with zipfile.ZipFile(wheel) as zf:  # a wheel is installed by unpacking it
-        zf.extractall(target)
-    code = ("import lookalike.catalog.demo as d; "
-            "imgs, labels = d.load_source(1000, split='test', source='vendored'); "
-            "print(d.__file__); print(imgs.shape, len(d.load_source(3000, source='vendored')[0]))")
-    env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
-                         capture_output=True, text=True, timeout=60).stdout.splitlines()
-    assert out[0].startswith(str(target)), out  # the installed copy, not the source tree
-    assert out[1] == "(1000, 28, 28) 3000"
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(f.startswith(site) for f in got["files"]), got["files"]
+    assert got["generic"] == []
+    for key in ("config", "page", "grafana"):
+        assert got[key].startswith(site) and Path(got[key]).is_file(), got[key]
+    assert got["photos"] == 1000
+    assert got["parsed"] == [["red"], ["dress"], 60.0], got["parsed"]
