@@ -53,7 +53,7 @@ report: setup
 	$(PY) -m bench.report
 	$(MAKE) eval
 
-# Retrieval quality (README "Search quality"): the demo catalogue and the Fashion-MNIST test split.
+# Retrieval quality (docs/search-quality.md): the demo catalogue and the Fashion-MNIST test split.
 eval: setup
 	$(PY) -m lookalike.eval --catalogue demo --products 2000 --out bench/results/eval_demo.json
 	$(PY) -m lookalike.eval --catalogue test --products 1000 --out bench/results/eval_test.json

@@ -3,7 +3,7 @@ own HTTP port (Serve's direct ingress), not through Serve's proxy.
 
 Why: Serve's proxy is a Python process that re-sends every request to a replica over Ray. On
 2 cores, under 16 clients of image search, it took ~7 ms of CPU per request and the router
-~4 ms more to take the request from it (README "Where the CPU goes"). With
+~4 ms more to take the request from it (docs/benchmarks.md, "Where the CPU goes"). With
 RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (launch/local_ray.py) every router replica also listens for
 HTTP itself, on a port the Serve controller hands out; HAProxy can reach it directly.
 

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     text_model: str = "packaged"
     # A CLIP model (HF id or local dir) as both the image and the text encoder, instead of
     # image_model/text_model: text and photos share one vector space, so a text query also
-    # finds products by their photos alone (README "Cross-modal search"). Empty: off.
+    # finds products by their photos alone (docs/operations.md, "When to choose CLIP"). Empty: off.
     clip_model: str = ""
     device: Literal["cpu", "cuda"] = "cpu"
     # What runs the embedders' forward pass on the CPU: "torch", or "onnx" (ONNX Runtime on a

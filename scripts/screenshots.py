@@ -1,5 +1,5 @@
-"""Screenshots for the README's "Watching it": the Ray dashboard's Serve and Jobs pages and the
-search page, from a running `lookalike demo` (headless Chromium, Debian's).
+"""Screenshots for docs/observability.md "Watching it": the Ray dashboard's Serve and Jobs
+pages and the search page, from a running `lookalike demo` (headless Chromium, Debian's).
 
     python scripts/screenshots.py [--out docs/screenshots]     (LOOKALIKE_* as for the demo)
 

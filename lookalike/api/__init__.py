@@ -1,4 +1,4 @@
-"""HTTP API v1 (README "HTTP API"): FastAPI's "bigger applications" layout.
+"""HTTP API v1 (docs/api.md): FastAPI's "bigger applications" layout.
 
 app.py (the app and its middleware), search_routes.py, product_routes.py, health_routes.py,
 models.py (the declared contract), errors.py, limits.py, query_images.py, context.py.

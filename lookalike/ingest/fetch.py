@@ -6,8 +6,8 @@ ImageFetchError whose message is the reason reported against the manifest row.
 URLs are fetched by lookalike/fetch.py, the one fetch module the API uses too, under its
 OPERATOR policy: manifests are written by the operator, so they are trusted (any address and
 port, redirects followed), unlike the shopper's `image_url`, which the API fetches under the
-strict SHOPPER policy. The policy is the only difference; see that module and README
-"Fetching image URLs".
+strict SHOPPER policy. The policy is the only difference; see that module and docs/api.md
+"Image URLs: two trust policies".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The deploy path the README gives, for real: `python ingest_job.py --manifest ...` fills the
-store and `serve run serve_config.yaml` serves it, each a subprocess on its own private local
-Ray, checked over HTTP. Nothing here calls the store or Serve in-process.
+"""The deploy path docs/laptop-to-cluster.md gives, for real: `python ingest_job.py
+--manifest ...` fills the store and `serve run serve_config.yaml` serves it, each a subprocess on
+its own private local Ray, checked over HTTP. Nothing here calls the store or Serve in-process.
 
 The YAML is the repository's own with only the port changed (as scripts/demo.sh does); settings
 come from LOOKALIKE_* variables pointing at this session's milvus-lite server.
@@ -115,7 +115,7 @@ def app_url(env: dict[str, str], products: list[Product],
     text = (REPO / "serve_config.yaml").read_text()
     assert text.count("port: 8000") == 1
     config.write_text(text.replace("port: 8000", f"port: {port}"))
-    serve = Path(sys.executable).with_name("serve")  # the CLI the README runs, this venv's
+    serve = Path(sys.executable).with_name("serve")  # the CLI the deploy path runs, this venv's
     log = work / "serve.log"
     url = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
