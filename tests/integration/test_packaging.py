@@ -56,10 +56,19 @@ def test_the_wheel_installs_nothing_but_lookalike(wheel: Path) -> None:
     assert tops == {"lookalike", "lookalike-0.1.0.dist-info"}, tops
 
 
+@pytest.fixture(scope="module")
+def python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The python of a new venv with the wheel installed."""
+    return venv_with(wheel, tmp_path_factory.mktemp("venv") / "v")
+
+
+def without_repo() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 @pytest.mark.timeout(300)
 def test_a_plain_install_runs_from_an_empty_directory(
-        wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    python = venv_with(wheel, tmp_path_factory.mktemp("venv") / "v")
+        python: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     site = str(python.parent.parent)
     code = """
 import importlib.util, json
@@ -83,9 +92,8 @@ print(json.dumps({
     "parsed": [parsed.colors, parsed.categories, parsed.max_price]}))
 """
     empty = tmp_path_factory.mktemp("empty")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([str(python), "-c", code], cwd=empty, env=env, capture_output=True,
-                         text=True, timeout=240)
+    out = subprocess.run([str(python), "-c", code], cwd=empty, env=without_repo(),
+                         capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-4000:]
     import json
 
@@ -96,3 +104,27 @@ print(json.dumps({
         assert got[key].startswith(site) and Path(got[key]).is_file(), got[key]
     assert got["photos"] == 1000
     assert got["parsed"] == [["red"], ["dress"], 60.0], got["parsed"]
+
+
+def test_a_checkout_as_a_ray_working_dir_runs_its_own_ray_side(
+        python: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`ray job submit --working-dir .` on a node with the wheel installed: the job runs in a copy
+    of the checkout, whose code (core and Ray side alike) wins over the installed package's."""
+    checkout = tmp_path_factory.mktemp("working_dir")
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    for name in tracked:
+        if name.endswith(".py") and not name.startswith(("tests/", "bench/", "scripts/")):
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            (checkout / name).write_bytes((REPO / name).read_bytes())
+    code = ("import lookalike.pipelines.ingest as p, lookalike.app.ingest_job as j, "
+            "lookalike.deployments.search_router as d; print(p.__file__, j.__file__, d.__file__)")
+    out = subprocess.run([str(python), "-c", code], cwd=checkout, env=without_repo(),
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.split() == [str(checkout / "pipelines/ingest.py"),
+                                  str(checkout / "ingest_job.py"),
+                                  str(checkout / "deployments/search_router.py")], out.stdout
+    helped = subprocess.run([str(python), "ingest_job.py", "--help"], cwd=checkout,
+                            env=without_repo(), capture_output=True, text=True, timeout=240)
+    assert helped.returncode == 0 and "--manifest" in helped.stdout, helped.stderr[-2000:]
