@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from lookalike.config import Settings
-    from lookalike.launch.local_ray import init_local
     from lookalike.ingest.plan import NoRoom
-    from lookalike.store.lite_server import EmbeddedStoreRefused, LiteServer
+    from lookalike.launch.local_ray import init_local
     from lookalike.pipelines.ingest import IngestOptions, run_ingest
+    from lookalike.store.lite_server import EmbeddedStoreRefused, LiteServer
 
     overrides = {k: v for k, v in (("milvus_uri", args.milvus_uri),
                                    ("collection", args.collection)) if v}

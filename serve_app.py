@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 from ray.serve import Application
 
+from lookalike.config import Settings
 from lookalike.deployments.image_embedder import ImageEmbedderDeployment
 from lookalike.deployments.search_router import SearchRouter
 from lookalike.deployments.text_embedder import TextEmbedderDeployment
-from lookalike.config import Settings
 
 
 class AppArgs(BaseModel):

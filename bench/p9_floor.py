@@ -120,15 +120,15 @@ def main() -> int:
     ap.add_argument("--levels", nargs="+", choices=LEVELS, default=list(LEVELS))
     args = ap.parse_args()
 
-    from lookalike.launch.front_proxy import FrontProxy
-    from lookalike.launch.local_ray import init_local
     from ray.serve.context import _get_global_client
 
-    from lookalike.launch.serving import APP_NAME, ingress_ports
     from lookalike.catalog import demo, load_manifest
     from lookalike.config import Settings
     from lookalike.embedding import ImageEmbedder, TextEmbedder
     from lookalike.indexing import batched, embed_products
+    from lookalike.launch.front_proxy import FrontProxy
+    from lookalike.launch.local_ray import init_local
+    from lookalike.launch.serving import APP_NAME, ingress_ports
     from lookalike.ports import free_port
     from lookalike.store import MilvusStore
     from lookalike.store.lite_server import LiteServer

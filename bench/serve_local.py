@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
+    from lookalike.config import Settings
     from lookalike.launch.local_ray import init_local
     from lookalike.launch.serving import deploy, load_config, wait_ready
-    from lookalike.config import Settings
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

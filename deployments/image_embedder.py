@@ -10,9 +10,9 @@ import ray
 from PIL import Image
 from ray import serve
 
+from lookalike.config import Settings
 from lookalike.deployments.device import check_device
 from lookalike.deployments.observability import observe_batch
-from lookalike.config import Settings
 from lookalike.embedding.factory import image_embedder
 
 

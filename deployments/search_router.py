@@ -13,9 +13,9 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from lookalike.deployments.observability import router_observer
 from lookalike.api import create_api
 from lookalike.config import Settings
+from lookalike.deployments.observability import router_observer
 from lookalike.images import resize_short_side
 from lookalike.live import LiveService, Models, in_process_models
 from lookalike.search import EmbedderUnavailable, Overloaded

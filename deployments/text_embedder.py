@@ -9,9 +9,9 @@ import numpy as np
 import ray
 from ray import serve
 
+from lookalike.config import Settings
 from lookalike.deployments.device import check_device
 from lookalike.deployments.observability import observe_batch
-from lookalike.config import Settings
 from lookalike.embedding.factory import text_embedder
 
 

@@ -38,15 +38,16 @@ import argparse
 import ctypes
 import json
 import logging
-import signal
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from lookalike.launch.replica_routes import BACKEND, PHOTOS, SLOTS, AdminSocket, Ports, RouteSync, slot_name
+from lookalike.launch.replica_routes import (BACKEND, PHOTOS, SLOTS, AdminSocket, Ports,
+                                             RouteSync, slot_name)
 from lookalike.store.lite_server import port_open
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from ray.serve._private.api import serve_start
 from ray.serve.config import gRPCOptions
 from ray.serve.schema import ServeDeploySchema
 
+from lookalike.config import Settings
 from lookalike.launch.front_proxy import FrontProxy
 from lookalike.launch.replica_routes import Ports
-from lookalike.config import Settings
 from lookalike.ports import free_port
 
 APP_NAME = "lookalike"

@@ -42,9 +42,9 @@ def venv_with(wheel: Path, where: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True,
                    timeout=120)
     python = where / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; "
-                                "print(sysconfig.get_paths()['purelib'])"], check=True,
-                               capture_output=True, text=True, timeout=60).stdout.strip())
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([str(python), "-c", purelib], check=True, capture_output=True,
+                               text=True, timeout=60).stdout.strip())
     (site / "_lookalike_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     # This environment's pip, run by the new venv's python: installs into the new venv.
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",

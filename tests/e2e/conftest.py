@@ -9,15 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lookalike.launch.front_proxy import FrontProxy
 from lookalike.catalog import demo, load_manifest
 from lookalike.catalog.product import Product
 from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.indexing import embed_products
+from lookalike.launch.front_proxy import FrontProxy
+from lookalike.ports import free_port
 from lookalike.store import MilvusStore
 from lookalike.store.lite_server import LiteServer
-from lookalike.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "e2e-admin-key-0123"

@@ -24,14 +24,14 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback-only
 
 import ray  # noqa: E402
 
-from lookalike.launch.local_ray import init_local  # noqa: E402
 from lookalike.catalog import demo  # noqa: E402
-from lookalike.config import Settings  # noqa: E402
 from lookalike.catalog.product import Product  # noqa: E402
-from lookalike.store.base import API_SOURCE, StoredProduct, catalog_source  # noqa: E402
-from lookalike.store.milvus import MilvusStore  # noqa: E402
+from lookalike.config import Settings  # noqa: E402
+from lookalike.launch.local_ray import init_local  # noqa: E402
 from lookalike.pipelines.ingest import IngestOptions, run_ingest  # noqa: E402
 from lookalike.ports import free_port  # noqa: E402
+from lookalike.store.base import API_SOURCE, StoredProduct, catalog_source  # noqa: E402
+from lookalike.store.milvus import MilvusStore  # noqa: E402
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

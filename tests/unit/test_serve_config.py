@@ -21,8 +21,8 @@ from ray.serve._private.build_app import build_app
 from ray.serve._private.deploy_utils import deploy_args_to_deployment_info
 from ray.serve.schema import ServeDeploySchema
 
-from lookalike.deployments.device import NoGpuForReplica, check_device
 from lookalike.config import Settings
+from lookalike.deployments.device import NoGpuForReplica, check_device
 
 REPO = Path(__file__).resolve().parents[2]
 EMBEDDERS = {"ImageEmbedderDeployment", "TextEmbedderDeployment"}
