@@ -25,8 +25,10 @@ RAY_SIDE = {"lookalike.deployments": "deployments", "lookalike.launch": "launch"
 
 
 class _CheckoutRaySide:
-    """Consulted only after the normal finders fail: an installed wheel's real subpackages
-    always win, and outside a checkout (no serve_app.py beside the package) it finds nothing."""
+    """First on sys.meta_path, so the Ray side always comes from beside the `lookalike` that was
+    imported (an editable install's finder would map it to the installed checkout, not to the
+    one a test or a Ray job runs from). Outside a checkout (no serve_app.py beside the package,
+    as in site-packages) it finds nothing and the wheel's real subpackages load as usual."""
 
     @staticmethod
     def find_spec(name: str, path: object = None,
@@ -47,4 +49,4 @@ class _CheckoutRaySide:
 
 if not any(f is _CheckoutRaySide or getattr(f, "__name__", "") == "_CheckoutRaySide"
            for f in sys.meta_path):
-    sys.meta_path.append(_CheckoutRaySide)
+    sys.meta_path.insert(0, _CheckoutRaySide)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -106,10 +107,14 @@ print(json.dumps({
     assert got["parsed"] == [["red"], ["dress"], 60.0], got["parsed"]
 
 
-def test_a_checkout_as_a_ray_working_dir_runs_its_own_ray_side(
-        python: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """`ray job submit --working-dir .` on a node with the wheel installed: the job runs in a copy
-    of the checkout, whose code (core and Ray side alike) wins over the installed package's."""
+@pytest.mark.parametrize("installed", ["wheel", "editable"])
+def test_another_checkout_runs_its_own_ray_side(
+        python: Path, tmp_path_factory: pytest.TempPathFactory, installed: str) -> None:
+    """A copy of the checkout run where lookalike is installed, as `ray job submit --working-dir
+    .` runs a job on a node with the wheel, or a second checkout beside an editable install of
+    this one: the copy's code, core and Ray side alike, wins over the installed package's."""
+    if installed == "editable":
+        python = Path(sys.executable)  # this environment: editable install of this checkout
     checkout = tmp_path_factory.mktemp("working_dir")
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
                              check=True).stdout.split()
