@@ -217,22 +217,33 @@ def decode_image(data: bytes, *, formats: Collection[str] | None = None,
                 raise
             check_header(img, max_pixels=max_pixels, max_aspect=max_aspect)
             width, height = img.size
-            oriented = (height, width) if _orientation(img) in (5, 6, 7, 8) else (width, height)
-            rect = crop_pixels(oriented, crop, max_aspect=max_aspect) if crop else None
-            # The short side of what is wanted, in source pixels: the crop's, or the photo's.
-            wanted = min(rect[2] - rect[0], rect[3] - rect[1]) if rect else min(width, height)
-            if min_short_side and isinstance(img, JpegImagePlugin.JpegImageFile):  # and MPO
-                scale = wanted / min_short_side
-                if scale >= 2:
-                    img.draft("RGB", (max(1, int(width / scale)), max(1, int(height / scale))))
-            if max_decoded_pixels and img.size[0] * img.size[1] > max_decoded_pixels:
+            jpeg = isinstance(img, JpegImagePlugin.JpegImageFile)  # and MPO
+            if max_decoded_pixels and not jpeg and width * height > max_decoded_pixels:
                 raise TooManyPixels(
                     f"the image has {width}x{height} pixels; a {img.format} photo may have "
                     f"at most {max_decoded_pixels // 1_000_000} megapixels")
+            if jpeg:
+                # Its EXIF is in the header (other formats may keep it after the pixels: PNG's
+                # getexif() decodes the image to find it, so theirs is read after load()).
+                swap = _orientation(img) in (5, 6, 7, 8)
+                rect = crop_pixels((height, width) if swap else (width, height), crop,
+                                   max_aspect=max_aspect) if crop else None
+                # The short side of what is wanted, in source pixels: the crop's or the photo's.
+                wanted = min(rect[2] - rect[0], rect[3] - rect[1]) if rect else min(width, height)
+                if min_short_side and wanted / min_short_side >= 2:
+                    scale = wanted / min_short_side
+                    img.draft("RGB", (max(1, int(width / scale)), max(1, int(height / scale))))
+                if max_decoded_pixels and img.size[0] * img.size[1] > max_decoded_pixels:
+                    raise TooManyPixels(
+                        f"the image has {width}x{height} pixels; a JPEG photo decoded at "
+                        f"{img.size[0]}x{img.size[1]} may have at most "
+                        f"{max_decoded_pixels // 1_000_000} megapixels")
             img.load()
             if _orientation(img) != 1:  # (exif_transpose copies even when it has nothing to do)
                 img = ImageOps.exif_transpose(img) or img
             if crop:
+                if not jpeg:
+                    crop_pixels(img.size, crop, max_aspect=max_aspect)  # full size: source pixels
                 img = crop_fraction(img, crop)
             if min_short_side:
                 img = _reduce(img, min_short_side)

@@ -96,11 +96,16 @@ def test_any_exception_inside_pillow_is_an_invalid_image(monkeypatch: pytest.Mon
 
 # -- pixels: a shopper cap, reduction before compositing ---------------------------------------
 
-def test_a_photo_over_the_shopper_pixel_cap_is_refused(tmp_path: Path) -> None:
+def test_a_photo_over_the_shopper_pixel_cap_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import ImageFile
+
     service = SearchService(store=None, embed_image=None, embed_text=None, media_dir=tmp_path)
     big = hostile.png((4100, 4000), mode="1")  # 16.4 MP: under 40 MP, over the decode cap
-    with pytest.raises(images.TooManyPixels):
-        asyncio.run(service.load_image(big))
+    with monkeypatch.context() as patch:  # refused from the header: no pixel decoded
+        patch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
+        with pytest.raises(images.TooManyPixels):
+            asyncio.run(service.load_image(big))
     # a JPEG that large decodes reduced (DCT scaling): its decoded pixels are what count
     service = SearchService(store=None, embed_image=None, embed_text=None, media_dir=tmp_path,
                             min_short_side=256)
