@@ -31,8 +31,10 @@ def store_warnings(settings: Settings) -> list[str]:
 
 
 async def catalogue_info(*, store: Any, settings: Settings, model_version: str) -> dict[str, Any]:
-    products, last_ingest = await asyncio.gather(asyncio.to_thread(store.count),
-                                                 asyncio.to_thread(load_last_ingest, store))
+    from lookalike.search import store_call
+
+    products, last_ingest = await asyncio.gather(store_call(store.count),
+                                                 store_call(load_last_ingest, store))
     return {"products": products, "collection": settings.collection,
             "model": {**model_names(model_version), "version": model_version},
             "last_ingest": last_ingest, "warnings": store_warnings(settings)}

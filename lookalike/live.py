@@ -32,7 +32,15 @@ import numpy as np
 from PIL import Image
 
 from lookalike.catalog.product import Product
-from lookalike.search import EmbedImage, EmbedText, SearchOutcome, SearchQuery, SearchService
+from lookalike.images import Box
+from lookalike.search import (
+    EmbedImage,
+    EmbedText,
+    SearchOutcome,
+    SearchQuery,
+    SearchService,
+    store_call,
+)
 from lookalike.media import MediaStore, open_media
 from lookalike.store import MilvusStore
 from lookalike.store import aliases
@@ -131,14 +139,14 @@ class LiveService:
         if not fresh and cached and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
         try:
-            return await asyncio.to_thread(self._resolve_now)
+            return await store_call(self._resolve_now)
         except Exception as exc:  # noqa: BLE001 - a failed look keeps the last answer for reads
             if fresh or cached is None:
                 raise StoreError(f"cannot resolve {self.alias}: {exc}") from exc
             return cached[1]
 
     async def _models_for(self, collection: str) -> Models:
-        target = await asyncio.to_thread(aliases.resolve, self._admin.client, collection)
+        target = await store_call(aliases.resolve, self._admin.client, collection)
         if target is None or target.model is None:
             return self.primary  # a collection made before model records: the app's own model
         version = target.model["version"]
@@ -210,8 +218,8 @@ class LiveService:
     def model_version(self) -> str:
         return self._last.model_version if self._last else self.primary.version
 
-    async def load_image(self, data: bytes) -> Image.Image:
-        return await (await self._live())[0].load_image(data)
+    async def load_image(self, data: bytes, crop: Box | None = None) -> Image.Image:
+        return await (await self._live())[0].load_image(data, crop)
 
     async def search(self, query: SearchQuery) -> SearchOutcome:
         return await (await self._live())[0].search(query)
@@ -244,7 +252,7 @@ class LiveService:
         live, pending = await self._live(fresh=True)
         await live.delete(product_id)
         if pending:
-            await self._mirror(pending, lambda target: asyncio.to_thread(
+            await self._mirror(pending, lambda target: store_call(
                 target.store.delete, [product_id]))
 
     async def _write_copy(self, target: SearchService, product: Product,
@@ -256,7 +264,7 @@ class LiveService:
         digests = tuple(hashlib.sha256(data).hexdigest() for data in images)  # as the live write
         item = StoredProduct(replace(product), np.stack(vectors[1:]), vectors[0],
                              product.content_hash(digests), target.model_version)
-        await asyncio.to_thread(target.store.upsert, [item])
+        await store_call(target.store.upsert, [item])
 
     async def _mirror(self, pending: str, write: Callable[[SearchService], Awaitable[Any]]) -> None:
         try:

@@ -2,16 +2,22 @@
 
 Embedding goes through two async callables, so the same class runs with Serve
 DeploymentHandles (production) or with in-process embedders (unit tests, the baseline).
-Store calls are blocking gRPC and run in worker threads to keep the event loop free.
+Store calls are blocking gRPC and run in worker threads to keep the event loop free. Decoding
+and store calls have thread pools of their own (`Pools`), shared by the process: slow decodes
+(two at a time) never take the threads that searches, writes and /readyz need, and neither
+takes asyncio's default executor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,7 @@ from PIL import Image
 
 from lookalike.catalog.product import Product
 from lookalike.facets import FacetsCache
-from lookalike.images import UPLOAD_FORMATS, decode_image
+from lookalike.images import SHOPPER_DECODED_PIXELS, UPLOAD_FORMATS, Box, decode_image
 from lookalike.media import LocalMedia, MediaStore
 from lookalike.query.understanding import QueryUnderstanding, combine
 from lookalike.query.vector_cache import QueryVectors
@@ -39,6 +45,35 @@ MAX_COLLAPSE_FETCH = 2000
 
 EmbedImage = Callable[[Image.Image], Awaitable[np.ndarray]]
 EmbedText = Callable[[str], Awaitable[np.ndarray]]
+DECODE_THREADS = 2  # shopper images decoded at once per process (each up to ~64 MB, CPU-bound)
+STORE_THREADS = 8  # blocking store calls at once per process (gRPC waits, little CPU)
+
+
+class Pools:
+    """The process's worker threads by kind of work, made on first use (after any fork)."""
+
+    _lock = threading.Lock()
+    _pools: dict[str, ThreadPoolExecutor] = {}
+    SIZES = {"decode": DECODE_THREADS, "store": STORE_THREADS}
+
+    @classmethod
+    def get(cls, kind: str) -> ThreadPoolExecutor:
+        with cls._lock:
+            pool = cls._pools.get(kind)
+            if pool is None:
+                pool = cls._pools[kind] = ThreadPoolExecutor(
+                    cls.SIZES[kind], thread_name_prefix=f"lookalike-{kind}")
+            return pool
+
+
+async def run_in(kind: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """asyncio.to_thread, on the `kind` pool ("decode" or "store") instead of the default."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(Pools.get(kind), functools.partial(fn, *args, **kwargs))
+
+
+async def store_call(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    return await run_in("store", fn, *args, **kwargs)
 
 
 class NotFoundError(LookupError):
@@ -140,14 +175,16 @@ class SearchService:
         self.cross_modal = cross_modal
         self.variant_overfetch = variant_overfetch
 
-    def _prepare(self, data: bytes) -> Image.Image:
-        img = decode_image(data, formats=UPLOAD_FORMATS, min_short_side=self._min_short_side)
+    def _prepare(self, data: bytes, crop: Box | None = None) -> Image.Image:
+        img = decode_image(data, formats=UPLOAD_FORMATS, min_short_side=self._min_short_side,
+                           crop=crop, max_decoded_pixels=SHOPPER_DECODED_PIXELS)
         return self._shrink(img) if self._shrink else img
 
-    async def load_image(self, data: bytes) -> Image.Image:
-        """Decode (bounded, images.py) and shrink untrusted bytes in a worker thread: a large
-        image never blocks the event loop. InvalidImageError and its kinds go to the caller."""
-        return await asyncio.to_thread(self._prepare, data)
+    async def load_image(self, data: bytes, crop: Box | None = None) -> Image.Image:
+        """Decode (bounded, images.py), crop (`crop`: fractions of the photo, checked in its
+        pixels) and shrink untrusted bytes on the decode pool: a large image never blocks the
+        event loop or the store's threads. InvalidImageError and its kinds go to the caller."""
+        return await run_in("decode", self._prepare, data, crop)
 
     async def search(self, query: SearchQuery) -> SearchOutcome:
         if not query.text and query.image is None:
@@ -197,12 +234,12 @@ class SearchService:
                         top_k=fetch, needs_pool=query.image is not None, enough=wanted)
 
         if query.collapse_variants:
-            ranked = await asyncio.to_thread(self._collapsed, ranked_hits, wanted)
+            ranked = await store_call(self._collapsed, ranked_hits, wanted)
         else:
-            ranked = await asyncio.to_thread(ranked_hits, wanted)
+            ranked = await store_call(ranked_hits, wanted)
         if query.diversity > 0:
-            ranked.hits = await asyncio.to_thread(self._diversify, ranked.hits, query)
-        members = await asyncio.to_thread(self.variants_of, ranked.hits)
+            ranked.hits = await store_call(self._diversify, ranked.hits, query)
+        members = await store_call(self.variants_of, ranked.hits)
         t.search_ms = _ms(start)
         return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode,
                              model_version=self.model_version, variants=members)
@@ -251,7 +288,7 @@ class SearchService:
         photo = await self.embed_image(image) if image is not None else None
         t.embed_ms = _ms(start)
         start = time.perf_counter()
-        hits = await asyncio.to_thread(recommend, self.store, positive=positive, negative=negative,
+        hits = await store_call(recommend, self.store, positive=positive, negative=negative,
                                        photo=photo, strategy=strategy, top_k=top_k, filters=filters)
         t.search_ms = _ms(start)
         return SearchOutcome(hits, t, model_version=self.model_version)
@@ -262,21 +299,21 @@ class SearchService:
         the product itself (cheaper, another colour, its category, a size)."""
         t = Timings()
         start = time.perf_counter()
-        rec = (await asyncio.to_thread(self.store.get, [product_id], with_vectors=True)).get(product_id)
+        rec = (await store_call(self.store.get, [product_id], with_vectors=True)).get(product_id)
         if rec is None:
             raise NotFoundError(product_id)
         if relative:
             colours = (await self.facets()).get("color") or {} if relative.other_color else {}
             filters = relative_filters(rec.product, relative, filters, colors=list(colours))
         # Every stored photo queries at once; a candidate scores by its best-matching pair.
-        hits = await asyncio.to_thread(
+        hits = await store_call(
             self.store.search, image_vectors=rec.image_vectors, text_vector=rec.text_vector,
             image_weight=0.7, filters=filters, top_k=top_k, exclude_ids=[product_id])
         t.search_ms = _ms(start)
         return SearchOutcome(hits, t, model_version=self.model_version)
 
     async def get(self, product_id: str) -> Product:
-        rec = (await asyncio.to_thread(self.store.get, [product_id])).get(product_id)
+        rec = (await store_call(self.store.get, [product_id])).get(product_id)
         if rec is None:
             raise NotFoundError(product_id)
         return rec.product
@@ -291,21 +328,21 @@ class SearchService:
                                        *(self.embed_image(img) for img in decoded))
         digests = tuple(hashlib.sha256(data).hexdigest() for data in images)
         pid = product.product_id
-        old = (await asyncio.to_thread(self.store.get, [pid], with_vectors=True)).get(pid)
+        old = (await store_call(self.store.get, [pid], with_vectors=True)).get(pid)
         # A product rewritten through the API stays in its variant group (an explicit
         # group_id in its metadata wins); the photos' hashes let the next ingest group it.
         group = explicit_group(product.attributes) or (old.group_id if old is not None else "")
-        hashes = tuple(await asyncio.to_thread(lambda: [phash_hex(img) for img in decoded]))
+        hashes = tuple(await run_in("decode", lambda: [phash_hex(img) for img in decoded]))
         item = StoredProduct(product, np.stack(vectors[1:]), vectors[0],
                              product.content_hash(digests), self.model_version,
                              group_id=group, phashes=hashes)
-        await asyncio.to_thread(self.store.upsert, [item])
+        await store_call(self.store.upsert, [item])
         self._facets.invalidate()
         # Files only after the product is stored: a failed store write leaves no orphan files
         # (and a concurrent clean-up sees the new product before it could remove its files).
         try:
             for data in images:
-                await asyncio.to_thread(self.media.save, data)
+                await store_call(self.media.save, data)
         except OSError as exc:
             await self._undo_upsert(pid, old, refs)
             raise MediaUnavailable(f"cannot save the uploaded images: {exc.strerror or exc}") \
@@ -319,9 +356,9 @@ class SearchService:
         version, or no product), then drop the new files nobody lists. Nothing half-stored."""
         try:
             if old is None:
-                await asyncio.to_thread(self.store.delete, [pid])
+                await store_call(self.store.delete, [pid])
             else:
-                await asyncio.to_thread(self.store.upsert, [StoredProduct(
+                await store_call(self.store.upsert, [StoredProduct(
                     old.product, np.stack(old.image_vectors), old.text_vector,
                     old.content_hash, old.model_version, old.source, group_id=old.group_id)])
         except (StoreError, ValueError) as exc:  # ValueError: an old version without vectors
@@ -333,8 +370,8 @@ class SearchService:
         await self._release_media([r for r in refs if r not in kept])
 
     async def delete(self, product_id: str) -> None:
-        old = (await asyncio.to_thread(self.store.get, [product_id])).get(product_id)
-        if await asyncio.to_thread(self.store.delete, [product_id]) == 0:
+        old = (await store_call(self.store.get, [product_id])).get(product_id)
+        if await store_call(self.store.delete, [product_id]) == 0:
             raise NotFoundError(product_id)
         self._facets.invalidate()
         if old is not None:
@@ -344,15 +381,15 @@ class SearchService:
         """Remove uploaded files no stored product lists any more (the write has succeeded,
         so a failure here leaves an orphan file and a log line, not a failed request)."""
         try:
-            await asyncio.to_thread(self.media.remove_unreferenced, refs,
+            await store_call(self.media.remove_unreferenced, refs,
                                     self.store.referenced_images)
         except (StoreError, OSError) as exc:
             log.warning("media clean-up failed, files may be left over: %s", exc)
 
     async def count(self) -> int:
-        return await asyncio.to_thread(self.store.count)
+        return await store_call(self.store.count)
 
     async def facets(self) -> dict[str, Any]:
         """Cached (see lookalike/facets.py): current after this process's writes, and within
         facets_ttl_s after anyone else's."""
-        return await asyncio.to_thread(self._facets.get)
+        return await store_call(self._facets.get)

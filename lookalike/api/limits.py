@@ -4,10 +4,18 @@
 app reads them, so a chunked body (no Content-Length) is bounded exactly like a declared one,
 and a body is never buffered beyond its route's limit. A declared Content-Length over the limit
 is refused before a byte is read.
+
+JSON (`parse_json`): before parsing, everything but an image's base64 is bounded
+(MAX_JSON_STRUCTURE_BYTES: the bytes outside the base64 alphabet, which every JSON value, key
+and nesting level needs at least one of), so a body's parse and depth check cost at most a few
+milliseconds whatever its size; routes run it off the event loop anyway. Numbers outside what
+a double or an int64 holds, NaN and Infinity, and strings holding lone UTF-16 surrogates are
+refused (422) instead of failing later in Python's int conversion, the store or the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -24,11 +32,16 @@ MAX_URL_CHARS = 2048
 MAX_JSON_DEPTH = 8
 MAX_METADATA_BYTES = 64 * 1024
 SMALL_BODY_BYTES = 64 * 1024  # any route that takes no upload
+MAX_JSON_STRUCTURE_BYTES = 64 * 1024  # a JSON body's bytes outside the base64 alphabet
+MAX_INT = 2 ** 63 - 1  # JSON integers: what the store's int64 holds
+MAX_NUMBER_CHARS = 64  # a longer number literal is no price, count or weight
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # Settings.max_upload_bytes' default, for the schema
 
 # Filter values: no C0 control character at all. Search text: tabs and newlines are fine.
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 TEXT_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # from "\ud800" escapes: not encodable text
+BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 
 def max_base64_chars(max_upload: int = DEFAULT_MAX_UPLOAD) -> int:
@@ -42,15 +55,31 @@ class BodyTooLarge(Exception):
 
 
 class InvalidJson(ValueError):
-    pass
+    """Not valid JSON, or nested too deep: a 400."""
+
+
+class JsonTooLarge(InvalidJson):
+    """Too much JSON outside an image's base64 (a 413)."""
+
+
+class InvalidNumber(InvalidJson):
+    """A number no field can take: too long, out of int64, NaN or infinite (a 422)."""
+
+
+class InvalidText(InvalidJson):
+    """A string holding a lone UTF-16 surrogate (a 422)."""
 
 
 def body_limit(*, method: str, path: str, content_type: str, max_upload: int,
                max_images: int) -> int:
     """The most bytes a request to this route may send."""
-    if method == "POST" and path == "/v1/search":
+    if method == "POST" and path in ("/v1/search", "/v1/recommend"):
+        # JSON: one image in base64 (image_base64) plus a few small fields, the structure
+        # bounded again before parsing (parse_json); /v1/recommend takes JSON only.
         if content_type.startswith("application/json"):
             return max_base64_chars(max_upload) + SMALL_BODY_BYTES
+        if path == "/v1/recommend":
+            return SMALL_BODY_BYTES
         return max_upload + SMALL_BODY_BYTES  # one image plus a few small fields
     if method == "PUT" and path.startswith("/v1/products/"):
         return max_upload * max_images + MAX_METADATA_BYTES + SMALL_BODY_BYTES
@@ -129,27 +158,83 @@ class BodyLimitMiddleware:
 
 def json_depth(value: Any) -> int:
     """Nesting depth of parsed JSON, iteratively (no recursion to exhaust)."""
-    deepest = 0
+    return _walk(value)[0]
+
+
+def _walk(value: Any) -> tuple[int, bool]:
+    """(nesting depth, whether a key or string holds a lone surrogate), iteratively."""
+    deepest, lone = 0, False
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
             deepest = max(deepest, depth)
+            lone = lone or any(LONE_SURROGATE.search(k) for k in item)
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             deepest = max(deepest, depth)
             stack.extend((v, depth + 1) for v in item)
-    return deepest
+        elif isinstance(item, str) and not lone:
+            lone = LONE_SURROGATE.search(item) is not None
+    return deepest, lone
 
 
-def parse_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """json.loads that refuses deep nesting (400) instead of recursing into a 500."""
+def structure_bytes(raw: bytes | str) -> int:
+    """The bytes of a JSON body outside the base64 alphabet: every value, key, separator and
+    nesting level has at least one, an image's base64 none. One C pass, no parsing."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    return len(data.translate(None, BASE64_ALPHABET))
+
+
+def _int(text: str) -> int:
+    if len(text) > 20:  # 19 digits and a sign: int64; never Python's slow, limited int()
+        raise InvalidNumber(f"the number {text[:20]}... has {len(text)} digits; at most "
+                            f"{MAX_INT} in size")
+    value = int(text)
+    if abs(value) > MAX_INT:
+        raise InvalidNumber(f"the number {text} is larger than {MAX_INT}")
+    return value
+
+
+def _float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise InvalidNumber(f"the number {text[:20]}... is {len(text)} characters long; at "
+                            f"most {MAX_NUMBER_CHARS}")
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidNumber(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise InvalidNumber(f"{text} is not a number JSON allows")
+
+
+def parse_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH,
+               max_structure: int = MAX_JSON_STRUCTURE_BYTES) -> Any:
+    """json.loads, bounded: more than `max_structure` bytes outside the base64 alphabet is
+    JsonTooLarge (checked before parsing); nesting deeper than `max_depth` (never a
+    RecursionError) and malformed JSON are InvalidJson; InvalidNumber and InvalidText as
+    above. Blocking (a 10 MiB body of base64 takes ~10 ms): call it off the event loop."""
+    if structure_bytes(raw) > max_structure:
+        raise JsonTooLarge(f"more than {max_structure} bytes of JSON besides an image's "
+                           "base64")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except InvalidJson:
+        raise
     except RecursionError:
         raise InvalidJson(f"JSON nested deeper than {max_depth} levels") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
         raise InvalidJson("not valid JSON") from None
-    if json_depth(value) > max_depth:
+    depth, lone = _walk(value)
+    if depth > max_depth:
         raise InvalidJson(f"JSON nested deeper than {max_depth} levels")
+    if lone:
+        raise InvalidText("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff): not text")
     return value
+
+
+async def parse_json_off_loop(raw: bytes | str, **kwargs: Any) -> Any:
+    """parse_json in a worker thread: the event loop keeps answering (/healthz too)."""
+    return await asyncio.to_thread(parse_json, raw, **kwargs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import time
 from typing import Annotated, Any
@@ -27,6 +26,7 @@ from lookalike.api.search_routes import (
     TopK,
     check_params,
     check_top_k,
+    json_error,
     make_filters,
     search_response,
 )
@@ -34,7 +34,7 @@ from lookalike.catalog.manifest import PRODUCT_ID, RowError, parse_row
 from lookalike.catalog.product import Product
 from lookalike.images import CONTENT_TYPES, UPLOAD_FORMATS, InvalidImageError, sniff_content_type
 from lookalike.rank.relative import Relative
-from lookalike.search import NotFoundError
+from lookalike.search import NotFoundError, store_call
 from lookalike.store.base import Hit
 
 router = APIRouter(tags=["products"])
@@ -108,7 +108,7 @@ async def product_image(ctx: Ctx, product_id: ProductId,
         raise NotFoundError(f"{product_id} has no image {n}")
     s = ctx.settings
     roots = (s.media_dir, s.data_dir, *s.image_roots, *([s.catalog_root] if s.catalog_root else []))
-    target = await asyncio.to_thread(
+    target = await store_call(
         image_refs.resolve, product.images[n], roots=roots, redirect_hosts=s.image_redirect_hosts,
         media=ctx.service.media, catalog_root=s.catalog_root)
     if target is None:
@@ -165,9 +165,9 @@ async def put_product(request: Request, ctx: Ctx, product_id: ProductId) -> JSON
     if not isinstance(raw, str):
         raise ApiError(422, "invalid_metadata", "metadata must be a text field")
     try:
-        metadata = limits.parse_json(raw)
+        metadata = await limits.parse_json_off_loop(raw)
     except limits.InvalidJson as exc:
-        raise ApiError(400, "invalid_json", f"metadata is {exc}") from None
+        raise json_error(exc, "metadata") from None
     if not isinstance(metadata, dict):
         raise ApiError(422, "invalid_metadata", "metadata must be a JSON object")
     if metadata.get("product_id", product_id) != product_id:

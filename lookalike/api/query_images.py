@@ -1,4 +1,5 @@
-"""The query image of a search, from an upload, base64 or a URL: bounded, decoded off the loop."""
+"""The query image of a search, from an upload, base64 or a URL: bounded, decoded off the loop
+(on the search service's decode pool), cropped in source pixels before the shrink."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from lookalike.api.errors import ApiError
 from lookalike.fetch import FetchError, FetchTimeout, TooLargeError, fetch_url
 from lookalike.images import (
     BadAspectRatio,
+    BadCrop,
+    Box,
     InvalidImageError,
+    TooComplex,
     TooManyPixels,
     UnsupportedImageFormat,
 )
@@ -27,16 +31,22 @@ def image_error(exc: InvalidImageError) -> ApiError:
         return ApiError(413, "too_many_pixels", str(exc))
     if isinstance(exc, BadAspectRatio):
         return ApiError(422, "bad_aspect_ratio", str(exc))
+    if isinstance(exc, BadCrop):
+        return ApiError(422, "invalid_crop", str(exc))
+    if isinstance(exc, TooComplex):
+        return ApiError(422, "image_too_complex", str(exc))
     if isinstance(exc, UnsupportedImageFormat):
         return ApiError(415, "unsupported_image_format", str(exc))
     return ApiError(415, "invalid_image", f"not an image: {exc}")
 
 
-async def decode(ctx: ApiContext, data: bytes) -> Image.Image:
+async def decode(ctx: ApiContext, data: bytes, crop: Box | None = None) -> Image.Image:
+    """The decoded (and shrunk) query photo; `crop` is cut from the source first. Every way
+    the bytes can be bad is a 4xx (images.py raises only InvalidImageError kinds)."""
     if len(data) > ctx.settings.max_upload_bytes:
         raise ApiError(413, "too_large", f"image larger than {ctx.settings.max_upload_bytes} bytes")
     try:
-        return await ctx.service.load_image(data)
+        return await ctx.service.load_image(data, crop)
     except InvalidImageError as exc:
         raise image_error(exc) from exc
 

@@ -28,7 +28,7 @@ from lookalike.api.models import (
     split_ids,
     to_filters,
 )
-from lookalike.images import crop_fraction
+from lookalike.images import Box
 from lookalike.search import SearchOutcome, SearchQuery
 from lookalike.store.base import Filters
 
@@ -110,11 +110,6 @@ def dropped(values: list[str] | None) -> tuple[str, ...]:
         raise invalid(str(exc)) from None
 
 
-def cropped(image: Any, box: tuple[float, float, float, float] | None) -> Any:
-    """The shopper's crop of the photo is what gets embedded (and read for its colour)."""
-    return crop_fraction(image, box) if box is not None and image is not None else image
-
-
 def body_filters(f: SearchFilters | None) -> Filters:
     price = f.price if f and f.price else None
     return make_filters(categories=as_list(f and f.category), colors=as_list(f and f.color),
@@ -122,21 +117,35 @@ def body_filters(f: SearchFilters | None) -> Filters:
                         max_price=price and price.lte)
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
+def json_error(exc: limits.InvalidJson, what: str) -> ApiError:
+    """The answer to a JSON body (or field) parse_json refused."""
+    if isinstance(exc, limits.JsonTooLarge):
+        return ApiError(413, "too_large", f"{what}: {exc}")
+    if isinstance(exc, limits.InvalidNumber):
+        return ApiError(422, "invalid_number", f"{what}: {exc}")
+    if isinstance(exc, limits.InvalidText):
+        return ApiError(422, "invalid_unicode", f"{what}: {exc}")
+    return ApiError(400, "invalid_json", f"{what} is {exc}")
+
+
+async def parse_body(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a body: bounded before parsing, parsed off the event loop."""
     try:
-        body = limits.parse_json(raw)
+        body = await limits.parse_json_off_loop(raw)
     except limits.InvalidJson as exc:
-        raise ApiError(400, "invalid_json", f"the body is {exc}") from None
+        raise json_error(exc, "the body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return body
 
 
-async def body_image(ctx: ApiContext, image_base64: str | None, image_url: str | None) -> Any:
+async def body_image(ctx: ApiContext, image_base64: str | None, image_url: str | None,
+                     crop: Box | None = None) -> Any:
+    """The query photo, its crop (if any) cut from the decoded source before any shrink."""
     if image_base64:
-        return await query_images.decode(ctx, query_images.from_base64(image_base64))
+        return await query_images.decode(ctx, query_images.from_base64(image_base64), crop)
     if image_url:
-        return await query_images.decode(ctx, await query_images.fetch(ctx, image_url))
+        return await query_images.decode(ctx, await query_images.fetch(ctx, image_url), crop)
     return None
 
 
@@ -209,13 +218,13 @@ async def search_post(request: Request, ctx: Ctx) -> dict[str, Any]:
 
 async def json_query(request: Request, ctx: ApiContext) -> SearchQuery:
     try:
-        req = SearchRequest.model_validate(parse_body(await request.body()))
+        req = SearchRequest.model_validate(await parse_body(await request.body()))
     except ValidationError as exc:
         raise validation_error(exc) from None
     not_like = product_ids(req.not_like, "not_like")
     filters = body_filters(req.filters)
-    image = await body_image(ctx, req.image_base64, req.image_url)
-    return build_query(ctx, text=req.text, image=cropped(image, req.crop and req.crop.box()),
+    image = await body_image(ctx, req.image_base64, req.image_url, req.crop and req.crop.box())
+    return build_query(ctx, text=req.text, image=image,
                        top_k=req.top_k, image_weight=float(req.image_weight), filters=filters,
                        infer=req.infer, not_like=not_like, diversity=float(req.diversity),
                        drop_inferred=list(req.drop_inferred or []),
@@ -258,12 +267,12 @@ async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
     if isinstance(upload, UploadFile):
         data = await upload.read(ctx.settings.max_upload_bytes + 1)
         if data:
-            image = await query_images.decode(ctx, data)
+            image = await query_images.decode(ctx, data, box)
     elif upload not in (None, ""):
         raise invalid("image must be a file")
     filters = make_filters(categories=req.category, colors=req.color, sizes=req.size,
                            min_price=req.min_price, max_price=req.max_price)
-    return build_query(ctx, text=req.text, image=cropped(image, box), top_k=req.top_k,
+    return build_query(ctx, text=req.text, image=image, top_k=req.top_k,
                        image_weight=req.image_weight, filters=filters, infer=req.infer,
                        not_like=not_like, diversity=req.diversity,
                        drop_inferred=req.drop_inferred, collapse_variants=req.collapse_variants)
@@ -301,7 +310,7 @@ async def recommend(request: Request, ctx: Ctx) -> dict[str, Any]:
     if ctype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json")
     try:
-        req = RecommendRequest.model_validate(parse_body(await request.body()))
+        req = RecommendRequest.model_validate(await parse_body(await request.body()))
     except ValidationError as exc:
         raise validation_error(exc) from None
     positive, negative = product_ids(req.positive, "positive"), product_ids(req.negative, "negative")

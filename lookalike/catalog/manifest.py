@@ -70,6 +70,8 @@ def _text(limit: int) -> Any:
 def _price(v: Any) -> float | None:
     if _empty(v):
         return None
+    if isinstance(v, bool):  # float(True) is 1.0: a JSON true is no price
+        raise ValueError(f"not a number: {v!r}")
     try:
         p = float(v)
     except (TypeError, ValueError):

@@ -56,9 +56,9 @@ def make_client(store: object, tmp_path: Path, records: list | None = None,
                       raise_server_exceptions=False)
 
 
-def jpeg() -> bytes:
+def jpeg(size: tuple[int, int] = (32, 32)) -> bytes:
     buf = io.BytesIO()
-    Image.new("RGB", (32, 32), (200, 10, 10)).save(buf, "JPEG")
+    Image.new("RGB", size, (200, 10, 10)).save(buf, "JPEG")
     return buf.getvalue()
 
 
@@ -241,12 +241,12 @@ def test_the_crop_is_what_gets_embedded(tmp_path: Path) -> None:
     service = SearchService(store=OneProductStore(), embed_image=embed_image, embed_text=embed,
                             media_dir=tmp_path)
     client = TestClient(create_api(service, Settings(data_dir=tmp_path, admin_key=ADMIN_KEY)))
-    data = base64.b64encode(jpeg()).decode()  # 32 x 32
+    data = base64.b64encode(jpeg((64, 64))).decode()
     assert client.post("/v1/search", json={"image_base64": data, "crop": {"x": 0.25, "y": 0.5,
                                                                            "w": 0.5, "h": 0.5}}).status_code == 200
-    r = client.post("/v1/search", files={"image": ("a.jpg", jpeg(), "image/jpeg")},
+    r = client.post("/v1/search", files={"image": ("a.jpg", jpeg((64, 64)), "image/jpeg")},
                     data={"crop": "0,0,0.5,0.25"})
-    assert r.status_code == 200 and seen == [(16, 16), (16, 8)]
+    assert r.status_code == 200 and seen == [(32, 32), (32, 16)]
 
 
 class WriteLogStore(OneProductStore):

@@ -76,7 +76,10 @@ def deep(n: int) -> str:
 
 SEARCH_CASES = [
     # JSON bodies
-    ({"content": deep(100_000), "headers": {"content-type": "application/json"}}, 400,
+    # over the JSON structure bound: refused before parsing
+    ({"content": deep(100_000), "headers": {"content-type": "application/json"}}, 413,
+     "too_large"),
+    ({"content": deep(20_000), "headers": {"content-type": "application/json"}}, 400,
      "invalid_json"),
     ({"content": '{"text": "x", "filters": ' + deep(50) + "}",
       "headers": {"content-type": "application/json"}}, 400, "invalid_json"),

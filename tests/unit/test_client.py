@@ -420,10 +420,10 @@ class RecordingService:
         return SearchOutcome(hits=[Hit(Stored("p1", title="t", images=("/x.jpg",)), 0.5)],
                              timings=Timings())
 
-    async def load_image(self, data: bytes) -> Any:
+    async def load_image(self, data: bytes, crop: Any = None) -> Any:
         from lookalike.images import UPLOAD_FORMATS, decode_image
 
-        return decode_image(data, formats=UPLOAD_FORMATS)  # the routes' own decoding
+        return decode_image(data, formats=UPLOAD_FORMATS, crop=crop)  # the routes' own decoding
 
     async def search(self, query: Any) -> Any:
         self.calls.append(("search", query))
