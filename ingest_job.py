@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.ray_address or args.ray_address == "local":
         # A private local Ray binds to loopback only (Ray otherwise picks the LAN address);
-        # must be set before ray is imported.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # must be set before ray is imported. Forced: an inherited 1 would move it onto the LAN.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     setup_logging()
 

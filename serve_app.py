@@ -31,14 +31,15 @@ class AppArgs(BaseModel):
 def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     args = args if isinstance(args, AppArgs) else AppArgs(**(args or {}))
     settings = Settings(**args.settings)  # fails fast on bad values, before any replica starts
-    # The embedders get no admin key: only the router checks writes.
-    resolved = settings.model_dump(mode="json", exclude={"admin_key"})
-    # Every router replica must check writes against one key: resolve it once, here. A
-    # SecretStr, so it shows masked wherever Serve prints the router's arguments.
-    router_settings = {**resolved, "admin_key": settings.resolved_admin_key()}
+    # The embedders get no secret at all: they reach neither the store, the media nor writes.
+    embedder_settings = settings.replica_settings(secrets=False)
+    # The router gets every secret's value (S3 keys, Milvus token) as a SecretStr: masked
+    # wherever Serve prints its arguments. Every router replica must check writes against one
+    # admin key: resolve it once, here.
+    router_settings = {**settings.replica_settings(), "admin_key": settings.resolved_admin_key()}
     # No resources in code: Serve replaces a deployment's ray_actor_options with the YAML's
     # whole, so GPUs set here were silently dropped. serve_config.gpu.yaml gives the GPUs; an
     # embedder told to use CUDA without one fails at start with a message saying so.
-    return SearchRouter.bind(ImageEmbedderDeployment.bind(resolved, args.image_threads),
-                             TextEmbedderDeployment.bind(resolved, args.text_threads),
+    return SearchRouter.bind(ImageEmbedderDeployment.bind(embedder_settings, args.image_threads),
+                             TextEmbedderDeployment.bind(embedder_settings, args.text_threads),
                              router_settings)

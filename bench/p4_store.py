@@ -148,9 +148,10 @@ def wait_indexed(client: MilvusClient, name: str, timeout_s: float) -> bool:
     return False
 
 
-def searcher(uri: str, name: str, queries: np.ndarray, ef: int) -> Callable[[], Callable]:
+def searcher(uri: str, name: str, queries: np.ndarray, ef: int,
+             token: str = "") -> Callable[[], Callable]:
     def make() -> Callable[[int], list[int]]:
-        client = MilvusClient(uri=uri)
+        client = MilvusClient(uri=uri, token=token)
         params = {"metric_type": "COSINE", "params": {"ef": ef}}
 
         def run(i: int) -> list[int]:
@@ -301,7 +302,7 @@ def main() -> int:
     try:
         os.environ["LOOKALIKE_LITE_PATCH"] = "1"
         server.ensure_running()
-        client = MilvusClient(uri=uri)
+        client = MilvusClient(uri=uri, token=server.token())
         for dim, n in sets:
             name = f"p4_{dim}_{n}"
             base, queries, truth = data[dim]
@@ -318,7 +319,7 @@ def main() -> int:
                                  "index_ready_after_flush_s": ready_s}
             print(f"{name}: insert {n / ingest_s:.0f} rows/s, index ready {ready} after "
                   f"{ready_s:.0f}s", flush=True)
-            make = searcher(uri, name, queries, settings.search_ef)
+            make = searcher(uri, name, queries, settings.search_ef, server.token())
             fn = make()
             for i in range(20):
                 fn(i)  # warm connection and caches
@@ -347,12 +348,12 @@ def main() -> int:
         # Same data directory, unpatched (cold start loads the index files already built).
         os.environ["LOOKALIKE_LITE_PATCH"] = "0"
         server.ensure_running(timeout_s=600)
-        client = MilvusClient(uri=uri)
+        client = MilvusClient(uri=uri, token=server.token())
         for dim, n in sets:
             name = f"p4_{dim}_{n}"
             base, queries, truth = data[dim]
             client.load_collection(name)
-            fn = searcher(uri, name, queries, settings.search_ef)()
+            fn = searcher(uri, name, queries, settings.search_ef, server.token())()
             fn(0)
             lat, found = latency(fn, args.unpatched_queries)
             result["sets"][name]["unpatched"] = {

@@ -69,14 +69,17 @@ class NoModel:
 class FloorRouter:
     """Serve's plain HTTP handler (`__call__` gets the request): no web framework at all."""
 
-    def __init__(self, model: Any, level: str, lite_uri: str, collection: str) -> None:
+    def __init__(self, model: Any, level: str, lite_uri: str, collection: str,
+                 token_file: str = "") -> None:
         from pymilvus import MilvusClient
 
         from lookalike.images import decode_image, resize_short_side
 
         self.model, self.level, self.collection = model, level, collection
         self.decode, self.resize = decode_image, resize_short_side
-        self.client = MilvusClient(uri=lite_uri) if level == "store" else None
+        # The server's token, read from its file here: Serve prints deployment arguments.
+        token = Path(token_file).read_text().strip() if token_file else ""
+        self.client = MilvusClient(uri=lite_uri, token=token) if level == "store" else None
 
     def _prepare(self, data: bytes) -> Any:
         return self.resize(self.decode(data, min_short_side=256), 256)
@@ -169,7 +172,8 @@ def main() -> int:
     try:
         for level in args.levels:
             serve.run(router.bind(model.bind(np.stack(vectors)), level,
-                                  f"http://127.0.0.1:{server.port}", "floor"),
+                                  f"http://127.0.0.1:{server.port}", "floor",
+                                  str(server.token_file)),
                       name=APP_NAME, route_prefix="/")
             asyncio.run(_warm(url, payloads))
             run = saturation(url, payloads, args.concurrency, args.duration)

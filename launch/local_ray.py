@@ -43,12 +43,26 @@ def check_port_free(port: int, variable: str, host: str = "127.0.0.1") -> None:
                             "(or stop what runs there, e.g. `lookalike stop`)") from None
 
 
+CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_only() -> None:
+    """The private Ray on loopback even when `ray` was imported before the switch was forced
+    (Ray reads it into ray_constants at import, and reads that constant when it picks the node's
+    address). ray.init's `_node_ip_address="127.0.0.1"` cannot do it: Ray 2.60 turns a loopback
+    address given there into the LAN address (services.resolve_ip_for_localhost)."""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def prepare_environment() -> None:
     """Before `ray` is first imported (it reads the first switch at import), and inherited by
     every process Ray starts."""
     # The node on 127.0.0.1, not the LAN address (Ray's switch; it names Windows/OSX but works
-    # on Linux too).
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # on Linux too). Forced, not defaulted: this Ray is private, and an inherited 1 put its
+    # node, object store and workers on the machine's LAN address.
+    os.environ[CLUSTER_SWITCH] = "0"
     # Serve tuned for throughput: among others, every router replica also listens for HTTP
     # itself (direct ingress), which the front proxy routes to instead of Serve's proxy
     # (launch/replica_routes.py), and handles call replicas over gRPC.
@@ -82,6 +96,7 @@ def init_local(**options: Any) -> None:
     prepare_environment()
     import ray
 
+    loopback_only()
     for attempt in range(1, START_TRIES + 1):
         before = set(procs.descendants(os.getpid()))
         try:

@@ -37,12 +37,14 @@ def warning_lines(warnings: Sequence[str]) -> list[str]:
     return [_row("WARNING:", w) for w in warnings]
 
 
-def ready_banner(run: RunRecord, *, products: int | None, admin_key: str,
+def ready_banner(run: RunRecord, *, products: int | None, admin_key_at: str,
                  warnings: Sequence[str] = ()) -> str:
+    """`admin_key_at`: where the admin key is (its file, or the setting), never the key: the
+    banner lands in terminals, scrollback and captured logs."""
     count = "" if products is None else f"  ({products} products searchable)"
     lines = ["", *warning_lines(warnings), _row("lookalike is ready:", run.app_url + count),
              _row("API docs:", run.app_url + "/docs"),
-             _row("admin key (PUT/DELETE):", admin_key),
+             _row("admin key (PUT/DELETE):", f"in {admin_key_at}"),
              *watch_lines(run),
              "", "  Press Ctrl-C to stop (or run `lookalike stop` in another terminal).", ""]
     return "\n".join(lines)

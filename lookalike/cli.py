@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lookalike import runfile
-from lookalike.config import Settings
+from lookalike.config import Settings, private_dir
 
 STOP_WAIT_S = 60.0  # how long `lookalike stop` waits for the app to exit
 
@@ -105,8 +105,33 @@ def _stop_all(cluster, front, lite, owned_lite: bool, reason: str) -> None:
     _say(f"stopped in {time.monotonic() - started:.1f} s ({stopped} Ray processes)")
 
 
+def check_secrets(settings: Settings) -> list[str]:
+    """Before anything starts: the data directory (made 0700), the admin key and the embedded
+    store's token (made once, 0600). Raises ValueError for a key or token file other users may
+    read (it says `chmod 600 <file>`); returns warnings (a data directory open to others)."""
+    warning = private_dir(settings.data_dir)
+    settings.resolved_admin_key()
+    if settings.embedded:
+        settings.resolved_milvus_token()
+    return [warning] if warning else []
+
+
+def admin_key_source(settings: Settings) -> str:
+    """Where the admin key is, for the banner: never the key itself."""
+    if settings.admin_key.get_secret_value():
+        return "the LOOKALIKE_ADMIN_KEY setting"
+    return str((settings.data_dir / "admin.key").resolve())
+
+
 def run_foreground(settings: Settings, *, command: str, config: Path,
                    demo_products: int | None = None, demo_source: str | None = None) -> int:
+    try:
+        dir_warnings = check_secrets(settings)
+    except ValueError as exc:
+        _say(f"lookalike {command} refused to start: {exc}")
+        return 1
+    for warning in dir_warnings:
+        _say(f"WARNING: {warning}")
     from lookalike.launch.local_ray import prepare_environment
 
     prepare_environment()  # first: the imports below import ray
@@ -157,8 +182,8 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
             _ingest_on(cluster, _prepare_demo(settings, demo_products, demo_source))
             ready = wait_ready(app_url)
         _say(ready_banner(run, products=ready.get("products"),
-                          admin_key=settings.resolved_admin_key().get_secret_value(),
-                          warnings=store_warnings(settings)))
+                          admin_key_at=admin_key_source(settings),
+                          warnings=[*dir_warnings, *store_warnings(settings)]))
         while True:
             time.sleep(3600)
     except Interrupted as exc:
@@ -268,7 +293,7 @@ def _drop_retired(settings: Settings) -> int:
 
     from lookalike.store import aliases
 
-    client = MilvusClient(uri=settings.resolved_milvus_uri, token=settings.milvus_token)
+    client = MilvusClient(uri=settings.resolved_milvus_uri, token=settings.resolved_milvus_token())
     try:
         names = aliases.retired(client, settings.collection)
         for name in names:

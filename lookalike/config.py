@@ -8,16 +8,22 @@ Bad values fail at start-up, not at the first request.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+log = logging.getLogger(__name__)
+
 EMBEDDED = "embedded"
+# What model_dump(mode="json") makes of a SecretStr: never a value a secret may hold.
+MASK = "**********"
 # A shorter Bearer key is guessable; generated keys are 32 characters.
 MIN_ADMIN_KEY_LEN = 16
 # How long a process that lost the race to create admin.key waits for the winner to write it.
@@ -54,7 +60,10 @@ class Settings(BaseSettings):
     # `lite_port`, data under `data_dir/milvus`. Anything else is a Milvus URI
     # (http://host:19530 for standalone or cluster) used as is.
     milvus_uri: str = EMBEDDED
-    milvus_token: str = ""
+    # A real Milvus's token (`user:password`, or an API key). The embedded milvus-lite ignores
+    # it: that server requires the token generated into data_dir/milvus-lite.token (mode 0600),
+    # so other local users cannot reach the catalogue (resolved_milvus_token).
+    milvus_token: SecretStr = SecretStr("")
     lite_port: int = Field(19530, ge=1, le=65535)
     collection: str = Field("products", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
     # A real Milvus (standalone or cluster): shards the collection is created with and
@@ -182,12 +191,19 @@ class Settings(BaseSettings):
             raise ValueError("milvus_uri must be 'embedded' or an http(s):// or tcp:// Milvus URI")
         return v
 
+    @field_validator("admin_key", "milvus_token", "media_s3_access_key", "media_s3_secret_key")
+    @classmethod
+    def _no_mask(cls, v: SecretStr) -> SecretStr:
+        # A dumped secret passed on by mistake (the S3 keys once reached boto3 as the mask).
+        if v.get_secret_value() == MASK:
+            raise ValueError("the value is the mask of a dumped secret: pass the secret itself "
+                             "(Settings.replica_settings keeps secrets' values)")
+        return v
+
     @field_validator("admin_key")
     @classmethod
     def _check_admin_key(cls, v: SecretStr) -> SecretStr:
         key = v.get_secret_value()
-        if key == "**********":  # what model_dump(mode="json") makes of a SecretStr
-            raise ValueError("admin_key is the mask of a dumped secret: pass the key itself")
         if key and len(key) < MIN_ADMIN_KEY_LEN:
             raise ValueError(f"admin_key must be at least {MIN_ADMIN_KEY_LEN} characters")
         return v
@@ -206,6 +222,23 @@ class Settings(BaseSettings):
                              "(LOOKALIKE_MILVUS_URI); the embedded milvus-lite has one shard "
                              "and no replicas")
         return self
+
+    @classmethod
+    def secret_fields(cls) -> tuple[str, ...]:
+        return tuple(name for name, field in cls.model_fields.items()
+                     if field.annotation is SecretStr)
+
+    def replica_settings(self, *, secrets: bool = True) -> dict[str, Any]:
+        """These settings as a Serve replica's init argument, which `Settings(**it)` rebuilds.
+
+        JSON values (paths as strings), except the secrets: those stay SecretStr, so their
+        values reach the replica (pickled by Ray) while repr and str, which Serve prints in its
+        logs and dashboard, show the mask. `model_dump(mode="json")` would hand the replica the
+        mask itself. secrets=False: no secret at all (a deployment that needs none).
+        """
+        names = set(self.secret_fields())
+        dumped = self.model_dump(mode="json", exclude=names)
+        return {**dumped, **{name: getattr(self, name) for name in names}} if secrets else dumped
 
     @property
     def embedded(self) -> bool:
@@ -233,21 +266,69 @@ class Settings(BaseSettings):
         if self.admin_key.get_secret_value():
             return self.admin_key
         path = self.data_dir / "admin.key"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # O_EXCL: exactly one process creates the file; 0600 from the first byte on.
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            key = _read_key_file(path)
-        else:
-            key = secrets.token_urlsafe(24)
-            with os.fdopen(fd, "w") as f:
-                f.write(key)
+        key = secret_file(path, "admin key file")
         if len(key) < MIN_ADMIN_KEY_LEN:
             what = "is empty" if not key else f"holds fewer than {MIN_ADMIN_KEY_LEN} characters"
             raise ValueError(f"admin key file {path} {what}: write a longer key into it, or delete "
                              "it to have one generated")
         return SecretStr(key)
+
+    def resolved_milvus_token(self) -> str:
+        """The token clients send: the configured one for a real Milvus; for the embedded
+        milvus-lite, the one its server requires (data_dir/milvus-lite.token, made once)."""
+        if self.embedded:
+            return secret_file(self.data_dir / LITE_TOKEN_FILE, "milvus-lite token file")
+        return self.milvus_token.get_secret_value()
+
+
+LITE_TOKEN_FILE = "milvus-lite.token"
+_warned: set[str] = set()  # each open data directory is logged once per process
+
+
+def private_dir(path: Path) -> str | None:
+    """Make the data directory, mode 0700 (parents as the umask says), if it is missing.
+
+    An existing directory is left as it is (it may be a volume or a folder someone chose on
+    purpose); if group or others may enter it, the returned warning says so and how to close it
+    (the secrets inside are 0600 files whatever the directory's mode). None: nothing to say.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return (f"data directory {path} is open to other users (mode {mode:04o}): run "
+                f"`chmod 700 {path}`")
+    return None
+
+
+def secret_file(path: Path, what: str) -> str:
+    """The secret in `path`, generated into it first if the file is missing (mode 0600 from the
+    first byte on; exactly one of several racing processes writes it).
+
+    Raises ValueError for a file that others may read or write: its secret is no secret."""
+    warning = private_dir(path.parent)
+    if warning and warning not in _warned:
+        _warned.add(warning)
+        log.warning("%s", warning)
+    try:
+        # O_EXCL: exactly one process creates the file; 0600 from the first byte on.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ValueError(f"{what} {path} can be read or written by other users (mode "
+                             f"{mode:04o}): run `chmod 600 {path}` and start again") from None
+        return _read_key_file(path)
+    key = secrets.token_urlsafe(24)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
 
 
 def _read_key_file(path: Path) -> str:

@@ -5,7 +5,11 @@ that every other process (Serve replicas, Ray Data writers, tests) reaches over 
 supervisor process restarts it if it dies (the original design's Docker restart policy).
 
 `LiteServer.ensure_running` is the one function that starts it; the CLI, router replicas, the
-ingest job, bench and tests all go through it. It listens on loopback, so it serves one host:
+ingest job, bench and tests all go through it. Every call must carry the token generated into
+data_dir/milvus-lite.token (mode 0600; `token()`, `Settings.resolved_milvus_token()`): loopback
+is open to every local user, the token file only to its owner.
+
+It listens on loopback, so it serves one host:
 when the Ray cluster this process belongs to spans several hosts, every host would start a
 store of its own and they would diverge, so `ensure_running` refuses (`check_one_host`) and
 says to set LOOKALIKE_MILVUS_URI. Several Ray nodes on ONE host (the multi-node test) share
@@ -27,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from lookalike.config import Settings
+from lookalike.config import LITE_TOKEN_FILE, Settings, secret_file
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -84,6 +88,7 @@ class LiteServer:
         self.db_dir = self.data_dir / "milvus"
         self.pidfile = self.data_dir / "milvus-lite.pid"
         self.logfile = self.data_dir / "milvus-lite.log"
+        self.token_file = self.data_dir / LITE_TOKEN_FILE
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiteServer:
@@ -92,6 +97,10 @@ class LiteServer:
     @property
     def uri(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    def token(self) -> str:
+        """What clients send (`MilvusClient(uri, token=...)`); made once, mode 0600."""
+        return secret_file(self.token_file, "milvus-lite token file")
 
     def supervisor_pid(self) -> int | None:
         try:
@@ -114,7 +123,7 @@ class LiteServer:
         check_one_host(ray_hosts())
         if self.is_serving():
             return False
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.token()  # the data directory (0700) and the token the server will require
         started = False
         with open(self.data_dir / "milvus-lite.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -152,7 +161,8 @@ class LiteServer:
     # -- the supervisor process --------------------------------------------------------------
 
     def supervise(self, max_restarts_per_min: int = 5) -> int:
-        self.db_dir.mkdir(parents=True, exist_ok=True)
+        self.token()  # made by ensure_running already; here for `supervise` run by hand
+        self.db_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.pidfile.write_text(str(os.getpid()))
         stopping = False
         child: subprocess.Popen[bytes] | None = None
@@ -171,7 +181,8 @@ class LiteServer:
                 while not stopping:
                     child = subprocess.Popen(
                         [sys.executable, "-m", "lookalike.store.lite_launcher",
-                         "--data-dir", str(self.db_dir), "--host", HOST, "--port", str(self.port)],
+                         "--data-dir", str(self.db_dir), "--host", HOST, "--port", str(self.port),
+                         "--token-file", str(self.token_file)],
                         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                     code = child.wait()
                     if stopping:

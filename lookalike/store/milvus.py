@@ -207,7 +207,7 @@ class MilvusStore:
         Bulk writers (the ingest job) flush themselves at the end instead."""
         store = cls(settings.resolved_milvus_uri, collection=settings.collection,
                     image_dim=image_dim, text_dim=text_dim, settings=settings,
-                    token=settings.milvus_token)
+                    token=settings.resolved_milvus_token())
         if auto_flush and getattr(settings, "write_flush", False):
             store.enable_auto_flush(max_rows=settings.write_flush_rows,
                                     idle_s=settings.write_flush_idle_s)

@@ -153,7 +153,7 @@ def test_patched_results_equal_exact_search_and_unpatched(
     k = 10
     results = {}
     for label, server in (("patched", lite_server), ("unpatched", unpatched_server)):
-        client = MilvusClient(uri=server.uri)
+        client = MilvusClient(uri=server.uri, token=server.token())
         name = "lite_patch_history"
         if client.has_collection(name):
             client.drop_collection(name)
@@ -258,7 +258,7 @@ def on_both(lite_server: LiteServer, unpatched_server: LiteServer, name: str
             ) -> Iterator[tuple[str, MilvusClient, dict[str, str]]]:
     """Each server in turn, with lexical_history written into a new collection `name`."""
     for label, server in (("patched", lite_server), ("unpatched", unpatched_server)):
-        client = MilvusClient(uri=server.uri)
+        client = MilvusClient(uri=server.uri, token=server.token())
         if client.has_collection(name):
             client.drop_collection(name)
         yield label, client, lexical_history(client, name)
@@ -415,7 +415,7 @@ def test_describe_index_reports_real_progress(lite_server: LiteServer,
     included) and says InProgress until all do; stock milvus-lite echoes the live row count
     with Finished at once. Two flushed segments of 300 + 100 rows, 300 live."""
     for server, want_total in ((lite_server, 400), (unpatched_server, 300)):
-        client = MilvusClient(uri=server.uri)
+        client = MilvusClient(uri=server.uri, token=server.token())
         name = "lite_patch_progress"
         if client.has_collection(name):
             client.drop_collection(name)

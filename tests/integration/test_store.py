@@ -206,7 +206,7 @@ def test_supervisor_restarts_a_killed_server(tmp_path) -> None:
 def test_remote_uri_uses_category_partition_key(lite_server: LiteServer) -> None:
     """The same code against a Milvus URI (here the lite server addressed as a remote one)."""
     settings = Settings(data_dir=lite_server.data_dir, milvus_uri=lite_server.uri,
-                        collection="remote_style")
+                        milvus_token=lite_server.token(), collection="remote_style")
     store = open_store(settings)
     try:
         fields = {f["name"]: f for f in store.client.describe_collection("remote_style")["fields"]}

@@ -9,6 +9,7 @@ import logging
 import os
 
 import pytest
+from pydantic import SecretStr
 
 from lookalike.config import Settings
 from tests.integration.test_store import IMG, TXT, make_items
@@ -22,6 +23,7 @@ def test_the_collection_gets_the_shards_and_replicas_asked_for(
     with caplog.at_level(logging.WARNING, logger="lookalike.store.milvus"):
         # By URI, not "embedded" (which refuses these settings outright, test_config.py).
         store = store_factory(IMG, TXT, milvus_uri=settings.resolved_milvus_uri,
+                              milvus_token=SecretStr(settings.resolved_milvus_token()),
                               milvus_shards=shards, milvus_replicas=replicas)
     store.upsert(make_items(6))
     assert store.count() == 6

@@ -55,7 +55,7 @@ def test_an_exact_word_lifts_a_product_the_vector_ranks_low(store: MilvusStore) 
 
 
 def test_a_collection_without_the_bm25_fields_searches_dense_only(settings: Settings) -> None:
-    client = MilvusClient(uri=settings.resolved_milvus_uri, token=settings.milvus_token)
+    client = MilvusClient(uri=settings.resolved_milvus_uri, token=settings.resolved_milvus_token())
     name = settings.collection + "_old"
     schema = MilvusClient.create_schema(auto_id=False)
     for f, t, kw in (("pk", DataType.VARCHAR, {"is_primary": True, "max_length": 160}),

@@ -72,7 +72,7 @@ def filled(settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder],
 def drop_all(settings: Settings) -> None:
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri=settings.resolved_milvus_uri)
+    client = MilvusClient(uri=settings.resolved_milvus_uri, token=settings.resolved_milvus_token())
     for name in client.list_collections():
         if name.startswith(settings.collection):
             for alias in client.list_aliases(name).get("aliases", []):

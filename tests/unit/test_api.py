@@ -138,6 +138,7 @@ def test_writes_refuse_an_empty_or_wrong_token(tmp_path: Path, auth: str) -> Non
 def test_an_empty_key_file_never_opens_writes(tmp_path: Path) -> None:
     # An empty admin.key used to give the key "" and let `Authorization: Bearer ` write.
     (tmp_path / "admin.key").write_text("")
+    (tmp_path / "admin.key").chmod(0o600)  # a key file others may read is refused first
     # Now the app refuses to start instead.
     with pytest.raises(ValueError, match="is empty"):
         make_client(DownStore(), tmp_path, settings=Settings(data_dir=tmp_path))

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from lookalike.banner import ready_banner, watch_lines
+from lookalike.cli import admin_key_source
+from lookalike.config import Settings
 from lookalike.runfile import RunRecord
 
 RUN = RunRecord(pid=1, command="demo", app_url="http://127.0.0.1:8000",
@@ -26,7 +28,7 @@ def line(text: str, label: str) -> str:
 
 
 def test_banner_names_the_dashboard_and_the_default_token_file() -> None:
-    text = ready_banner(RUN, products=2000, admin_key="k" * 20)
+    text = ready_banner(RUN, products=2000, admin_key_at="/srv/data/admin.key")
     assert "http://127.0.0.1:8265" in line(text, "Ray dashboard:")
     assert str(Path.home() / ".ray" / "auth_token") in line(text, "sign in:")
     assert "ray get-auth-token" in text
@@ -52,3 +54,15 @@ def test_the_grafana_dashboard_file_it_names_exists() -> None:
     grafana = line("\n".join(watch_lines(RUN)), "Grafana dashboard:")
     path = Path(grafana.split(":", 1)[1].split("(")[0].strip())
     assert path.is_file() and path.name == "lookalike-dashboard.json"
+
+
+def test_the_banner_says_where_the_admin_key_is_never_the_key(tmp_path: Path) -> None:
+    generated = Settings(data_dir=tmp_path)
+    key = generated.resolved_admin_key().get_secret_value()
+    text = ready_banner(RUN, products=1, admin_key_at=admin_key_source(generated))
+    assert str(tmp_path / "admin.key") in line(text, "admin key (PUT/DELETE):")
+    assert key not in text
+    configured = Settings(data_dir=tmp_path, admin_key="configured-admin-key-0123")
+    text = ready_banner(RUN, products=1, admin_key_at=admin_key_source(configured))
+    assert "LOOKALIKE_ADMIN_KEY" in line(text, "admin key (PUT/DELETE):")
+    assert "configured-admin-key-0123" not in text

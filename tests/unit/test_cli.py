@@ -62,3 +62,16 @@ def test_removing_leaves_another_runs_record(tmp_path: Path) -> None:
     assert runfile.read(tmp_path) is not None
     runfile.remove(tmp_path, os.getpid())
     assert not runfile.path_for(tmp_path).exists()
+
+
+def test_serve_refuses_to_start_with_a_key_file_others_may_read(tmp_path: Path, capsys) -> None:
+    from lookalike.cli import run_foreground
+    from lookalike.config import Settings
+
+    (tmp_path / "admin.key").write_text("an-admin-key-of-enough-length")
+    (tmp_path / "admin.key").chmod(0o644)
+    code = run_foreground(Settings(data_dir=tmp_path), command="serve",
+                          config=tmp_path / "unused.yaml")
+    out = capsys.readouterr().out
+    assert code == 1 and f"chmod 600 {tmp_path / 'admin.key'}" in out
+    assert "starting a local Ray" not in out  # refused before anything started

@@ -63,6 +63,7 @@ def test_processes_racing_to_create_the_key_all_get_one_key(tmp_path: Path) -> N
 @pytest.mark.parametrize("content", ["", "  \n", "short-key"])
 def test_an_empty_or_short_key_file_is_refused(tmp_path: Path, content: str) -> None:
     (tmp_path / "admin.key").write_text(content)
+    (tmp_path / "admin.key").chmod(0o600)
     with pytest.raises(ValueError, match="admin key file"):
         Settings(data_dir=tmp_path).resolved_admin_key()
 
@@ -122,3 +123,38 @@ def test_s3_media_secrets_never_show() -> None:
                  media_s3_secret_key="secret-visible-nowhere")
     for text in (repr(s), str(s.model_dump()), s.model_dump_json()):
         assert "visible-nowhere" not in text
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_key_file_other_users_may_read_stops_start_up(tmp_path: Path, mode: int) -> None:
+    key_file = tmp_path / "admin.key"
+    key_file.write_text("an-admin-key-of-enough-length")
+    key_file.chmod(mode)
+    with pytest.raises(ValueError, match=f"chmod 600 {key_file}"):
+        Settings(data_dir=tmp_path).resolved_admin_key()
+    key_file.chmod(0o600)
+    assert Settings(data_dir=tmp_path).resolved_admin_key().get_secret_value() == \
+        "an-admin-key-of-enough-length"
+
+
+def test_the_data_directory_is_made_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "deep" / "data"
+    Settings(data_dir=data_dir).resolved_admin_key()
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_existing_open_data_directory_is_left_as_is_with_a_warning(tmp_path: Path) -> None:
+    from lookalike.config import private_dir
+
+    tmp_path.chmod(0o755)
+    assert private_dir(tmp_path) == (f"data directory {tmp_path} is open to other users (mode "
+                                     f"0755): run `chmod 700 {tmp_path}`")
+    assert tmp_path.stat().st_mode & 0o777 == 0o755  # not changed behind the owner's back
+    tmp_path.chmod(0o700)
+    assert private_dir(tmp_path) is None
+
+
+def test_secrets_as_the_mask_of_a_dump_are_refused() -> None:
+    for name in ("media_s3_access_key", "media_s3_secret_key", "milvus_token"):
+        with pytest.raises(ValidationError, match="mask"):
+            Settings(**{name: "**********"})

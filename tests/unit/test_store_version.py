@@ -29,7 +29,7 @@ def embedded(tmp_path: Path) -> Settings:
 def test_the_installed_version_warns_nothing(embedded: Settings) -> None:
     assert lite_version.installed_version() == lite_version.SUPPORTED_VERSION
     assert store_warnings(embedded) == []
-    assert "WARNING" not in ready_banner(RUN, products=1, admin_key="k", warnings=[])
+    assert "WARNING" not in ready_banner(RUN, products=1, admin_key_at="data/admin.key", warnings=[])
 
 
 @pytest.mark.parametrize("other", ["3.2.3", "2.5.1", None])
@@ -39,7 +39,7 @@ def test_another_version_is_said_at_every_start_up_surface(
     (warning,) = store_warnings(embedded)
     assert f"is not {lite_version.SUPPORTED_VERSION}" in warning
     assert f"milvus-lite=={lite_version.SUPPORTED_VERSION}" in warning
-    banner = ready_banner(RUN, products=1, admin_key="k", warnings=store_warnings(embedded))
+    banner = ready_banner(RUN, products=1, admin_key_at="data/admin.key", warnings=store_warnings(embedded))
     assert any(row.strip().startswith("WARNING:") and warning in row
                for row in banner.splitlines()), banner
     text, _ = status.report(embedded)  # nothing runs: the store line says "not running"
