@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from lookalike.rank.attributes import pool_size
+from lookalike.rank.ranking import pool_size
 from lookalike.rank.examples import IMAGE_WEIGHT, Example, average_query, best_score
 from lookalike.store.base import Filters, Hit, ProductStore
 

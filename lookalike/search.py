@@ -31,17 +31,16 @@ from lookalike.images import SHOPPER_DECODED_PIXELS, UPLOAD_FORMATS, Box, decode
 from lookalike.media import LocalMedia, MediaStore
 from lookalike.query.understanding import QueryUnderstanding, combine
 from lookalike.query.vector_cache import QueryVectors
-from lookalike.rank.attributes import pool_size, rank
 from lookalike.rank.inferred import Inferred
+from lookalike.rank.ranking import Ordering, order, pool_size
+from lookalike.rank.retrieval import retrieve
 from lookalike.rank.mmr import mmr
 from lookalike.rank.relative import Relative, relative_filters
 from lookalike.recommend import recommend
 from lookalike.store.base import Filters, Hit, ProductStore, Record, StoredProduct, StoreError
-from lookalike.variants import collapse, explicit_group, group_key, phash_hex
+from lookalike.variants import explicit_group, group_key, phash_hex
 
 log = logging.getLogger(__name__)
-# A collapsing search reads at most this many hits to fill top_k groups.
-MAX_COLLAPSE_FETCH = 2000
 
 EmbedImage = Callable[[Image.Image], Awaitable[np.ndarray]]
 EmbedText = Callable[[str], Awaitable[np.ndarray]]
@@ -128,6 +127,8 @@ class SearchOutcome:
     inferred: Inferred = Inferred()
     relaxed: list[str] = field(default_factory=list)
     mode: str = "off"
+    # per relaxed attribute, how many candidates keep it: [{"attribute": "price", "kept": 0}]
+    relaxed_detail: list[dict[str, Any]] = field(default_factory=list)
     model_version: str = ""  # the model that embedded the query and made the collection searched
     # product id -> the other products of its variant group (by id)
     variants: dict[str, list[Product]] = field(default_factory=dict)
@@ -173,6 +174,8 @@ class SearchService:
         self._min_short_side = min_short_side
         self.understanding = QueryUnderstanding()
         self.cross_modal = cross_modal
+        # Unused since collapsing runs over the whole candidate pool (lookalike/rank/ranking.py);
+        # kept so existing configurations (LOOKALIKE_VARIANT_OVERFETCH) still start.
         self.variant_overfetch = variant_overfetch
 
     def _prepare(self, data: bytes, crop: Box | None = None) -> Image.Image:
@@ -222,41 +225,29 @@ class SearchService:
                                      **({"exclude_ids": query.exclude_ids} if query.exclude_ids else {}),
                                      **({"lexical_query": words} if words else {}))
 
-        def infer(pool: list[Hit] | None) -> Inferred:
+        def infer(pool: list[Hit]) -> Inferred:
             got = combine(parsed, photo_color=colour,
                           neighbours=pool if query.image is not None else None)
             return got.without(query.drop_inferred)
 
-        wanted = pool_size(query.top_k) if query.diversity > 0 else query.top_k
+        def ranked() -> Ordering:
+            # One candidate set, one order: every page size up to the floor is a prefix of it.
+            found = retrieve(search, explicit=query.filters, infer=infer, mode=query.infer,
+                             pool=pool_size(query.top_k))
+            return order(found.hits, inferred=found.inferred, mode=query.infer,
+                         explicit=query.filters, collapse_variants=query.collapse_variants)
 
-        def ranked_hits(fetch: int) -> Any:
-            return rank(search, explicit=query.filters, infer=infer, mode=query.infer,
-                        top_k=fetch, needs_pool=query.image is not None, enough=wanted)
-
-        if query.collapse_variants:
-            ranked = await store_call(self._collapsed, ranked_hits, wanted)
-        else:
-            ranked = await store_call(ranked_hits, wanted)
+        ordering = await store_call(ranked)
         if query.diversity > 0:
-            ranked.hits = await store_call(self._diversify, ranked.hits, query)
-        members = await store_call(self.variants_of, ranked.hits)
+            page = ordering.page(query.top_k, await store_call(
+                self._diversify, ordering.hits[:pool_size(query.top_k)], query))
+        else:
+            page = ordering.page(query.top_k)
+        members = await store_call(self.variants_of, page.hits)
         t.search_ms = _ms(start)
-        return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode,
-                             model_version=self.model_version, variants=members)
-
-    def _collapsed(self, ranked_hits: Callable[[int], Any], wanted: int) -> Any:
-        """The best-ranked member of each variant group. Collapsing happens after ranking
-        (boosts and inferred filters can change which member is best, and hybrid scores are
-        fused per product), so a few times more hits are read than wanted, and more again
-        when large groups still leave too few."""
-        fetch = wanted * self.variant_overfetch
-        while True:
-            ranked = ranked_hits(fetch)
-            full = len(ranked.hits) >= fetch
-            ranked.hits = collapse(ranked.hits, wanted)
-            if len(ranked.hits) >= wanted or not full or fetch >= MAX_COLLAPSE_FETCH:
-                return ranked
-            fetch = min(fetch * 4, MAX_COLLAPSE_FETCH)
+        return SearchOutcome(page.hits, t, page.inferred, page.relaxed, page.mode,
+                             model_version=self.model_version, variants=members,
+                             relaxed_detail=page.relaxed_detail)
 
     def variants_of(self, hits: Sequence[Hit]) -> dict[str, list[Product]]:
         """Each hit's other variants (one read for all the hits' groups)."""

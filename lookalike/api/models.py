@@ -244,12 +244,23 @@ class SearchHit(BaseModel):
     other_variants: list[Variant] = Field([], description="those variants, by product id")
 
 
+class RelaxedAttribute(BaseModel):
+    attribute: str
+    kept: int = Field(description="candidate products that keep it")
+
+
 class SearchResponse(BaseModel):
     results: list[SearchHit]
     inferred: dict[str, Any] | None = Field(
         None, description="what the words and photo were understood to ask for, with `mode`")
-    relaxed: list[str] = Field([], description="inferred attributes dropped in infer=filter "
-                                               "mode because too few products had them")
+    relaxed: list[str] = Field([], description="inferred attributes the results do not all keep: "
+                                               "an understood limit (a price or size in the words) "
+                                               "that fewer than top_k products keep, or in "
+                                               "infer=filter mode an inferred attribute dropped "
+                                               "because too few products had it")
+    relaxed_detail: list[RelaxedAttribute] = Field(
+        [], description="per relaxed attribute, how many candidate products keep it "
+                        "(0: none does; the results are the closest)")
     took_ms: float
 
 

@@ -1,52 +1,43 @@
-"""Ranking with inferred attributes: soft boosts, or filters that relax, on the store's results.
+"""What an inferred attribute does to one candidate: a bounded boost, or a limit it keeps or breaks.
 
-Milvus ranks by vector (and BM25) score; whether a product has the colour, category, size or
-price a query implies is known only after the query is understood, and a boost needs the
-product's fields, so it is applied here, on the candidates the store returns (a pool larger
-than the page). `infer="boost"`: each inferred attribute a product has adds its weight to the
-score; the products that have them all come from a filtered search (wherever the vector ranks
-them), and only when they are fewer than the page do partial matches fill it. `infer="filter"`: the inferred attributes join the
-explicit filters; when that leaves fewer than top_k products, inferred attributes are dropped
-one by one (RELAX_ORDER) and the response says which. Explicit filters are never relaxed.
+Milvus ranks by vector (and BM25) score; whether a product has the colour or category a query
+implies is known only after the query is understood, so it is scored here, on the candidates
+the store returns (lookalike/rank/ranking.py orders them).
+
+Boosts (category, colour, "cheap"): each inferred attribute a product has adds its weight to
+its score; a photo's guesses count half. A boost never removes a product, and all of a
+product's boosts together add at most BOOST_BOUND, so a boost never lifts a product above one
+whose score is higher by more than BOOST_BOUND.
+
+Limits (a price or size understood from the words, LIMITS): not boosts but constraints the
+shopper typed: the products that keep them come first, and those that break them are ordered
+by how far they break them (`breaks`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
-from lookalike.rank.inferred import RELAX_ORDER, Inferred
-from lookalike.store.base import Filters, Hit
+from lookalike.rank.inferred import Inferred
+from lookalike.store.base import Hit
 
 # Added to the vector score (a cosine, or the fused 0..1 scale): large against the spread of
 # scores among good candidates, so the products with what was asked come first, yet soft, so a
-# close visual or textual match still beats a weak one that merely has the right colour.
-# Price and size typed as numbers are near-hard constraints; they weigh as much as a category.
-WEIGHTS = {"category": 0.4, "color": 0.3, "size": 0.4, "price": 0.4}
+# close visual or textual match still beats a weak one that merely has the right colour. (They
+# were 0.4 and 0.3 when price and size boosted too and the sum, 1.9, exceeded the whole 0..1
+# scale: a "boost" could lift anything over anything. Price and size are limits now.)
+WEIGHTS = {"category": 0.3, "color": 0.2}
 # A photo's colour and its neighbours' category are guesses, the words are the shopper's
 # intent: guesses count half.
 PHOTO_FACTOR = 0.5
-CHEAP_WEIGHT = 0.4  # times a decay that halves every "median minus cheapest" of price
-POOL_MIN = 50
-VOTE_POOL = 10  # neighbours a photo's category vote needs
-POOL_PER_RESULT = 5
-POOL_MAX = 16384  # Milvus' cap on a search's limit
-
-Search = Callable[[Filters, int], list[Hit]]
-
-
-@dataclass
-class Ranked:
-    hits: list[Hit]
-    inferred: Inferred
-    relaxed: list[str] = field(default_factory=list)
-    mode: str = "boost"
-
-
-def pool_size(top_k: int) -> int:
-    return min(POOL_MAX, max(POOL_MIN, top_k * POOL_PER_RESULT))
+CHEAP_WEIGHT = 0.2  # times a decay that halves every "median minus cheapest" of price
+# The most all of one product's boosts can add (words' weights at full, "cheap" at its top): 0.7.
+BOOST_BOUND = sum(WEIGHTS.values()) + CHEAP_WEIGHT
+# Understood from the words, these are limits, never boosts (lookalike/rank/ranking.py).
+LIMITS = ("size", "price")
 
 
 def _value(inferred: Inferred, attribute: str) -> str:
@@ -58,7 +49,9 @@ def _value(inferred: Inferred, attribute: str) -> str:
                       "size": inferred.sizes}[attribute])
 
 
-def _cheap_decay(hits: Sequence[Hit]) -> Callable[[float], float]:
+def cheap_decay(hits: Sequence[Hit]) -> Callable[[float], float]:
+    """1 for the cheapest candidate, halving every "median minus cheapest" of price above it:
+    a function of the whole candidate set, so it is the same for every page size."""
     prices = sorted(h.product.price for h in hits if h.product.price is not None)
     if not prices:
         return lambda _: 0.0
@@ -67,79 +60,59 @@ def _cheap_decay(hits: Sequence[Hit]) -> Callable[[float], float]:
     return lambda price: math.pow(0.5, max(price - lo, 0.0) / half)
 
 
-def explain(hit: Hit, *, base: float, boosts: list[dict[str, Any]],
-            inferred: Inferred) -> dict[str, Any]:
-    return {"base_score": round(base, 6),
-            "vector": {k: round(v, 6) for k, v in hit.scores.items() if k in ("image", "text")},
-            "lexical": round(hit.scores["lexical"], 6) if "lexical" in hit.scores else None,
-            "boosts": boosts, "matched_image": hit.image_index,
-            "inferred": {k: v for k, v in inferred.as_dict().items() if k != "why"}}
+def boosts(hit: Hit, inferred: Inferred,
+           decay: Callable[[float], float] | None) -> list[dict[str, Any]]:
+    """The boosts `hit` earns: each <= its weight, together <= BOOST_BOUND."""
+    out = [{"attribute": a, "value": _value(inferred, a),
+            "weight": WEIGHTS[a] * (PHOTO_FACTOR if a in inferred.from_photo else 1.0),
+            "why": inferred.why.get(a, "")}
+           for a in inferred.matching(hit.product) if a in WEIGHTS]
+    if decay is not None and hit.product.price is not None:
+        out.append({"attribute": "price", "value": "cheap",
+                    "weight": round(CHEAP_WEIGHT * decay(hit.product.price), 6),
+                    "why": inferred.why.get("cheap", "")})
+    return out
 
 
-def boost(hits: Sequence[Hit], inferred: Inferred) -> list[Hit]:
-    """Every hit re-scored with the boosts it earns (and explained), best first."""
-    decay = _cheap_decay(hits) if inferred.cheap else None
-    out = []
-    for h in hits:
-        boosts = [{"attribute": a, "value": _value(inferred, a),
-                   "weight": WEIGHTS[a] * (PHOTO_FACTOR if a in inferred.from_photo else 1.0),
-                   "why": inferred.why.get(a, "")} for a in inferred.matching(h.product)]
-        if decay is not None and h.product.price is not None:
-            w = round(CHEAP_WEIGHT * decay(h.product.price), 6)
-            boosts.append({"attribute": "price", "value": "cheap", "weight": w,
-                           "why": inferred.why.get("cheap", "")})
-        score = h.score + sum(b["weight"] for b in boosts)
-        out.append(replace(h, score=score, explain=explain(h, base=h.score, boosts=boosts,
-                                                           inferred=inferred)))
-    return sorted(out, key=lambda h: -h.score)
+@dataclass(frozen=True)
+class Breaks:
+    """How a product breaks the limits it is held to: which, and by how much in price."""
+
+    attributes: tuple[str, ...] = ()
+    price_distance: float = 0.0  # euros outside the range (inf: no price at all)
+
+    def __bool__(self) -> bool:
+        return bool(self.attributes)
 
 
-def _merge(*lists: Sequence[Hit]) -> list[Hit]:
-    seen: dict[str, Hit] = {}
-    for hits in lists:
-        for h in hits:
-            seen.setdefault(h.product.product_id, h)
-    return list(seen.values())
+def breaks(hit: Hit, inferred: Inferred, limits: Sequence[str]) -> Breaks:
+    p = hit.product
+    broken: list[str] = []
+    distance = 0.0
+    if "size" in limits and inferred.sizes and p.size not in inferred.sizes:
+        broken.append("size")
+    lo, hi = inferred.min_price, inferred.max_price
+    if "price" in limits and (lo is not None or hi is not None):
+        if p.price is None:
+            broken.append("price")
+            distance = math.inf
+        else:
+            distance = max((lo - p.price) if lo is not None else 0.0,
+                           (p.price - hi) if hi is not None else 0.0, 0.0)
+            if distance > 0:
+                broken.append("price")
+    return Breaks(tuple(broken), distance)
 
 
-def rank(search: Search, *, explicit: Filters, infer: Callable[[list[Hit] | None], Inferred],
-         mode: str, top_k: int, needs_pool: bool = False, enough: int | None = None) -> Ranked:
-    """The page for one query. `infer(pool)` gives the query's inferences, from the words and,
-    for a photo, from the pool's nearest neighbours (None when no pool was fetched).
-    `enough`: how many matches stop the relaxation of inferred filters (default top_k; a caller
-    that reads more than it shows, as variant collapsing does, relaxes only for the page)."""
-    if mode == "off":
-        hits = search(explicit, top_k)
-        empty = Inferred()
-        return Ranked([replace(h, explain=explain(h, base=h.score, boosts=[], inferred=empty))
-                       for h in hits], empty, mode=mode)
-    # A photo's category is a vote of its unfiltered nearest neighbours: fetch them first.
-    pool = search(explicit, max(top_k, VOTE_POOL)) if needs_pool else None
-    inferred = infer(pool).under(explicit)
-    if mode == "boost":
-        if not inferred.attributes():
-            hits = pool if pool is not None else search(
-                explicit, pool_size(top_k) if inferred.cheap else top_k)
-            return Ranked(boost(hits, inferred)[:top_k], inferred, mode=mode)
-        # Products with every inferred attribute first: a filtered search finds them wherever
-        # the vector ranks them. When they fill the page, one search was enough (their boosts
-        # exceed any partial match's but for a vector score ahead by more than an attribute's
-        # weight); otherwise the best partial matches fill the rest, by score plus boosts.
-        # "cheap" re-orders by price: it needs more than a page of candidates to pick from.
-        full = search(inferred.filters(explicit), pool_size(top_k) if inferred.cheap else top_k)
-        if len(full) < top_k:
-            full = _merge(full, pool if pool is not None else search(explicit, pool_size(top_k)))
-        return Ranked(boost(full, inferred)[:top_k], inferred, mode=mode)
-    relaxed: list[str] = []
-    current = inferred
-    while True:
-        hits = search(current.filters(explicit), top_k)
-        present = current.attributes()
-        if len(hits) >= (enough or top_k) or not present:
-            break
-        drop = next(a for a in RELAX_ORDER if a in present)
-        relaxed.append(drop)
-        current = current.without([drop])
-    # Ordered with the full inference: after a relaxation, the products that still have the
-    # relaxed attribute come first.
-    return Ranked(boost(hits, inferred)[:top_k], inferred, relaxed, mode)
+def explain(hit: Hit, *, base: float, boosts: list[dict[str, Any]], inferred: Inferred,
+            broken: Breaks = Breaks(), exact: bool = False) -> dict[str, Any]:
+    out = {"base_score": round(base, 6),
+           "vector": {k: round(v, 6) for k, v in hit.scores.items() if k in ("image", "text")},
+           "lexical": round(hit.scores["lexical"], 6) if "lexical" in hit.scores else None,
+           "boosts": boosts, "matched_image": hit.image_index,
+           "inferred": {k: v for k, v in inferred.as_dict().items() if k != "why"}}
+    if broken:
+        out["breaks"] = list(broken.attributes)
+    if exact:
+        out["exact_photo_match"] = True
+    return out

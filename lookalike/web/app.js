@@ -619,7 +619,7 @@
         signal: state.controller.signal,
       });
       if (seq !== state.searchSeq) return;
-      renderUnderstood(data.inferred || {}, data.relaxed || []);
+      renderUnderstood(data.inferred || {}, data.relaxed || [], data.relaxed_detail || []);
       renderResults(data.results || [], data.took_ms, req.kind);
       writeUrl();
     } catch (err) {
@@ -684,7 +684,7 @@
     return chips;
   }
 
-  function renderUnderstood(inf, relaxed) {
+  function renderUnderstood(inf, relaxed, detail) {
     el.inferredChips.textContent = "";
     const chips = inferredChips(inf);
     for (const [attr, text] of chips) {
@@ -705,8 +705,13 @@
       el.inferredChips.append(li);
     }
     el.relaxedNote.hidden = relaxed.length === 0;
+    // relaxed_detail says how many products keep each relaxed attribute (0: none, the closest follow).
+    const kept = Object.fromEntries((detail || []).map((d) => [d.attribute, d.kept]));
     el.relaxedNote.textContent = relaxed.length
-      ? `Too few exact matches: relaxed ${relaxed.map((a) => ATTR_LABEL[a].toLowerCase()).join(", ")}.` : "";
+      ? `Too few exact matches: relaxed ${relaxed.map((a) => {
+        const label = ATTR_LABEL[a].toLowerCase();
+        return a in kept ? `${label} (${kept[a] === 0 ? "none has it" : `${kept[a]} have it`})` : label;
+      }).join(", ")}; the closest come next.` : "";
     el.understood.hidden = chips.length === 0 && relaxed.length === 0;
   }
 

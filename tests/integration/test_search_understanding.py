@@ -132,3 +132,43 @@ def test_not_like_leaves_products_out(service: SearchService) -> None:
     again = run(service, text="dress", top_k=5, exclude_ids=(first[0].product.product_id,)).hits
     assert first[0].product.product_id not in [h.product.product_id for h in again]
     assert again[0].product.product_id == first[1].product.product_id
+
+
+def test_a_put_product_searched_by_its_own_photo_is_first_for_every_page_size(
+        service: SearchService, items: list[StoredProduct]) -> None:
+    """Issue 29: a product PUT with a catalogue photo (here a shirt's) as a t-shirt, with no
+    colour of its own, searched by that photo with category=t-shirt. The photo's colour and
+    its neighbours' category are inferred; the old ranking searched the inferred filters for
+    top_k products and, when they filled the page, never looked further: the exact match was
+    missing for small pages and first for large ones."""
+    shirt = next(it.product for it in items if it.product.category == "shirt")
+    data = Path(shirt.images[0]).read_bytes()
+    asyncio.run(service.upsert(Product("put-tee", title="Graphic tee", category="t-shirt"), [data]))
+    photo = asyncio.run(service.load_image(data))
+    for infer in ("boost", "filter", "off"):
+        pages = [run(service, image=photo, top_k=k, infer=infer,
+                     filters=Filters(categories=("t-shirt",))) for k in (1, 3, 5, 10)]
+        for got in pages:
+            assert got.hits[0].product.product_id == "put-tee", (infer, len(got.hits))
+            assert all(h.product.category == "t-shirt" for h in got.hits)
+        ids = [[h.product.product_id for h in got.hits] for got in pages]
+        assert all(small == ids[-1][:len(small)] for small in ids)  # prefixes of one list
+
+
+def test_a_price_in_the_words_holds_or_says_it_cannot(service: SearchService,
+                                                      items: list[StoredProduct]) -> None:
+    """Issue 29: "red dress under 60" showed dresses at 94 and 83 under the understood
+    "under 60". The catalogue has red dresses above 60 and products under 60."""
+    dresses = [p for p in products(items) if p.category == "dress" and p.color == "red"]
+    assert any(p.price > 60 for p in dresses) and any(p.price <= 60 for p in dresses)
+    for k in (5, 10, 20):
+        got = run(service, text="red dress under 60", top_k=k)
+        assert got.inferred.max_price == 60
+        assert all(h.product.price <= 60 for h in got.hits), [h.product.price for h in got.hits]
+        assert got.relaxed == [] and got.hits[0].product.category == "dress"
+    # No bag under 20: said so (none keeps it), and the closest prices come first.
+    got = run(service, text="black bag under 20", top_k=5, filters=Filters(categories=("bag",)))
+    prices = [h.product.price for h in got.hits]
+    assert got.relaxed == ["price"] and got.relaxed_detail == [{"attribute": "price", "kept": 0}]
+    assert len(prices) == 5 and prices == sorted(prices) and prices[0] > 20
+    assert prices[0] == min(p.price for p in products(items) if p.category == "bag")

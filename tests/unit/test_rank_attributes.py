@@ -1,11 +1,14 @@
-"""Boosts, filter mode with relaxation, and explicit filters winning, over a fake store search
-(pure ranking logic; the real store is in tests/integration/test_search_understanding.py)."""
+"""Boosts, understood limits, filter mode with relaxation, and explicit filters winning, over a
+fake store search (pure ranking logic; the real store is in
+tests/integration/test_search_understanding.py, the invariants in test_ranking_properties.py)."""
 
 from __future__ import annotations
 
 from lookalike.catalog.product import Product
-from lookalike.rank.attributes import CHEAP_WEIGHT, WEIGHTS, boost, rank
+from lookalike.rank.attributes import BOOST_BOUND, CHEAP_WEIGHT, WEIGHTS
 from lookalike.rank.inferred import Inferred
+from lookalike.rank.ranking import POOL_FLOOR, Ranked, order, rank_candidates
+from lookalike.rank.retrieval import retrieve
 from lookalike.store.base import Filters, Hit
 
 CATALOGUE = [
@@ -16,7 +19,7 @@ CATALOGUE = [
     Product("e", category="bag", color="black", size="one size", price=20.0),
 ]
 # The vector scores a query gets: "e" is the closest vector, "a" has everything asked for.
-SCORES = {"e": 0.9, "c": 0.8, "b": 0.65, "d": 0.6, "a": 0.5}
+SCORES = {"e": 0.9, "c": 0.75, "b": 0.65, "d": 0.6, "a": 0.5}
 
 
 def passes(p: Product, f: Filters) -> bool:
@@ -37,6 +40,13 @@ class FakeSearch:
         return sorted(hits, key=lambda h: -h.score)[:top_k]
 
 
+def rank(search: FakeSearch, *, explicit: Filters, infer, mode: str, top_k: int) -> Ranked:
+    """What SearchService does: retrieve one candidate set, rank it, cut the page."""
+    found = retrieve(search, explicit=explicit, infer=infer, mode=mode, pool=POOL_FLOOR)
+    return rank_candidates(found.hits, inferred=found.inferred, mode=mode, top_k=top_k,
+                           explicit=explicit)
+
+
 RED_DRESS = Inferred(categories=("dress",), colors=("red",), why={"color": "the words 'crimson'"})
 
 
@@ -47,7 +57,8 @@ def ids(hits: list[Hit]) -> list[str]:
 def test_boost_puts_products_with_the_inferred_attributes_first() -> None:
     got = rank(FakeSearch(), explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost", top_k=5)
     assert ids(got.hits)[:2] == ["d", "a"]  # both red dresses, in vector order
-    assert ids(got.hits)[2:] == ["c", "b", "e"]  # then one attribute (0.8 + colour, 0.65 + category), then none
+    # then one attribute (0.75 + colour, 0.65 + category), then none: within BOOST_BOUND of "e"
+    assert ids(got.hits)[2:] == ["c", "b", "e"]
     a = next(h for h in got.hits if h.product.product_id == "a")
     assert a.score == 0.5 + WEIGHTS["category"] + WEIGHTS["color"]
     assert {b["attribute"] for b in a.explain["boosts"]} == {"category", "color"}
@@ -60,19 +71,38 @@ def test_off_is_the_plain_vector_ranking() -> None:
     assert all(h.explain["boosts"] == [] for h in got.hits)
 
 
-def test_boost_fetches_the_full_matches_the_pool_lacks() -> None:
+def test_a_size_in_the_words_is_a_limit_and_a_shortfall_says_so() -> None:
     search = FakeSearch()
     inferred = Inferred(categories=("dress",), sizes=("S",))
     got = rank(search, explicit=Filters(), infer=lambda _: inferred, mode="boost", top_k=2)
-    assert ids(got.hits)[0] == "d"  # the only full match, though the vector ranks it 4th
-    assert search.calls[0][0] == Filters(categories=("dress",), sizes=("S",))
-    assert len(search.calls) == 2  # one full match for two places: partial matches fill up
+    assert ids(got.hits)[0] == "d"  # the only one in size S, though the vector ranks it 4th
+    # then the rest, all breaking the size: by score plus boosts (b: a dress, 0.65 + 0.4)
+    assert ids(got.hits)[1] == "b"
+    assert got.relaxed == ["size"] and got.relaxed_detail == [{"attribute": "size", "kept": 1}]
+    assert rank(FakeSearch(), explicit=Filters(), infer=lambda _: inferred, mode="boost",
+                top_k=1).relaxed == []  # one product in size S fills a page of one
 
 
-def test_boost_needs_one_search_when_full_matches_fill_the_page() -> None:
-    search = FakeSearch()
-    got = rank(search, explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost", top_k=2)
-    assert ids(got.hits) == ["d", "a"] and len(search.calls) == 1
+def test_a_price_in_the_words_keeps_its_products_first_then_the_nearest_prices() -> None:
+    inferred = Inferred(categories=("dress",), colors=("red",), max_price=40.0)
+    got = rank(FakeSearch(), explicit=Filters(), infer=lambda _: inferred, mode="boost", top_k=5)
+    # 30 and 20 keep "under 40"; then 45, 80, 120: the nearest price first, whatever the boosts.
+    assert ids(got.hits) == ["a", "e", "d", "b", "c"]
+    assert got.relaxed_detail == [{"attribute": "price", "kept": 2}]
+    assert got.hits[2].explain["breaks"] == ["price"]
+
+
+def test_both_searches_read_the_pool_whatever_the_page_size() -> None:
+    """The pool and the full matches are sized by the pool, never by top_k: a page of two and
+    a page of five come from the same candidates (the old code searched top_k and stopped
+    when the full matches filled the page, so a boost acted as a filter for small pages)."""
+    calls = []
+    for top_k in (2, 5):
+        search = FakeSearch()
+        rank(search, explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost", top_k=top_k)
+        calls.append(search.calls)
+    assert calls[0] == calls[1] == [(Filters(), POOL_FLOOR),
+                                    (Filters(categories=("dress",), colors=("red",)), POOL_FLOOR)]
 
 
 def test_explicit_filters_win_over_inferred_ones() -> None:
@@ -89,7 +119,9 @@ def test_filter_mode_relaxes_inferred_attributes_never_explicit_ones() -> None:
     assert got.relaxed == ["size"] and ids(got.hits) == ["d", "a"]
     got = rank(FakeSearch(), explicit=Filters(categories=("coat",)), infer=lambda _: inferred,
                mode="filter", top_k=3)
-    assert got.relaxed == ["size", "price", "color"] and ids(got.hits) == ["c"]
+    # The one coat is red: size and price are dropped, colour is not (the old code went on
+    # dropping until three products passed, though only one coat exists).
+    assert got.relaxed == ["size", "price"] and ids(got.hits) == ["c"]
 
 
 def test_filter_mode_without_a_shortfall_relaxes_nothing() -> None:
@@ -97,19 +129,20 @@ def test_filter_mode_without_a_shortfall_relaxes_nothing() -> None:
     assert got.relaxed == [] and ids(got.hits) == ["d", "a"]
 
 
-def test_reading_more_than_the_page_relaxes_only_for_the_page() -> None:
-    """Variant collapsing reads a few times top_k: two red dresses fill a page of two, so
-    nothing is relaxed even though ten were read for."""
-    got = rank(FakeSearch(), explicit=Filters(), infer=lambda _: RED_DRESS, mode="filter",
-               top_k=10, enough=2)
-    assert got.relaxed == [] and ids(got.hits) == ["d", "a"]
-    assert rank(FakeSearch(), explicit=Filters(), infer=lambda _: RED_DRESS, mode="filter",
-                top_k=10).relaxed  # without it, ten wanted: the filters give way
+def test_filter_mode_relaxes_for_the_page_and_pages_are_prefixes() -> None:
+    """Two red dresses fill a page of two; a page of ten relaxes, and starts with them."""
+    two = rank(FakeSearch(), explicit=Filters(), infer=lambda _: RED_DRESS, mode="filter", top_k=2)
+    ten = rank(FakeSearch(), explicit=Filters(), infer=lambda _: RED_DRESS, mode="filter", top_k=10)
+    assert two.relaxed == [] and ids(two.hits) == ["d", "a"]
+    assert ten.relaxed == ["color", "category"] and ids(ten.hits)[:2] == ["d", "a"]
+    assert ten.relaxed_detail == [{"attribute": "color", "kept": 3},
+                                  {"attribute": "category", "kept": 3}]
 
 
 def test_cheap_prefers_lower_prices() -> None:
     hits = FakeSearch()(Filters(categories=("dress",)), 10)
-    got = boost(hits, Inferred(cheap=True, why={"cheap": "the words ask for a low price"}))
+    got = order(hits, inferred=Inferred(cheap=True, why={"cheap": "the words ask for a low price"}),
+                mode="boost").hits
     weight = {h.product.product_id: h.explain["boosts"][0]["weight"] for h in got}
     assert weight["a"] > weight["d"] > weight["b"] > 0  # 30, 45, 80
     assert weight["a"] == CHEAP_WEIGHT  # the cheapest gets the whole weight
@@ -117,18 +150,23 @@ def test_cheap_prefers_lower_prices() -> None:
 
 
 def test_photo_inference_sees_the_pool() -> None:
-    seen: list[list[Hit] | None] = []
+    seen: list[list[Hit]] = []
 
-    def infer(pool: list[Hit] | None) -> Inferred:
+    def infer(pool: list[Hit]) -> Inferred:
         seen.append(pool)
         return Inferred()
 
-    rank(FakeSearch(), explicit=Filters(), infer=infer, mode="filter", top_k=2, needs_pool=True)
-    assert seen[0] is not None and len(seen[0]) == 5
+    search = FakeSearch()
+    rank(search, explicit=Filters(), infer=infer, mode="filter", top_k=2)
+    assert len(seen[0]) == 5 and len(search.calls) == 1  # the pool is the vote's neighbours
 
 
 def test_cheap_alone_ranks_a_pool_by_price() -> None:
     search = FakeSearch()
     got = rank(search, explicit=Filters(), infer=lambda _: Inferred(cheap=True), mode="boost", top_k=2)
-    assert search.calls[0][1] > 2  # more candidates than the page, to find the cheap ones
+    assert search.calls == [(Filters(), POOL_FLOOR)]  # the pool, to find the cheap ones
     assert ids(got.hits)[0] == "e"  # 20: the cheapest, and the best vector score too
+
+
+def test_the_boost_bound_is_the_sum_of_the_weights() -> None:
+    assert BOOST_BOUND == sum(WEIGHTS.values()) + CHEAP_WEIGHT

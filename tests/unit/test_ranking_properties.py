@@ -1,0 +1,219 @@
+"""The invariants of one query's ranking (issue 29), property-tested over generated catalogues.
+
+Each example is a catalogue (products with a category, colour, size, maybe a price, a vector
+score in [0, 1], maybe a variant group), a query's inferences, explicit filters and a mode. A
+fake store search stands in for Milvus: the best `limit` products that pass the filters, by
+score. `page` is what SearchService does with it: retrieve the candidates
+(lookalike/rank/retrieval.py), rank them (lookalike/rank/ranking.py), cut the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from lookalike.catalog.product import Product
+from lookalike.rank.attributes import BOOST_BOUND
+from lookalike.rank.inferred import MODES, Inferred
+from lookalike.rank.ranking import POOL_FLOOR, Ranked, order, pool_size
+from lookalike.rank.retrieval import retrieve
+from lookalike.store.base import Filters, Hit
+
+CATEGORIES = ("dress", "coat", "bag", "t-shirt")
+COLORS = ("red", "blue", "black")
+SIZES = ("S", "M", "L")
+EXACT_ID = "exact"
+
+
+def keeps(p: Product, f: Filters) -> bool:
+    """Milvus' filter semantics: a product without a price never matches a price range."""
+    priced = f.min_price is None and f.max_price is None or p.price is not None
+    return (priced and (not f.categories or p.category in f.categories)
+            and (not f.colors or p.color in f.colors) and (not f.sizes or p.size in f.sizes)
+            and (f.min_price is None or p.price >= f.min_price)
+            and (f.max_price is None or p.price <= f.max_price))
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    hits: tuple[Hit, ...]  # every product with the score this query gives it
+
+    def search(self, filters: Filters, limit: int) -> list[Hit]:
+        found = [h for h in self.hits if keeps(h.product, filters)]
+        return sorted(found, key=lambda h: -h.score)[:limit]
+
+    def score(self, pid: str) -> float:
+        return next(h.score for h in self.hits if h.product.product_id == pid)
+
+
+def page(cat: Catalogue, *, inferred: Inferred, explicit: Filters, mode: str, top_k: int,
+         collapse: bool = False) -> Ranked:
+    found = retrieve(cat.search, explicit=explicit, infer=lambda _: inferred, mode=mode,
+                     pool=pool_size(top_k))
+    return order(found.hits, inferred=found.inferred, mode=mode, explicit=explicit,
+                 collapse_variants=collapse).page(top_k)
+
+
+def ids(ranked: Ranked) -> list[str]:
+    return [h.product.product_id for h in ranked.hits]
+
+
+prices = st.one_of(st.none(), st.integers(1, 200).map(float))
+products = st.tuples(st.sampled_from(CATEGORIES), st.sampled_from(COLORS), st.sampled_from(SIZES),
+                     prices, st.floats(0.0, 0.99), st.integers(0, 5))
+
+
+@st.composite
+def catalogues(draw: st.DrawFn, kind: str | None = None, min_size: int = 1) -> Catalogue:
+    rows = draw(st.lists(products, min_size=min_size, max_size=40))
+    modality = kind or draw(st.sampled_from(("image", "text")))
+    hits = []
+    for i, (category, color, size, price, score, group) in enumerate(rows):
+        p = Product(f"p{i}", category=category, color=color, size=size, price=price)
+        # a few products share a variant group ("" is the product's own group)
+        hits.append(Hit(p, score, scores={modality: score}, group_id=f"g{group}" if group else ""))
+    return Catalogue(tuple(hits))
+
+
+def subset(values: tuple[str, ...]) -> st.SearchStrategy[tuple[str, ...]]:
+    return st.lists(st.sampled_from(values), max_size=2, unique=True).map(tuple)
+
+
+@st.composite
+def price_range(draw: st.DrawFn) -> tuple[float | None, float | None]:
+    lo = draw(st.one_of(st.none(), st.integers(1, 150).map(float)))
+    hi = draw(st.one_of(st.none(), st.integers(int(lo or 1), 200).map(float)))
+    return lo, hi
+
+
+@st.composite
+def inferences(draw: st.DrawFn) -> Inferred:
+    lo, hi = draw(price_range())
+    return Inferred(categories=draw(subset(CATEGORIES)), colors=draw(subset(COLORS)),
+                    sizes=draw(subset(SIZES)), min_price=lo, max_price=hi, cheap=draw(st.booleans()),
+                    from_photo=frozenset(draw(subset(("category", "color")))))
+
+
+@st.composite
+def explicit_filters(draw: st.DrawFn) -> Filters:
+    lo, hi = draw(st.one_of(st.just((None, None)), price_range()))
+    return Filters(categories=draw(subset(CATEGORIES)), colors=draw(subset(COLORS)),
+                   sizes=draw(st.one_of(st.just(()), subset(SIZES))), min_price=lo, max_price=hi)
+
+
+page_sizes = st.integers(1, POOL_FLOOR)
+
+
+@settings(max_examples=300, deadline=None)
+@given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), st.booleans(),
+       page_sizes, page_sizes)
+def test_a_smaller_page_is_a_prefix_of_a_larger_one(cat: Catalogue, inferred: Inferred,
+                                                    explicit: Filters, mode: str, collapse: bool,
+                                                    a: int, b: int) -> None:
+    k, big = sorted((a, b))
+    small = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=k, collapse=collapse)
+    large = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=big, collapse=collapse)
+    assert ids(small) == ids(large)[:k]
+
+
+def with_exact_match(cat: Catalogue, explicit: Filters, category: str, color: str) -> Catalogue:
+    """The catalogue plus the product whose stored photo is the query photo (cosine 1.0), made
+    to pass the explicit filters."""
+    price = explicit.min_price if explicit.min_price is not None else explicit.max_price
+    p = Product(EXACT_ID, category=explicit.categories[0] if explicit.categories else category,
+                color=explicit.colors[0] if explicit.colors else color,
+                size=explicit.sizes[0] if explicit.sizes else "M",
+                price=price if price is not None else 99.0)
+    return Catalogue((*cat.hits, Hit(p, 1.0, scores={"image": 1.0}, group_id="g1")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(catalogues(kind="image"), inferences(), explicit_filters(), st.sampled_from(MODES),
+       st.booleans(), page_sizes, st.sampled_from(CATEGORIES), st.sampled_from(COLORS))
+def test_an_exact_photo_match_is_first(cat: Catalogue, inferred: Inferred, explicit: Filters,
+                                       mode: str, collapse: bool, top_k: int, category: str,
+                                       color: str) -> None:
+    cat = with_exact_match(cat, explicit, category, color)
+    got = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=top_k, collapse=collapse)
+    assert ids(got)[0] == EXACT_ID
+
+
+def limits_broken(p: Product, inferred: Inferred) -> tuple[int, float]:
+    """(how many understood limits p breaks, how far outside the price range it is)."""
+    broken, distance = 0, 0.0
+    if inferred.sizes and p.size not in inferred.sizes:
+        broken += 1
+    lo, hi = inferred.min_price, inferred.max_price
+    if lo is not None or hi is not None:
+        if p.price is None:
+            broken, distance = broken + 1, float("inf")
+        else:
+            distance = max((lo or 0.0) - p.price, p.price - hi if hi is not None else 0.0, 0.0)
+            broken += distance > 0
+    return broken, distance
+
+
+def _hit(pid: str, category: str, score: float) -> Hit:
+    return Hit(Product(pid, category=category, color="red", size="S", price=30.0), score,
+               scores={"text": score})
+
+
+# Issue 29's case, rare among random catalogues: the one red dress, far behind a red coat by
+# vector, filled a page of one on its own.
+@example(Catalogue((_hit("dress", "dress", 0.1), _hit("coat", "coat", 0.95))),
+         Inferred(categories=("dress",), colors=("red",)), Filters(), 1)
+@settings(max_examples=300, deadline=None)
+@given(catalogues(), inferences(), explicit_filters(), page_sizes)
+def test_inferred_attributes_never_remove_and_lift_at_most_the_bound(
+        cat: Catalogue, inferred: Inferred, explicit: Filters, top_k: int) -> None:
+    everything = page(cat, inferred=inferred, explicit=explicit, mode="boost", top_k=POOL_FLOOR)
+    assert set(ids(everything)) == {h.product.product_id for h in cat.hits
+                                    if keeps(h.product, explicit)}
+    # Among products that keep (or break) the understood limits alike, a shown one's vector
+    # score is never lower by more than the bound than that of any product after it, shown
+    # on this page or left out of it.
+    got = page(cat, inferred=inferred, explicit=explicit, mode="boost", top_k=top_k)
+    held = inferred.under(explicit)
+    left_out = [h for h in everything.hits if h.product.product_id not in set(ids(got))]
+    for i, first in enumerate(got.hits):
+        for later in [*got.hits[i + 1:], *left_out]:
+            if limits_broken(first.product, held) == limits_broken(later.product, held):
+                assert (cat.score(later.product.product_id) - cat.score(first.product.product_id)
+                        <= BOOST_BOUND + 1e-9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(catalogues(min_size=3), inferences(), explicit_filters(), page_sizes)
+def test_understood_limits_are_kept_or_reported(cat: Catalogue, inferred: Inferred,
+                                                explicit: Filters, top_k: int) -> None:
+    got = page(cat, inferred=inferred, explicit=explicit, mode="boost", top_k=top_k)
+    held = inferred.under(explicit)
+    broken = [limits_broken(h.product, held) for h in got.hits]
+    # Every product that keeps the limits before every one that breaks one; the breakers with
+    # fewest broken and nearest in price first.
+    assert broken == sorted(broken)
+    candidates = [h.product for h in cat.hits if keeps(h.product, explicit)]
+    detail = {d["attribute"]: d["kept"] for d in got.relaxed_detail}
+    if any(b for b, _ in broken):  # only when too few keep them all to fill the page
+        assert sum(limits_broken(p, held)[0] == 0 for p in candidates) < top_k
+    for limit in ("size", "price"):
+        if limit not in held.attributes():
+            continue
+        page_breaks = any(limit not in held.matching(h.product) for h in got.hits)
+        assert (limit in got.relaxed) == page_breaks
+        if page_breaks:  # which limit, and how many products keep it
+            assert detail[limit] == sum(limit in held.matching(p) for p in candidates)
+
+
+@settings(max_examples=200, deadline=None)
+@given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), st.booleans(),
+       page_sizes)
+def test_explicit_filters_always_hold(cat: Catalogue, inferred: Inferred, explicit: Filters,
+                                      mode: str, collapse: bool, top_k: int) -> None:
+    got = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=top_k, collapse=collapse)
+    assert all(keeps(h.product, explicit) for h in got.hits)
+    if collapse:  # one product per variant group
+        groups = [h.group_id or h.product.product_id for h in got.hits]
+        assert len(groups) == len(set(groups))
