@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,13 @@ def venv_with(wheel: Path, where: Path) -> Path:
     site = Path(subprocess.run([str(python), "-c", purelib], check=True, capture_output=True,
                                text=True, timeout=60).stdout.strip())
     (site / "_lookalike_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    # This environment's pip, run by the new venv's python: installs into the new venv.
+    # This environment's pip, run by the new venv's python: installs into the new venv. Without
+    # PYTHONPATH: a local Ray started earlier in the session puts the checkout there, and pip
+    # would then take the checkout's lookalike for the wheel's and install nothing.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                    str(wheel)], check=True, timeout=240)
+                    str(wheel)], check=True, timeout=240, env=env)
+    installed = subprocess.run([str(python), "-c", "import lookalike; print(lookalike.__file__)"],
+                               check=True, capture_output=True, text=True, timeout=60, env=env)
+    assert installed.stdout.startswith(str(site)), installed.stdout  # the wheel's, or say so
     return python
