@@ -154,7 +154,13 @@ def render_config(*, host: str, port: int, backend_port: int, backend_host: str 
     admin = f"    stats socket {admin_socket} mode 600 level admin\n" if admin_socket else ""
     # Serve's proxy speaks plain text: a 500 left after the retries (a replica died) and its
     # own back-pressure 503 become the API's JSON 503. The app's JSON errors pass unchanged.
+    # A redirect's Location loses its scheme and host: Starlette builds them from the
+    # client's Host header (its trailing-slash redirect), which must not send shoppers to
+    # another site; and a path starting with // would be read as a host of its own.
     answers = f"""\
+    http-response replace-header Location ^([A-Za-z][A-Za-z0-9+.-]*:)?//[^/]*(.*)$ \\2 if {{ status 300:399 }}
+    http-response replace-header Location ^/{{2,}}(.*)$ /\\1 if {{ status 300:399 }}
+    http-response set-header Location / if {{ status 300:399 }} {{ res.fhdr(location) -m len 0 }}
     acl app_json res.hdr(content-type) -m beg application/json
     http-response return status 503 content-type application/json string '{died}' hdr x-error-code unavailable hdr Retry-After {RETRY_AFTER_S} if {{ status 500 }} !app_json
     http-response return status 503 content-type application/json string '{overloaded}' hdr x-error-code overloaded hdr Retry-After {RETRY_AFTER_S} if {{ status 503 }} !app_json

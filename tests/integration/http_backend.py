@@ -73,6 +73,13 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"garbage\r\n\r\n")
             self.wfile.flush()
             self.connection.shutdown(2)
+        elif kind == "redirect":  # Starlette's trailing-slash redirect, built from Host, to
+            # the rest of the path (/redirect/a/ -> http://HOST/a)
+            self.send_response(307)
+            rest = self.path[len("/redirect"):].rstrip("/")
+            self.send_header("Location", f"http://{self.headers['Host']}{rest}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif kind == "bug":  # the app's own 500 (a bug it answers in JSON): never sent again
             self._answer(500, b'{"error":{"code":"internal","message":"internal error"}}',
                          "application/json")

@@ -160,6 +160,18 @@ def test_two_request_ids_are_replaced_by_one(front: FrontProxy, backend: Backend
     assert got is not None and len(got) == 1 and got[0] not in ("a", "b")
 
 
+@pytest.mark.parametrize(("path", "location"), [
+    ("/redirect/v1/search/", "/v1/search"),
+    ("/redirect//evil.example/", "/evil.example"),  # Location: http://evil.example//evil.example
+    ("/redirect/", "/"),  # Location: http://evil.example
+])
+def test_redirects_never_name_the_host_the_client_sent(
+        front: FrontProxy, path: str, location: str) -> None:
+    resp = httpx.get(front.url + path, headers={"Host": "evil.example"}, timeout=10)
+    assert resp.status_code == 307
+    assert resp.headers["location"] == location
+
+
 # -- retries -------------------------------------------------------------------------------------
 
 def test_the_app_own_500_is_answered_once_and_never_sent_again(
