@@ -130,7 +130,8 @@ def buffer_count(memory_bytes: int | None = None) -> int:
     share of the machine's memory, so that 2048 slow uploads cannot take 2048 x 4 MiB."""
     if memory_bytes is None:
         memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return max(MIN_BUFFERS, min(MAX_BUFFERS, int(memory_bytes * BUFFER_MEMORY_SHARE) // BUFFER_BYTES))
+    share = int(memory_bytes * BUFFER_MEMORY_SHARE) // BUFFER_BYTES
+    return max(MIN_BUFFERS, min(MAX_BUFFERS, share))
 
 
 def render_config(*, host: str, port: int, backend_port: int, backend_host: str = BACKEND_HOST,

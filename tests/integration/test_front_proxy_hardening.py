@@ -74,13 +74,16 @@ def in_line(tmp_path: Path) -> Iterator[tuple[FrontProxy, Backend, Backend]]:
 
 
 BOUNDARY = "b0undary"
-MULTIPART = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"q.jpg\"\r\n"
-             f"Content-Type: image/jpeg\r\n\r\n\xff\xd8 not really\r\n--{BOUNDARY}--\r\n").encode("latin-1")
+# No "image" anywhere in it: these go in line by their content type alone.
+MULTIPART = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"q\"\r\n"
+             f"Content-Type: application/octet-stream\r\n\r\n\xff\xd8 not really\r\n"
+             f"--{BOUNDARY}--\r\n").encode("latin-1")
 # Each a photo search as the app reads it; each skipped the line before.
 PHOTO_SEARCHES = {
     "multipart, content type in capitals": (
         "/v1/search", f"Multipart/Form-Data; boundary={BOUNDARY}", MULTIPART),
-    "percent-encoded path": ("/v1/%73earch", f"multipart/form-data; boundary={BOUNDARY}", MULTIPART),
+    "percent-encoded path": (
+        "/v1/%73earch", f"multipart/form-data; boundary={BOUNDARY}", MULTIPART),
     "JSON image_url": ("/v1/search", "application/json",
                        b'{"image_url": "https://images.example/a.jpg", "top_k": 3}'),
     "JSON image_base64, key in capitals": ("/v1/search", "Application/JSON",
@@ -107,7 +110,7 @@ def test_every_spelling_of_a_photo_search_waits_in_line(
     front, a, b = in_line
     answers = at_once(front, 4, *PHOTO_SEARCHES[kind])
     assert [r.status_code for r in answers] == [200] * 4
-    assert a.most_at_once == b.most_at_once == 1  # one at a time per replica: in line
+    assert max(a.most_at_once, b.most_at_once) == 1  # never two on one replica: in line
 
 
 def test_a_json_text_search_does_not_wait_in_line(
