@@ -52,10 +52,12 @@ class Handler(BaseHTTPRequestHandler):
             self.server.most_at_once = max(self.server.most_at_once, self.server.working)
         try:
             time.sleep(float(self.headers.get("X-Work-S") or 0))
-            self._reply(attempt, body)
         finally:
+            # Done working before the answer goes out: the proxy may send the next request
+            # the moment it has the answer, and it must not count as two at once.
             with self.server.lock:
                 self.server.working -= 1
+        self._reply(attempt, body)
 
     def _reply(self, attempt: int, body: bytes) -> None:
         kind = self.path.split("/")[1]
