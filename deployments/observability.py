@@ -26,17 +26,11 @@ LATENCY_MS_BOUNDARIES = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 
 BATCH_SIZE_BOUNDARIES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256]
 
 
-# Static routes of the API (templated ones contain "{"). Anything else is an unmatched path,
-# counted as "unmatched": a raw path as a label would let any scanner mint new time series.
-STATIC_ENDPOINTS = frozenset({"/", "/healthz", "/readyz", "/v1/search", "/v1/facets", "/v1/info",
-                              "/docs", "/openapi.json", "/redoc"})
-
-
 def bounded_endpoint(endpoint: object) -> str:
-    e = str(endpoint)
-    if "{" in e or e in STATIC_ENDPOINTS:
-        return e
-    return "/static" if e.startswith("/static/") else "unmatched"
+    """The `endpoint` label: the request record's route template (lookalike/api/observe.py's
+    route_template: a matched route's template or mount prefix, else "unmatched"), never a
+    raw path, which would let any scanner mint new time series."""
+    return endpoint if isinstance(endpoint, str) and endpoint else "unmatched"
 
 
 class RayMetrics(NoopMetrics):

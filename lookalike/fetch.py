@@ -3,9 +3,11 @@
 Both callers use this code; only the `FetchPolicy` differs:
 
 * `SHOPPER` (the API's `image_url`, untrusted, strict): the host is resolved **once**, every
-  address it resolves to must be global (IPv4-mapped, 6to4, NAT64 and Teredo forms are
-  unwrapped and checked too; 100.64.0.0/10, which holds cloud metadata addresses, is not
-  global), and the connection goes to that pinned address: no second lookup can rebind it.
+  address it resolves to must be global: a global IPv4 address (100.64.0.0/10, which holds
+  cloud metadata addresses, is not), or a global IPv6 unicast address (2000::/3) outside the
+  IPv4 transition ranges (is_public lists them: IPv4-mapped, -compatible and -translated,
+  NAT64, 6to4, Teredo), which are refused whatever IPv4 address they carry. The connection
+  goes to that pinned address: no second lookup can rebind it.
   Ports 80 and 443 only, no redirects, a total deadline over resolve + connect + download, and
   a size limit counted while streaming. Async, so fetches wait on sockets, not in the thread
   pool the store calls use (the API adds a limiter of its own).
@@ -37,7 +39,20 @@ import httpcore
 MAX_HOST_CHARS = 253
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# The only IPv6 a shopper's URL may reach: global unicast...
+GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+# ...less the ranges that carry or reach IPv4 (a gateway or a dual-stack kernel turns them into
+# IPv4 traffic, whose address the IPv6 checks never see) and the ones Python's is_global still
+# counts as global though nothing public lives there. Outside 2000::/3, and so refused anyway,
+# are the other spellings: IPv4-compatible ::a.b.c.d (::/96), IPv4-mapped ::ffff:a.b.c.d
+# (::ffff:0:0/96), IPv4-translated ::ffff:0:a.b.c.d (::ffff:0:0:0/96), NAT64 64:ff9b::/96 and
+# its local-use 64:ff9b:1::/48.
+TRANSITION_V6 = tuple(ipaddress.ip_network(n) for n in (
+    "2002::/16",  # 6to4: 2002:a.b.c.d::/48
+    "2001::/32",  # Teredo (its server and client IPv4 addresses inside)
+    "3fff::/20",  # documentation (RFC 9637)
+    "5f00::/16",  # SRv6 segment ids (RFC 9602)
+))
 # Statuses worth another try: the server said "later" or failed on its side.
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -84,21 +99,13 @@ OPERATOR = FetchPolicy(allow_private=True, ports=None, follow_redirects=True, re
                        subject="image URL")
 
 
-def embedded_ipv4(addr: IpAddress) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses an IPv6 address carries (mapped, 6to4, NAT64, Teredo)."""
-    if not isinstance(addr, ipaddress.IPv6Address):
-        return []
-    out = [a for a in (addr.ipv4_mapped, addr.sixtofour) if a is not None]
-    if addr.teredo:
-        out.extend(addr.teredo)
-    if addr in NAT64:
-        out.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
-    return out
-
-
 def is_public(addr: IpAddress) -> bool:
-    """Global unicast, and so is every IPv4 address it embeds."""
-    return all(a.is_global and not a.is_multicast for a in (addr, *embedded_ipv4(addr)))
+    """A global IPv4 unicast address, or a global IPv6 unicast one outside the transition
+    ranges (however it spells an IPv4 address, it is refused rather than unwrapped)."""
+    if isinstance(addr, ipaddress.IPv4Address):
+        return addr.is_global and not addr.is_multicast
+    return (addr in GLOBAL_UNICAST_V6 and addr.is_global
+            and not any(addr in net for net in TRANSITION_V6))
 
 
 def check_host(host: str, subject: str = SHOPPER.subject) -> str:

@@ -22,6 +22,24 @@ log = logging.getLogger("lookalike.api")
 RequestObserver = Callable[[dict[str, Any]], None]
 
 
+UNMATCHED = "unmatched"
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that matched (`/v1/products/{product_id}`), the prefix of the
+    mount that did (`/static`), else UNMATCHED: never the raw path, which any client can make
+    up (a metrics label per made-up path would mint series without bound)."""
+    route = scope.get("route")  # FastAPI's routes put themselves here; a 405 matched too
+    if isinstance(getattr(route, "path", None), str):
+        return str(route.path)
+    endpoint = scope.get("endpoint")  # Starlette's Route (/openapi.json) and Mount
+    if endpoint is not None:
+        for candidate in getattr(scope.get("app"), "routes", ()):
+            if endpoint in (getattr(candidate, "endpoint", None), getattr(candidate, "app", None)):
+                return str(candidate.path)
+    return UNMATCHED
+
+
 class ObserveMiddleware:
     """`observer` gets the record once the response has started (None: no records).
     `echo_request_id`: answer with X-Request-ID (off where a proxy in front already does)."""
@@ -61,10 +79,9 @@ class ObserveMiddleware:
                 scope, receive, observed_send)
         if self.observer is None:
             return
-        route = scope.get("route")
         record = {
             "request_id": request_id, "method": scope["method"],
-            "endpoint": getattr(route, "path", scope["path"]),
+            "endpoint": route_template(scope),
             "status": answer.get("status"),
             "total_ms": round((time.perf_counter() - started) * 1000.0, 3),
             "error_code": answer.get("error_code"), **state.get("log", {}),

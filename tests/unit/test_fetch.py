@@ -51,7 +51,30 @@ def test_every_non_global_form_is_refused(address: str) -> None:
         asyncio.run(resolve_target("http://images.example/a.jpg", SHOPPER, StubResolver([address])))
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
+# IPv6 spellings of an IPv4 address, each with a public IPv4 inside (so unwrapping and checking
+# the IPv4 part passes them) and with a private one: all refused, whatever they carry.
+TRANSITION = [
+    "::8.8.8.8", "::127.0.0.1", "::a9fe:a9fe",  # IPv4-compatible, ::/96
+    "::ffff:8.8.8.8", "::ffff:0808:0808",  # IPv4-mapped, ::ffff:0:0/96
+    "::ffff:0:8.8.8.8", "::ffff:0:127.0.0.1", "::ffff:0:a9fe:a9fe",  # IPv4-translated
+    "64:ff9b::8.8.8.8", "64:ff9b::808:808",  # NAT64, 64:ff9b::/96
+    "64:ff9b:1::8.8.8.8", "64:ff9b:1::7f00:1", "64:ff9b:1:ffff::a9fe:a9fe",  # 64:ff9b:1::/48
+    "2002:808:808::1", "2001:0:4136:e378:8000:63bf:f7f7:f7f7",  # 6to4, Teredo
+    "3fff::1", "5f00::1", "fec0::1", "4000::1", "ff0e::1",  # not global unicast
+]
+
+
+@pytest.mark.parametrize("address", TRANSITION)
+def test_ipv4_in_ipv6_spellings_and_non_unicast_ranges_are_refused(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+    with pytest.raises(FetchError, match="non-public"):
+        asyncio.run(resolve_target("http://images.example/a.jpg", SHOPPER, StubResolver([address])))
+    with pytest.raises(FetchError, match="non-public"):  # and as a URL's literal
+        asyncio.run(resolve_target(f"http://[{address}]/a.jpg", SHOPPER, StubResolver([])))
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946",
+                                     "2a00:1450:4001:81c::200e"])
 def test_global_addresses_pass(address: str) -> None:
     target = asyncio.run(resolve_target("http://images.example/a.jpg", SHOPPER,
                                         StubResolver([address])))

@@ -178,13 +178,33 @@ def test_the_router_observer_outside_ray_logs_to_stderr_with_no_metrics() -> Non
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-@pytest.mark.parametrize(("endpoint", "label"), [
-    ("/v1/search", "/v1/search"), ("/v1/products/{product_id}", "/v1/products/{product_id}"),
-    ("/healthz", "/healthz"), ("/static/app.js", "/static"), ("/wp-admin/x.php", "unmatched"),
-    (None, "unmatched"),
+# The label is the template of the route that matched (or the mount's prefix), else
+# "unmatched": a made-up path, even one that looks like a template, never becomes a label.
+@pytest.mark.parametrize(("method", "path", "label"), [
+    ("GET", "/v1/search", "/v1/search"), ("GET", "/v1/products/p1", "/v1/products/{product_id}"),
+    ("GET", "/v1/products/p1/similar", "/v1/products/{product_id}/similar"),
+    ("POST", "/readyz", "/readyz"),  # a 405 still matched its route
+    ("GET", "/healthz", "/healthz"), ("GET", "/openapi.json", "/openapi.json"),
+    ("GET", "/static/app.js", "/static"), ("GET", "/static/nope-{x}.js", "/static"),
+    ("GET", "/wp-admin/x.php", "unmatched"), ("GET", "/wp-admin/{x}", "unmatched"),
+    ("GET", "/v1/products/p1/{made-up}", "unmatched"), ("GET", "/{a}/{b}", "unmatched"),
+    ("GET", "/v1/search/", "unmatched"),
 ])
-def test_metric_endpoint_labels_are_bounded(endpoint: object, label: str) -> None:
-    assert bounded_endpoint(endpoint) == label
+def test_metric_endpoint_labels_come_only_from_matched_routes(
+        tmp_path: Path, method: str, path: str, label: str) -> None:
+    from tests.unit.test_api import OneProductStore, make_client
+
+    records: list[dict] = []
+    client = make_client(OneProductStore(), tmp_path, records)
+    client.request(method, path, follow_redirects=False)
+    assert len(records) == 1
+    assert bounded_endpoint(request_fields(records[0])["endpoint"]) == label
+    assert records[0]["endpoint"] == label  # the request log says the same
+
+
+@pytest.mark.parametrize("endpoint", [None, "", 3])
+def test_a_record_without_an_endpoint_is_unmatched(endpoint: object) -> None:
+    assert bounded_endpoint(endpoint) == "unmatched"
 
 
 class FakeMetric:
