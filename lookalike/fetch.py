@@ -36,6 +36,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpcore
 
+from lookalike.workers import run_in
+
 MAX_HOST_CHARS = 253
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -122,9 +124,10 @@ def check_host(host: str, subject: str = SHOPPER.subject) -> str:
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    loop = asyncio.get_running_loop()
+    # On the process's DNS threads, not asyncio's default executor (loop.getaddrinfo): a few
+    # unresolvable hosts then wait among themselves, never in front of store calls or decodes.
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await run_in("dns", socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise FetchError(f"cannot resolve host {host!r}") from None
     return [str(info[4][0]) for info in infos]

@@ -12,6 +12,7 @@ from typing import Any
 from lookalike.config import Settings
 from lookalike.ingest.record import load_last_ingest
 from lookalike.store import lite_version
+from lookalike.workers import store_call
 
 
 def model_names(model_version: str) -> dict[str, str]:
@@ -31,8 +32,6 @@ def store_warnings(settings: Settings) -> list[str]:
 
 
 async def catalogue_info(*, store: Any, settings: Settings, model_version: str) -> dict[str, Any]:
-    from lookalike.search import store_call
-
     products, last_ingest = await asyncio.gather(store_call(store.count),
                                                  store_call(load_last_ingest, store))
     return {"products": products, "collection": settings.collection,

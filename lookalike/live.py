@@ -33,18 +33,11 @@ from PIL import Image
 
 from lookalike.catalog.product import Product
 from lookalike.images import Box
-from lookalike.search import (
-    EmbedImage,
-    EmbedText,
-    SearchOutcome,
-    SearchQuery,
-    SearchService,
-    store_call,
-)
 from lookalike.media import MediaStore, open_media
-from lookalike.store import MilvusStore
-from lookalike.store import aliases
+from lookalike.search import EmbedImage, EmbedText, SearchOutcome, SearchQuery, SearchService
+from lookalike.store import MilvusStore, aliases
 from lookalike.store.base import Filters, StoredProduct, StoreError
+from lookalike.workers import store_call
 
 log = logging.getLogger(__name__)
 RESOLVE_TTL_S = 1.0  # how long a search trusts its last look at the alias

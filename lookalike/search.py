@@ -3,21 +3,17 @@
 Embedding goes through two async callables, so the same class runs with Serve
 DeploymentHandles (production) or with in-process embedders (unit tests, the baseline).
 Store calls are blocking gRPC and run in worker threads to keep the event loop free. Decoding
-and store calls have thread pools of their own (`Pools`), shared by the process: slow decodes
-(two at a time) never take the threads that searches, writes and /readyz need, and neither
-takes asyncio's default executor.
+and store calls have thread pools of their own (lookalike/workers.py), shared by the process:
+slow decodes (two at a time) never take the threads that searches, writes and /readyz need.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,49 +28,19 @@ from lookalike.media import LocalMedia, MediaStore
 from lookalike.query.understanding import QueryUnderstanding, combine
 from lookalike.query.vector_cache import QueryVectors
 from lookalike.rank.inferred import Inferred
-from lookalike.rank.ranking import Ordering, order, pool_size
-from lookalike.rank.retrieval import retrieve
 from lookalike.rank.mmr import mmr
+from lookalike.rank.ranking import Ordering, order, pool_size
 from lookalike.rank.relative import Relative, relative_filters
+from lookalike.rank.retrieval import retrieve
 from lookalike.recommend import recommend
 from lookalike.store.base import Filters, Hit, ProductStore, Record, StoredProduct, StoreError
 from lookalike.variants import explicit_group, group_key, phash_hex
+from lookalike.workers import run_in, store_call
 
 log = logging.getLogger(__name__)
 
 EmbedImage = Callable[[Image.Image], Awaitable[np.ndarray]]
 EmbedText = Callable[[str], Awaitable[np.ndarray]]
-DECODE_THREADS = 2  # shopper images decoded at once per process (each up to ~64 MB, CPU-bound)
-STORE_THREADS = 8  # blocking store calls at once per process (gRPC waits, little CPU)
-
-
-class Pools:
-    """The process's worker threads by kind of work, made on first use (after any fork)."""
-
-    _lock = threading.Lock()
-    _pools: dict[str, ThreadPoolExecutor] = {}
-    SIZES = {"decode": DECODE_THREADS, "store": STORE_THREADS}
-
-    @classmethod
-    def get(cls, kind: str) -> ThreadPoolExecutor:
-        with cls._lock:
-            pool = cls._pools.get(kind)
-            if pool is None:
-                pool = cls._pools[kind] = ThreadPoolExecutor(
-                    cls.SIZES[kind], thread_name_prefix=f"lookalike-{kind}")
-            return pool
-
-
-async def run_in(kind: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """asyncio.to_thread, on the `kind` pool ("decode" or "store") instead of the default."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(Pools.get(kind), functools.partial(fn, *args, **kwargs))
-
-
-async def store_call(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    return await run_in("store", fn, *args, **kwargs)
-
-
 class NotFoundError(LookupError):
     pass
 

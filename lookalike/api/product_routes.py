@@ -34,8 +34,9 @@ from lookalike.catalog.manifest import PRODUCT_ID, RowError, parse_row
 from lookalike.catalog.product import Product
 from lookalike.images import CONTENT_TYPES, UPLOAD_FORMATS, InvalidImageError, sniff_content_type
 from lookalike.rank.relative import Relative
-from lookalike.search import NotFoundError, store_call
+from lookalike.search import NotFoundError
 from lookalike.store.base import Hit
+from lookalike.workers import store_call
 
 router = APIRouter(tags=["products"])
 Ctx = Annotated[ApiContext, Depends(context)]
