@@ -275,11 +275,13 @@ class Settings(BaseSettings):
         return SecretStr(key)
 
     def resolved_milvus_token(self) -> str:
-        """The token clients send: the configured one for a real Milvus; for the embedded
-        milvus-lite, the one its server requires (data_dir/milvus-lite.token, made once)."""
-        if self.embedded:
-            return secret_file(self.data_dir / LITE_TOKEN_FILE, "milvus-lite token file")
-        return self.milvus_token.get_secret_value()
+        """The token clients send: the configured one; else, for the embedded milvus-lite, the
+        one its server requires (data_dir/milvus-lite.token, made once). Configured, it lets a
+        process whose data_dir is not the server's (another node, a test's app) reach it."""
+        configured = self.milvus_token.get_secret_value()
+        if configured or not self.embedded:
+            return configured
+        return secret_file(self.data_dir / LITE_TOKEN_FILE, "milvus-lite token file")
 
 
 LITE_TOKEN_FILE = "milvus-lite.token"

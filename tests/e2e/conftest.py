@@ -38,8 +38,10 @@ def app_settings(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFacto
     port = free_port()
     # The tests fetch image_urls from the app itself (loopback, its own port) and serve the
     # catalogue from its temporary folder.
+    # The app's data dir is not the store's: it is given the session server's token.
     return Settings(data_dir=tmp_path_factory.mktemp("app"), lite_port=lite_server.port,
-                    collection="e2e_products", port=port, admin_key=ADMIN_KEY,
+                    milvus_token=lite_server.token(), collection="e2e_products", port=port,
+                    admin_key=ADMIN_KEY,
                     allow_private_image_urls=True, image_url_ports=(port,),
                     image_roots=(catalogue[0].parent,))
 
@@ -60,7 +62,8 @@ def app(app_settings: Settings, catalogue: tuple[Path, list[Product]],
     # From serve_config.yaml, as `serve run` and `lookalike serve` start it: the same replicas,
     # queue bounds and batching (the YAML is the one place they are set).
     settings = {**app_settings.model_dump(mode="json"),
-                "admin_key": app_settings.admin_key.get_secret_value()}
+                "admin_key": app_settings.admin_key.get_secret_value(),
+                "milvus_token": app_settings.milvus_token.get_secret_value()}
     # With the front proxy on the app's port, as `lookalike serve` runs it.
     front = deploy(load_config(REPO / "serve_config.yaml", app_settings,
                                app_args={"settings": settings}), app_settings)

@@ -78,6 +78,7 @@ def env(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFactory) -> di
             "RAY_USAGE_STATS_ENABLED": "0",
             "LOOKALIKE_DATA_DIR": str(tmp_path_factory.mktemp("deploy_data")),
             "LOOKALIKE_LITE_PORT": str(lite_server.port), "LOOKALIKE_COLLECTION": COLLECTION,
+            "LOOKALIKE_MILVUS_TOKEN": lite_server.token(),  # the session server's, not data_dir's
             "LOOKALIKE_ADMIN_KEY": "deploy-path-admin-key", "LOOKALIKE_DEMO_SOURCE": "vendored"}
 
 

@@ -90,6 +90,7 @@ def cluster(lite_server: LiteServer, tmp_path_factory: pytest.TempPathFactory) -
     env = {**base, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), base.get("PYTHONPATH")])),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "LOOKALIKE_DATA_DIR": str(work / "data"), "LOOKALIKE_LITE_PORT": str(lite_server.port),
+           "LOOKALIKE_MILVUS_TOKEN": lite_server.token(),  # the session server's, not data_dir's
            "LOOKALIKE_COLLECTION": COLLECTION, "LOOKALIKE_ADMIN_KEY": "multi-node-admin-key-01",
            "LOOKALIKE_PORT": str(free_port())}
     c = LoopbackCluster.create(work, env)
