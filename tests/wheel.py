@@ -50,10 +50,13 @@ def venv_with(wheel: Path, where: Path) -> Path:
     # This environment's pip, run by the new venv's python: installs into the new venv. Without
     # PYTHONPATH: a local Ray started earlier in the session puts the checkout there, and pip
     # would then take the checkout's lookalike for the wheel's and install nothing.
+    # In the venv's folder, not the caller's: `-m` and `-c` put the working directory first on
+    # sys.path, and a checkout there is a lookalike too.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                    str(wheel)], check=True, timeout=240, env=env)
+                    str(wheel)], check=True, timeout=240, env=env, cwd=where)
     installed = subprocess.run([str(python), "-c", "import lookalike; print(lookalike.__file__)"],
-                               check=True, capture_output=True, text=True, timeout=60, env=env)
+                               check=True, capture_output=True, text=True, timeout=60, env=env,
+                               cwd=where)
     assert installed.stdout.startswith(str(site)), installed.stdout  # the wheel's, or say so
     return python
