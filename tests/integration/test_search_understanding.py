@@ -82,12 +82,12 @@ def test_relaxation_drops_inferred_attributes_and_says_so(service: SearchService
     got = run(service, text="red sandals size 42 under 20", top_k=5, infer="filter",
               filters=Filters(categories=("sandal",)))
     assert got.relaxed and got.relaxed[0] == "size"
-    assert all(h.product.category == "sandal" for h in got.hits)
+    assert got.hits and all(h.product.category == "sandal" for h in got.hits)
 
 
 def test_explicit_filters_win(service: SearchService) -> None:
     got = run(service, text="crimson gown", top_k=5, filters=Filters(colors=("blue",)))
-    assert all(h.product.color == "blue" for h in got.hits)
+    assert got.hits and all(h.product.color == "blue" for h in got.hits)
     assert got.inferred.overridden == ("color",) and got.inferred.categories == ("dress",)
 
 
@@ -150,7 +150,7 @@ def test_a_put_product_searched_by_its_own_photo_is_first_for_every_page_size(
                      filters=Filters(categories=("t-shirt",))) for k in (1, 3, 5, 10)]
         for got in pages:
             assert got.hits[0].product.product_id == "put-tee", (infer, len(got.hits))
-            assert all(h.product.category == "t-shirt" for h in got.hits)
+            assert got.hits and all(h.product.category == "t-shirt" for h in got.hits)
         ids = [[h.product.product_id for h in got.hits] for got in pages]
         assert all(small == ids[-1][:len(small)] for small in ids)  # prefixes of one list
 
