@@ -85,7 +85,8 @@ def test_upsert_replaces_and_removes_extra_images(store: MilvusStore) -> None:
     assert rec.product.title == "renamed" and len(rec.image_vectors) == 1 and rec.content_hash == "h-new"
     assert store.count() == 6
     hit = store.search(image_vector=old.image_vectors[2], top_k=6)
-    assert all(h.image_index == 0 for h in hit if h.product.product_id == "p2")
+    p2 = [h for h in hit if h.product.product_id == "p2"]
+    assert p2 and all(h.image_index == 0 for h in p2)
 
 
 def test_delete_removes_from_search(store: MilvusStore) -> None:
