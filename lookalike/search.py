@@ -38,6 +38,9 @@ from lookalike.variants import explicit_group, group_key, phash_hex
 from lookalike.workers import run_in, store_call
 
 log = logging.getLogger(__name__)
+# A shown hit that is not its product's newest version (an interrupted or racing write left
+# older rows): the older rows are removed and the search runs again, at most this often.
+STALE_RETRIES = 3
 
 EmbedImage = Callable[[Image.Image], Awaitable[np.ndarray]]
 EmbedText = Callable[[str], Awaitable[np.ndarray]]
@@ -184,12 +187,14 @@ class SearchService:
 
         # Text-only queries also match words exactly (BM25: brand, material, SKU).
         words = (parsed.text if parsed is not None else query.text) if query.image is None else None
+        # The hits' fields come with the searches; the page read below checks their versions.
+        checked = {"check_newest": False} if self._page_read is not None else {}
 
         def search(filters: Filters, top_k: int) -> list[Hit]:
             return self.store.search(image_vector=image_vec, text_vector=text_vec,
                                      image_weight=query.image_weight, filters=filters, top_k=top_k,
                                      **({"exclude_ids": query.exclude_ids} if query.exclude_ids else {}),
-                                     **({"lexical_query": words} if words else {}))
+                                     **({"lexical_query": words} if words else {}), **checked)
 
         def infer(pool: list[Hit]) -> Inferred:
             got = combine(parsed, photo_color=colour,
@@ -203,24 +208,52 @@ class SearchService:
             return order(found.hits, inferred=found.inferred, mode=query.infer,
                          explicit=query.filters, collapse_variants=query.collapse_variants)
 
-        ordering = await store_call(ranked)
-        if query.diversity > 0:
-            page = ordering.page(query.top_k, await store_call(
-                self._diversify, ordering.hits[:pool_size(query.top_k)], query))
-        else:
-            page = ordering.page(query.top_k)
-        members = await store_call(self.variants_of, page.hits)
+        for attempt in range(STALE_RETRIES + 1):
+            ordering = await store_call(ranked)
+            if query.diversity > 0:
+                page = ordering.page(query.top_k, await store_call(
+                    self._diversify, ordering.hits[:pool_size(query.top_k)], query))
+            else:
+                page = ordering.page(query.top_k)
+            members, unsure = await store_call(self._check_page, page.hits)
+            if not unsure or attempt == STALE_RETRIES:
+                break
+            await store_call(self.store.repair, sorted(unsure))
+        # Still not the newest after the retries (writes racing on them): left out rather than
+        # shown as a version that is gone.
+        page.hits = [h for h in page.hits if h.product.product_id not in unsure]
         t.search_ms = _ms(start)
         return SearchOutcome(page.hits, t, page.inferred, page.relaxed, page.mode,
                              model_version=self.model_version, variants=members,
                              relaxed_detail=page.relaxed_detail)
+
+    @property
+    def _page_read(self) -> Callable[..., Any] | None:
+        return getattr(self.store, "newest_with_groups", None)
+
+    def _check_page(self, hits: Sequence[Hit]) -> tuple[dict[str, list[Product]], set[str]]:
+        """One read for a page: each hit's other variants, and the hits that are not their
+        product's newest stored version (or no longer stored), which must not be shown."""
+        read = self._page_read
+        if not hits or read is None:
+            return self.variants_of(hits), set()
+        versions, members = read([h.product.product_id for h in hits],
+                                 [group_key(h.product.product_id, h.group_id) for h in hits])
+        unsure = {h.product.product_id for h in hits
+                  if versions.get(h.product.product_id) != h.write_version}
+        return self._others(hits, members), unsure
 
     def variants_of(self, hits: Sequence[Hit]) -> dict[str, list[Product]]:
         """Each hit's other variants (one read for all the hits' groups)."""
         lookup = getattr(self.store, "group_members", None)
         if not hits or lookup is None:
             return {}
-        members = lookup([group_key(h.product.product_id, h.group_id) for h in hits])
+        return self._others(hits, lookup([group_key(h.product.product_id, h.group_id)
+                                          for h in hits]))
+
+    @staticmethod
+    def _others(hits: Sequence[Hit],
+                members: dict[str, list[Product]]) -> dict[str, list[Product]]:
         out: dict[str, list[Product]] = {}
         for h in hits:
             others = [p for p in members.get(group_key(h.product.product_id, h.group_id), [])
@@ -263,9 +296,19 @@ class SearchService:
             colours = (await self.facets()).get("color") or {} if relative.other_color else {}
             filters = relative_filters(rec.product, relative, filters, colors=list(colours))
         # Every stored photo queries at once; a candidate scores by its best-matching pair.
-        hits = await store_call(
-            self.store.search, image_vectors=rec.image_vectors, text_vector=rec.text_vector,
-            image_weight=0.7, filters=filters, top_k=top_k, exclude_ids=[product_id])
+        def search(**checked: bool) -> list[Hit]:
+            return self.store.search(image_vectors=rec.image_vectors, text_vector=rec.text_vector,
+                                     image_weight=0.7, filters=filters, top_k=top_k,
+                                     exclude_ids=[product_id], **checked)
+
+        if self._page_read is None:
+            hits = await store_call(search)
+        else:
+            # Fields from the search, versions checked in one read; a hit that is not the
+            # newest (rare: an interrupted write) sends it down the store's own checked path.
+            hits = await store_call(search, check_newest=False)
+            if (await store_call(self._check_page, hits))[1]:
+                hits = await store_call(search)
         t.search_ms = _ms(start)
         return SearchOutcome(hits, t, model_version=self.model_version)
 

@@ -133,6 +133,7 @@ class _Scored:
     image_index: int
     version: int
     scores: dict[str, float] = field(default_factory=dict, compare=False)  # the score's parts
+    row: dict[str, Any] = field(default_factory=dict, compare=False)  # the fields it came with
 
 
 def _phash_vector(hexhash: str, product_id: str, n: int) -> list[float]:
@@ -509,8 +510,16 @@ class MilvusStore:
         exclude_ids: Sequence[str] = (),
         image_vectors: Sequence[np.ndarray] = (),
         lexical_query: str | None = None,
+        check_newest: bool = True,
     ) -> list[Hit]:
         """One result per product, best first.
+
+        `check_newest=False`: the hits' fields come with the searches themselves (output
+        fields), and no read checks that each hit is its product's newest version: the caller
+        checks the ones it shows (SearchService does, in the read that also finds their
+        variants: newest_with_groups). Every hit is still one whole version (its fields, its
+        photo's match); a hybrid or text hit whose parts met two versions keeps the older
+        `version`, so the caller's check finds it.
 
         `lexical_query` (text-only searches): BM25 over the product's words joins the dense
         text search, fused by reciprocal rank (fusion.rrf; scores 0..1), when the collection
@@ -528,6 +537,10 @@ class MilvusStore:
         if not queries and text_vector is None:
             raise ValueError("search needs an image vector, a text vector or both")
         base = filter_expression(filters, exclude_ids)
+        if not check_newest:
+            return [self._hit(s, s.row) for s in self._score(
+                queries, text_vector, float(image_weight), base, top_k, lexical_query,
+                fields=self._hit_fields)]
         older: dict[str, int] = {}
         for _ in range(STALE_RETRIES):
             expr = " and ".join(f"({e})" for e in (base, older and f"not ({_older_than(older)})")
@@ -546,37 +559,45 @@ class MilvusStore:
             self.repair(list(stale))
         # Still stale after the retries (writes racing on these products): leave them out
         # rather than pair one version's matched photo with another's fields.
-        return [Hit(_product_from_row(rows[s.product_id]), s.score, s.image_index, s.version,
-                    dict(s.scores), model_version=rows[s.product_id].get("model_version") or "",
-                    group_id=rows[s.product_id].get("group_id") or "")
-                for s in scored
+        return [self._hit(s, rows[s.product_id]) for s in scored
                 if s.product_id in rows and s.product_id not in stale]
+
+    @staticmethod
+    def _hit(s: _Scored, row: dict[str, Any]) -> Hit:
+        return Hit(_product_from_row(row), s.score, s.image_index, s.version, dict(s.scores),
+                   model_version=row.get("model_version") or "", group_id=row.get("group_id") or "")
+
+    @property
+    def _hit_fields(self) -> list[str]:
+        return [*self._product_fields, "model_version"]
 
     def _score(self, queries: list[list[float]], text_vector: np.ndarray | None,
                image_weight: float, expr: str, top_k: int,
-               lexical_query: str | None = None) -> list[_Scored]:
+               lexical_query: str | None = None, *,
+               fields: list[str] = KEY_FIELDS) -> list[_Scored]:
+        """The winners, with `fields` of the row each came with (key fields by default:
+        candidates are many, and search() reads only the winners' fields)."""
         if (not queries and text_vector is not None and lexical_query and lexical_query.strip()
                 and self.lexical):
             return self._text_and_lexical(np.asarray(text_vector, np.float32).tolist(),
-                                          lexical_query, expr, top_k)
+                                          lexical_query, expr, top_k, fields)
         if queries and text_vector is not None:
             return self._hybrid(queries, np.asarray(text_vector, np.float32).tolist(),
-                                image_weight, expr, top_k)
+                                image_weight, expr, top_k, fields)
         field, data = (("image_vector", queries) if queries
                        else ("text_vector", [np.asarray(text_vector, np.float32).tolist()]))
-        best = self._grouped(field, data, expr, top_k)
+        best = self._grouped(field, data, expr, top_k, fields)
         modality = field.removesuffix("_vector")
         return sorted((_Scored(pid, score, int(row.get("image_index") or 0), int(row["write_version"]),
-                               {modality: score})
+                               {modality: score}, row)
                        for pid, (score, row) in best.items()), key=lambda s: -s.score)[:top_k]
 
-    def _grouped(self, field: str, data: list[list[float]], expr: str,
-                 limit: int) -> dict[str, tuple[float, dict[str, Any]]]:
-        """{product_id: (best cosine, its row's key fields)} over one or several query vectors.
-        Only key fields: candidates are many, and only the winners' fields are read."""
+    def _grouped(self, field: str, data: list[list[float]], expr: str, limit: int,
+                 fields: list[str] = KEY_FIELDS) -> dict[str, tuple[float, dict[str, Any]]]:
+        """{product_id: (best cosine, its row's `fields`)} over one or several query vectors."""
         try:
             res = self.client.search(self.collection, data=data, anns_field=field, filter=expr,
-                                     limit=limit, output_fields=KEY_FIELDS,
+                                     limit=limit, output_fields=fields,
                                      group_by_field="product_id",
                                      search_params=self._filtered_params if expr else self._search_params,
                                      consistency_level=CONSISTENCY)
@@ -592,18 +613,18 @@ class MilvusStore:
         return best
 
     def _hybrid(self, queries: list[list[float]], text: list[float], w: float, expr: str,
-                top_k: int) -> list[_Scored]:
+                top_k: int, fields: list[str] = KEY_FIELDS) -> list[_Scored]:
         """Image + text, fused per product (lookalike/store/fusion.py says how and why)."""
         limit = fusion.candidate_limit(top_k)
         for round_ in range(fusion.WIDEN_ROUNDS + 1):
-            image = self._grouped("image_vector", queries, expr, limit)
-            texts = self._grouped("text_vector", [text], expr, limit)
+            image = self._grouped("image_vector", queries, expr, limit, fields)
+            texts = self._grouped("text_vector", [text], expr, limit, fields)
             floors = {name: (min(s for s, _ in got.values()) if len(got) >= limit else None)
                       for name, got in (("image", image), ("text", texts))}
             image.update(self._complete("image_vector", queries,
-                                        [p for p in texts if p not in image], expr))
+                                        [p for p in texts if p not in image], expr, fields))
             texts.update(self._complete("text_vector", [text],
-                                        [p for p in image if p not in texts], expr))
+                                        [p for p in image if p not in texts], expr, fields))
             scores = fusion.fuse({p: s for p, (s, _) in image.items()},
                                  {p: s for p, (s, _) in texts.items()}, w)
             ranked = sorted(scores, key=lambda p: -scores[p])[:top_k]
@@ -614,18 +635,18 @@ class MilvusStore:
             limit = fusion.widened(limit)
         return [_Scored(p, scores[p], int(image[p][1].get("image_index") or 0),
                         min(int(image[p][1]["write_version"]), int(texts[p][1]["write_version"])),
-                        {"image": image[p][0], "text": texts[p][0]})
+                        {"image": image[p][0], "text": texts[p][0]}, image[p][1])
                 for p in ranked]
 
-    def _text_and_lexical(self, text: list[float], words: str, expr: str,
-                          top_k: int) -> list[_Scored]:
+    def _text_and_lexical(self, text: list[float], words: str, expr: str, top_k: int,
+                          fields: list[str] = KEY_FIELDS) -> list[_Scored]:
         """Dense text and BM25 candidates (key fields only), fused by reciprocal rank
         (fusion.rrf); each winner keeps its text cosine and, if BM25 found it, its BM25 score."""
         limit = fusion.candidate_limit(top_k)
-        dense = self._grouped("text_vector", [text], expr, limit)
+        dense = self._grouped("text_vector", [text], expr, limit, fields)
         try:
             res = self.client.search(self.collection, data=[words], anns_field="lexical",
-                                     filter=expr, limit=limit, output_fields=KEY_FIELDS,
+                                     filter=expr, limit=limit, output_fields=fields,
                                      group_by_field="product_id",
                                      search_params={"metric_type": "BM25"},
                                      consistency_level=CONSISTENCY)
@@ -640,30 +661,30 @@ class MilvusStore:
         ranked = sorted(fused, key=lambda p: -fused[p])[:top_k]
         # Exact text cosines of the BM25-only winners (from their stored vectors).
         dense.update(self._complete("text_vector", [text], [p for p in ranked if p not in dense],
-                                    expr))
+                                    expr, fields))
         out = []
         for p in ranked:
             row = dense[p][1] if p in dense else lexical[p][1]
             versions = [int(r[1]["write_version"]) for r in (dense.get(p), lexical.get(p)) if r]
             out.append(_Scored(p, fused[p], int(row.get("image_index") or 0), min(versions),
                                {"text": dense[p][0] if p in dense else 0.0,
-                                **({"lexical": lexical[p][0]} if p in lexical else {})}))
+                                **({"lexical": lexical[p][0]} if p in lexical else {})}, row))
         return out
 
-    def _complete(self, field: str, data: list[list[float]], pids: list[str],
-                  expr: str) -> dict[str, tuple[float, dict[str, Any]]]:
+    def _complete(self, field: str, data: list[list[float]], pids: list[str], expr: str,
+                  fields: list[str] = KEY_FIELDS) -> dict[str, tuple[float, dict[str, Any]]]:
         """Exact best cosine on `field` of candidates the other modality found: computed from
         their stored vectors (one read of that vector field)."""
         if not pids:
             return {}
         rows = self._query(" and ".join(f"({e})" for e in (_in("product_id", pids), expr) if e),
-                           [*KEY_FIELDS, field])
+                           list(dict.fromkeys([*KEY_FIELDS, *fields, field])))
         q = np.asarray(data, np.float32)
         found: dict[str, tuple[float, dict[str, Any]]] = {}
         for r in rows:
             score = float(np.max(q @ np.asarray(r[field], np.float32)))
             if r["product_id"] not in found or score > found[r["product_id"]][0]:
-                found[r["product_id"]] = (score, {k: r[k] for k in KEY_FIELDS})
+                found[r["product_id"]] = (score, {k: r[k] for k in fields if k in r})
         return found
 
     def _winner_rows(self, scored: Sequence[_Scored]) -> dict[str, dict[str, Any]]:
@@ -778,6 +799,33 @@ class MilvusStore:
         for pid in sorted(newest):
             out[newest[pid]["group_id"]].append(_product_from_row(newest[pid]))
         return dict(out)
+
+    def newest_with_groups(self, product_ids: Sequence[str], group_ids: Sequence[str]
+                           ) -> tuple[dict[str, int], dict[str, list[Product]]]:
+        """One read for a page of results: ({product_id: its newest stored write version},
+        {group label: its products' newest versions}). A search made with check_newest=False
+        compares the first with its hits' versions (a newer one: an interrupted or racing
+        write); the second is group_members' answer."""
+        pids, groups = list(dict.fromkeys(product_ids)), list(dict.fromkeys(group_ids))
+        if not self.variants:
+            return self.newest_versions(pids), {}
+        newest: dict[str, dict[str, Any]] = {}
+        # One `in` list of each per request: a page is far below ID_CHUNK.
+        for start in range(0, max(len(pids), len(groups)), ID_CHUNK):
+            parts = [_in(f, ids[start:start + ID_CHUNK]) for f, ids in
+                     (("product_id", pids), ("group_id", groups)) if ids[start:start + ID_CHUNK]]
+            for row in self._query(f"({' or '.join(parts)}) and image_index == 0",
+                                   self._product_fields):
+                pid = row["product_id"]
+                if pid not in newest or int(row["write_version"]) > int(newest[pid]["write_version"]):
+                    newest[pid] = row
+        members: dict[str, list[Product]] = defaultdict(list)
+        wanted = set(groups)
+        for pid in sorted(newest):
+            if newest[pid].get("group_id") in wanted:
+                members[newest[pid]["group_id"]].append(_product_from_row(newest[pid]))
+        versions = {pid: int(newest[pid]["write_version"]) for pid in pids if pid in newest}
+        return versions, dict(members)
 
     def set_groups(self, labels: dict[str, str]) -> int:
         """Relabel products' rows in place: Milvus' partial upsert of `group_id` alone, so no
