@@ -129,7 +129,9 @@ class Settings(BaseSettings):
     # Search winners' fields are kept this long (0: never), so a popular product costs no
     # store read per search (lookalike/store/read_cache.py). A hit is only paired with a
     # cached row of its own write version; another process's write still in progress shows
-    # within the TTL, this process's at once. Variant groups are always read.
+    # within the TTL, this process's at once. Variant groups are always read. SearchService's
+    # searches take their fields from the searches themselves and do not use it; the store's
+    # own checked search (recommend) does.
     read_cache_ttl_s: float = Field(2.0, ge=0, le=3600)
     # Recent query texts keep their vector (0: none), so a repeated query skips the text
     # replica (lookalike/query/vector_cache.py). One model, one text, one vector: nothing

@@ -134,7 +134,7 @@ def test_a_shown_hit_is_the_newest_version_and_its_group_is_read_with_it(
         {it.product.product_id for it in items[:GROUPED]} - {first}
 
 
-def test_similar_makes_at_most_two_store_calls(service: SearchService,
+def test_similar_makes_its_counted_store_calls(service: SearchService,
                                                items: list[StoredProduct]) -> None:
     got, calls = counted(service, lambda: service.similar(items[5].product.product_id, top_k=5,
                                                           filters=Filters()))
