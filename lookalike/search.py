@@ -296,19 +296,9 @@ class SearchService:
             colours = (await self.facets()).get("color") or {} if relative.other_color else {}
             filters = relative_filters(rec.product, relative, filters, colors=list(colours))
         # Every stored photo queries at once; a candidate scores by its best-matching pair.
-        def search(**checked: bool) -> list[Hit]:
-            return self.store.search(image_vectors=rec.image_vectors, text_vector=rec.text_vector,
-                                     image_weight=0.7, filters=filters, top_k=top_k,
-                                     exclude_ids=[product_id], **checked)
-
-        if self._page_read is None:
-            hits = await store_call(search)
-        else:
-            # Fields from the search, versions checked in one read; a hit that is not the
-            # newest (rare: an interrupted write) sends it down the store's own checked path.
-            hits = await store_call(search, check_newest=False)
-            if (await store_call(self._check_page, hits))[1]:
-                hits = await store_call(search)
+        hits = await store_call(
+            self.store.search, image_vectors=rec.image_vectors, text_vector=rec.text_vector,
+            image_weight=0.7, filters=filters, top_k=top_k, exclude_ids=[product_id])
         t.search_ms = _ms(start)
         return SearchOutcome(hits, t, model_version=self.model_version)
 

@@ -140,7 +140,8 @@ def test_similar_makes_its_counted_store_calls(service: SearchService,
                                                           filters=Filters()))
     assert got.hits
     # get, one search per modality, the exact cosines of candidates one modality missed, and
-    # the page read (target: 2)
+    # the winners' rows (the store's checked search: the read cache, cold here, skips it for
+    # winners it holds). Target: 2
     assert calls == {"Search": 2, "Query": 4}
 
 
