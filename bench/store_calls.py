@@ -1,6 +1,7 @@
-"""The store calls one search makes, each timed alone (client wall time, median of 40).
+"""The store calls one search makes, each timed alone (client wall time, median of 40);
+with --count, how many store round trips each kind of request makes.
 
-    .venv/bin/python bench/store_calls.py [--products 500]
+    .venv/bin/python bench/store_calls.py [--products 500] [--count]
 
 On a lookalike-launched milvus-lite server holding the demo catalogue (real embeddings,
 flushed and indexed), one client, sequential: a gRPC round trip with no work
@@ -8,32 +9,51 @@ flushed and indexed), one client, sequential: a gRPC round trip with no work
 reads for its winners), an unfiltered and a filtered grouped vector search of 30 (what a
 search ranks with), and the variant groups of 30 products. Run with
 LOOKALIKE_LITE_PATCH=0 in the environment for milvus-lite's own code paths.
+
+--count: the gRPC calls (by method) that one SearchService request makes against that server,
+counted by a client interceptor (lookalike/store/call_count.py), for text, photo, hybrid and
+similar requests with inference off and on; "before" is the path that reads each search's
+winners in a query of its own (skipped for winners in the read cache, read_cache_ttl_s, so the
+same request again is shown too) and the variant groups in another (the store's
+newest_with_groups hidden), "after" the path with fields from the searches and one read per
+page. Also what runs beside the searches: one facets scan (once per facets_ttl_s per replica)
+and one alias resolve (once per second per router replica while requests come in, live.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import host  # noqa: E402
-from lookalike.catalog import demo, load_manifest  # noqa: E402
-from lookalike.config import Settings  # noqa: E402
-from lookalike.embedding import ImageEmbedder, TextEmbedder  # noqa: E402
-from lookalike.images import decode_image  # noqa: E402
-from lookalike.indexing import batched, embed_products  # noqa: E402
-from lookalike.ports import free_port  # noqa: E402
-from lookalike.store import MilvusStore  # noqa: E402
-from lookalike.store.lite_server import LiteServer  # noqa: E402
+from bench.common import host
+from lookalike.catalog import demo, load_manifest
+from lookalike.catalog.product import Product
+from lookalike.config import Settings
+from lookalike.embedding import ImageEmbedder, TextEmbedder
+from lookalike.images import decode_image
+from lookalike.indexing import batched, embed_products
+from lookalike.live import RESOLVE_TTL_S
+from lookalike.ports import free_port
+from lookalike.search import SearchQuery, SearchService
+from lookalike.store import Filters, MilvusStore, aliases
+from lookalike.store.call_count import count_calls
+from lookalike.store.lite_server import LiteServer
 
 
 def median_ms(call: Callable[[], object], n: int = 40) -> float:
@@ -46,9 +66,77 @@ def median_ms(call: Callable[[], object], n: int = 40) -> float:
     return round(statistics.median(times), 2)
 
 
+class _Before:
+    """The store without newest_with_groups: SearchService takes the path it had before."""
+
+    def __init__(self, store: MilvusStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "newest_with_groups":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+def _calls(store: MilvusStore, call: Callable[[], object]) -> Counter[str]:
+    with count_calls(store) as calls:
+        call()
+    return Counter(calls)
+
+
+def _show(calls: Counter[str]) -> str:
+    return f"{sum(calls.values())} ({', '.join(f'{k} {v}' for k, v in sorted(calls.items()))})"
+
+
+def count_table(store: MilvusStore, products: list[Product], ie: ImageEmbedder,
+                te: TextEmbedder) -> None:
+    async def embed_image(img: Image.Image) -> np.ndarray:
+        return ie.embed([img])[0]
+
+    async def embed_text(text: str) -> np.ndarray:
+        return te.embed([text])[0]
+
+    def service(s: Any) -> SearchService:
+        svc = SearchService(store=s, embed_image=embed_image, embed_text=embed_text,
+                            media_dir=Path(tempfile.mkdtemp()), facets_ttl_s=3600)
+        asyncio.run(svc.facets())  # counted on its own below
+        return svc
+
+    before, after = service(_Before(store)), service(store)
+    photo = decode_image(Path(products[0].images[0]).read_bytes())
+    requests = {}
+    for infer, text in (("off", "dress"), ("boost", "red dress")):
+        requests[f"text, infer {infer}"] = SearchQuery(text=text, top_k=10, infer=infer)
+        requests[f"photo, infer {infer}"] = SearchQuery(image=photo, top_k=10, infer=infer)
+        requests[f"hybrid, infer {infer}"] = SearchQuery(text=text, image=photo, top_k=10,
+                                                         infer=infer)
+    def cold(svc: SearchService, call: Callable[[SearchService], object]) -> Counter[str]:
+        store._cache.clear()  # before: the winners' rows read cache (read_cache_ttl_s) empty
+        return _calls(store, lambda: call(svc))
+
+    def row(name: str, call: Callable[[SearchService], object]) -> None:
+        got = [cold(before, call), _calls(store, lambda: call(before)), cold(after, call)]
+        print(f"| {name} | {' | '.join(_show(c) for c in got)} |")
+
+    print("| request | before, read cache cold | before, the same again (cache warm) | after |")
+    print("|---|---|---|---|")
+    for name, q in requests.items():
+        row(name, lambda s, q=q: asyncio.run(s.search(q)))
+    pid = products[1].product_id
+    row("similar", lambda s: asyncio.run(s.similar(pid, top_k=10, filters=Filters())))
+    after._facets.invalidate()
+    scan = _calls(store, lambda: asyncio.run(after.facets()))
+    print(f"| facets scan (every {after._facets.ttl_s:g} s at most; default 5 s) | "
+          f"{_show(scan)} | |")
+    resolve = _calls(store, lambda: aliases.resolve(store.client, store.collection))
+    print(f"| alias resolve (every {RESOLVE_TTL_S:g} s at most, per router replica) | "
+          f"{_show(resolve)} | |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--products", type=int, default=500)
+    ap.add_argument("--count", action="store_true", help="count round trips per request")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lookalike-store-calls-"))
     products, _ = load_manifest(demo.build(work / "catalogue", args.products))
@@ -63,6 +151,10 @@ def main() -> int:
             store.upsert(embed_products(chunk, image_embedder=ie, text_embedder=te))
         store.flush()
         store.wait_index_ready(timeout_s=300)
+        if args.count:
+            print(f"{args.products} products, store round trips per request, {host()}")
+            count_table(store, products, ie, te)
+            return 0
         ids = [p.product_id for p in products[:30]]
         photo = decode_image(Path(products[0].images[0]).read_bytes())
         vec = ie.embed([photo])[0].tolist()
