@@ -210,3 +210,17 @@ def test_filter_list_keeps_the_limits_or_names_the_one_broken(values: list[str])
         else:
             assert out == tuple(dict.fromkeys(p.strip() for p in parts))
             assert len(out) <= limits.MAX_FILTER_VALUES
+
+
+def test_the_openapi_document_states_the_limits(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    json_list = next(a for a in spec["components"]["schemas"]["SearchFilters"]["properties"]
+                     ["category"]["anyOf"] if a.get("type") == "array")
+    assert json_list["maxItems"] == limits.MAX_FILTER_VALUES
+    assert json_list["items"]["maxLength"] == limits.MAX_FILTER_VALUE_CHARS
+    params = spec["paths"]["/v1/search"]["get"]["parameters"]
+    described = [p["description"] for p in params if p["name"] in ("category", "color", "size")]
+    form = spec["components"]["schemas"]["SearchForm"]["properties"]["size"]["description"]
+    assert len(described) == 3
+    for text in (*described, form):
+        assert "separate values by commas" in text and "at most 64 values" in text
