@@ -217,7 +217,9 @@ class SearchForm(_Strict):
     not_like: Annotated[list[Annotated[str, Field(max_length=limits.MAX_EXAMPLES * 130)]],
                         Field(max_length=limits.MAX_EXAMPLES)] = []
     diversity: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
-    drop_inferred: FormFilterValues = []
+    drop_inferred: Annotated[list[str], Field(
+        description="inferred attributes to ignore (category, color, size, price, cheap): repeat "
+                    "the field, or separate them by commas")] = []
     collapse_variants: bool = Field(True, description=COLLAPSE_DESCRIPTION)
 
 
