@@ -14,6 +14,7 @@ from lookalike.api.context import ApiContext, context
 from lookalike.api.errors import ApiError, responses
 from lookalike.api.models import (
     COLLAPSE_DESCRIPTION,
+    FILTER_LIMITS,
     INFER_DESCRIPTION,
     Facets,
     Infer,
@@ -37,10 +38,13 @@ Ctx = Annotated[ApiContext, Depends(context)]
 FILTER_PARAMS = {"category", "color", "size", "min_price", "max_price"}
 
 # Query-string filters, shared with /v1/products/{id}/similar.
-Category = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES,
-                                      description="any of these (repeat, or separate by commas)")]
-Color = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES)]
-Size = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES)]
+# No per-field limits here: the values are counted and measured after commas split them
+# (models.filter_list), so a 422 names the limit a list broke.
+FILTER_QUERY = (f"any of these: repeat the parameter, or separate values by commas; "
+                f"{FILTER_LIMITS}, counted after splitting")
+Category = Annotated[list[str], Query(description=FILTER_QUERY)]
+Color = Annotated[list[str], Query(description=FILTER_QUERY)]
+Size = Annotated[list[str], Query(description=FILTER_QUERY)]
 MinPrice = Annotated[float | None, Query(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
 MaxPrice = Annotated[float | None, Query(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
 TopK = Annotated[int, Query(ge=1, le=limits.TOP_K_CAP,
@@ -51,8 +55,7 @@ NotLike = Annotated[list[str], Query(max_length=limits.MAX_EXAMPLES,
                                                  "separate by commas)")]
 DiversityParam = Annotated[float, Query(ge=0, le=1, allow_inf_nan=False,
                                         description="MMR: 0 = pure relevance, up to 1")]
-DropInferred = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES,
-                                          description="inferred attributes to ignore: category, "
+DropInferred = Annotated[list[str], Query(description="inferred attributes to ignore: category, "
                                                       "color, size, price, cheap")]
 CollapseVariants = Annotated[bool, Query(description=COLLAPSE_DESCRIPTION)]
 UNDERSTANDING_PARAMS = {"infer", "not_like", "diversity", "drop_inferred", "collapse_variants"}
@@ -114,7 +117,7 @@ def body_filters(f: SearchFilters | None) -> Filters:
     price = f.price if f and f.price else None
     return make_filters(categories=as_list(f and f.category), colors=as_list(f and f.color),
                         sizes=as_list(f and f.size), min_price=price and price.gte,
-                        max_price=price and price.lte)
+                        max_price=price and price.lte, split=False)
 
 
 def json_error(exc: limits.InvalidJson, what: str) -> ApiError:
@@ -234,7 +237,7 @@ async def json_query(request: Request, ctx: ApiContext) -> SearchQuery:
 
 async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
     try:
-        form = await request.form(max_files=1, max_fields=4 * limits.MAX_FILTER_VALUES + 10)
+        form = await request.form(max_files=1, max_fields=FORM_MAX_FIELDS)
     except ApiError:
         raise
     except Exception as exc:  # noqa: BLE001 - malformed multipart is a client error
@@ -280,6 +283,9 @@ async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
 
 
 FORM_LISTS = ("category", "color", "size", "not_like", "drop_inferred")
+# Room for every list one field over its limit (its 422 names the limit, where starlette's
+# field cap would be a 400), and the scalars.
+FORM_MAX_FIELDS = 4 * (limits.MAX_FILTER_VALUES + 1) + limits.MAX_EXAMPLES + 1 + 16
 
 
 def build_query(ctx: ApiContext, *, text: str | None, image: Any, top_k: int,

@@ -190,6 +190,13 @@ def filter_pairs(filters: FiltersInput) -> list[tuple[str, str]]:
                     if values.get(k) is not None]
 
 
+def comma_value(filters: FiltersInput) -> str | None:
+    """A list filter's value holding a comma, if any: the API reads a query string's or form's
+    commas as separators, so such a value can only travel in JSON (where lists are as given)."""
+    values = filter_values(filters)
+    return next((v for k in LIST_FILTERS for v in values.get(k, ()) if "," in v), None)
+
+
 def filter_json(filters: FiltersInput) -> dict[str, Any] | None:
     """The JSON bodies' `filters` object (SearchFilters): lists, and price as {gte, lte}."""
     values = filter_values(filters)
@@ -227,13 +234,16 @@ def search(*, text: str | None, image: ImageInput | None, filters: FiltersInput,
            not_like: str | Sequence[str] | None, diversity: float | None,
            drop_inferred: Sequence[str] | None, collapse_variants: bool | None) -> Call:
     """POST /v1/search. A photo to upload goes as multipart/form-data (the bytes as they are,
-    and the route the front proxy queues photo searches on); otherwise one JSON body carries
-    the text, an image URL and every option."""
+    and the route the front proxy queues photo searches on); otherwise, or when a filter value
+    holds a comma (a form's commas separate values), one JSON body carries the text, the image
+    (a URL, or the bytes as base64) and every option."""
     if text is None and image is None:
         raise ValueError("give at least one of text and image")
     parse = search_result
-    if image is None or is_url(image):
-        body = drop_none({"text": text, "image_url": image, "top_k": top_k,
+    if image is None or is_url(image) or comma_value(filters) is not None:
+        photo = ({"image_url": image} if image is None or is_url(image)
+                 else {"image_base64": base64.b64encode(image_file(image)[1]).decode()})
+        body = drop_none({"text": text, **photo, "top_k": top_k,
                           "image_weight": image_weight, "filters": filter_json(filters),
                           "infer": infer, "not_like": ids(not_like), "diversity": diversity,
                           "drop_inferred": ids(drop_inferred),
@@ -254,6 +264,11 @@ def search(*, text: str | None, image: ImageInput | None, filters: FiltersInput,
 def similar(product_id: str, *, top_k: int, filters: FiltersInput, cheaper: bool,
             other_color: bool, same_category: bool) -> Call:
     """GET /v1/products/{id}/similar: filters and narrowing flags in the query string."""
+    comma = comma_value(filters)
+    if comma is not None:
+        raise ValueError(f"the filter value {comma[:40]!r} holds a comma, which a query string "
+                         "separates values by; recommend(positive=[product_id]) sends filters "
+                         "as JSON, where a value may hold commas")
     params = [("top_k", str(top_k)), *filter_pairs(filters)]
     params += [(k, "true") for k, on in (("cheaper", cheaper), ("other_color", other_color),
                                          ("same_category", same_category)) if on]

@@ -73,7 +73,8 @@ class Client:
 
         image: a file path, bytes, a PIL image, or an http(s) URL the server fetches.
         filters: Filters, or a dict of category / color / size (a string or a list: any of
-        them) and min_price / max_price. The options left as None take the API's defaults:
+        them; a value may hold commas) and min_price / max_price. The options left as None
+        take the API's defaults:
         image_weight (0..1, how much the photo counts), infer ("boost" | "filter" | "off"),
         crop ((x, y, w, h) fractions of the photo), not_like (product ids), diversity (0..1),
         drop_inferred (inferred attributes to ignore), collapse_variants (one hit per group).

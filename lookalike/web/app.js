@@ -479,7 +479,21 @@
     return n;
   }
 
-  function buildRequest() {
+  function cropBox() {
+    const c = state.crop;
+    return [c.x, c.y, Math.min(c.w, 1 - c.x), Math.min(c.h, 1 - c.y)].map((v) => v.toFixed(4));
+  }
+
+  function readDataUrl(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(new ApiError(0, "", "The photo could not be read."));
+      reader.readAsDataURL(file);
+    });
+  }
+
+  async function buildRequest() {
     const text = el.text.value.trim();
     const url = el.url.value.trim();
     const f = selectedFacetValues();
@@ -495,8 +509,11 @@
       state.droppedFor = text;
     }
     const dropped = Array.from(state.dropped);
+    // A form's commas separate values, so a chosen value holding one ("tops, shirts") goes
+    // in a JSON list, which the API takes as given; the photo then travels as base64.
+    const commas = FACETS.some((name) => f[name].some((v) => v.includes(",")));
 
-    if (state.file) {
+    if (state.file && !commas) {
       const form = new FormData();
       form.append("image", state.file, state.file.name || "image");
       if (text) form.append("text", text);
@@ -506,10 +523,7 @@
       if (minPrice !== null) form.append("min_price", String(minPrice));
       if (maxPrice !== null) form.append("max_price", String(maxPrice));
       state.notLike.forEach((id) => form.append("not_like", id));
-      if (state.crop) {
-        const c = state.crop;
-        form.append("crop", [c.x, c.y, Math.min(c.w, 1 - c.x), Math.min(c.h, 1 - c.y)].map((v) => v.toFixed(4)).join(","));
-      }
+      if (state.crop) form.append("crop", cropBox().join(","));
       dropped.forEach((a) => form.append("drop_inferred", a));
       return { kind: text ? "photo and description" : "photo", body: form, headers: {} };
     }
@@ -522,6 +536,13 @@
     }
     const body = { top_k: topK, filters, not_like: state.notLike, drop_inferred: dropped };
     if (text) body.text = text;
+    if (state.file) {
+      body.image_base64 = await readDataUrl(state.file);
+      body.image_weight = weight;
+      if (state.crop) body.crop = Object.fromEntries(cropBox().map((v, i) => ["xywh"[i], Number(v)]));
+      return { kind: text ? "photo and description" : "photo", body: JSON.stringify(body),
+               headers: { "Content-Type": "application/json" } };
+    }
     if (url) {
       body.image_url = url;
       body.image_weight = weight;
@@ -599,7 +620,7 @@
     }
     let req;
     try {
-      req = buildRequest();
+      req = await buildRequest();
     } catch (err) {
       showError(err, "Check the filters");
       return;

@@ -216,6 +216,23 @@ def test_multipart_filters_and_lists_repeat_the_field(api: Api, server: Server) 
         ("drop_inferred", "color")])
 
 
+def test_a_filter_value_with_a_comma_sends_the_photo_as_json(api: Api, server: Server) -> None:
+    # A form's commas separate values; a JSON list is taken as given.
+    data = jpeg()
+    api.search("top", image=data, filters={"category": ["tops, shirts", "coat"]}, crop=(0, 0, 1, 1))
+    body = json.loads(server.last.content)
+    assert server.last.headers["content-type"] == "application/json"
+    assert body == {"text": "top", "image_base64": base64.b64encode(data).decode(), "top_k": 10,
+                    "filters": {"category": ["tops, shirts", "coat"]},
+                    "crop": {"x": 0, "y": 0, "w": 1, "h": 1}}
+
+
+def test_similar_refuses_a_filter_value_with_a_comma(api: Api, server: Server) -> None:
+    with pytest.raises(ValueError, match="holds a comma"):
+        api.similar("p1", filters={"category": "tops, shirts"})
+    assert server.requests == []
+
+
 def test_something_that_is_not_an_image_is_a_type_error(api: Api, server: Server) -> None:
     with pytest.raises(TypeError, match="path, bytes, a PIL image"):
         api.search(image=12)
@@ -464,6 +481,7 @@ def test_the_api_routes_parse_what_the_client_sends(routes: tuple[AsyncClient, R
     filters = {"category": ["dress", "coat"], "color": "red", "min_price": 5, "max_price": 50}
     expected = StoreFilters(categories=("dress", "coat"), colors=("red",), min_price=5.0,
                             max_price=50.0)
+    commas = {"category": ["tops, shirts"], "size": "M"}
 
     async def run() -> None:
         async with client:
@@ -473,13 +491,14 @@ def test_the_api_routes_parse_what_the_client_sends(routes: tuple[AsyncClient, R
                                 filters=filters, crop=(0, 0, 0.5, 0.5), image_weight=0.8)
             await client.similar("p1", top_k=3, filters=filters, other_color=True)
             await client.recommend(["p1", "p2"], negative="p3", top_k=2, filters=filters)
+            await client.search(image=jpeg(), filters=commas)
             await client.put({"product_id": "n1", "title": "New", "price": 3, "season": "x"},
                              [jpeg(), jpeg((0, 0, 200))])
             await client.delete("n1")
 
     asyncio.run(run())
-    (_, text), (_, photo), (_, (pid, similar)), (_, rec), (_, (product, images)), (_, gone) = \
-        service.calls
+    (_, text), (_, photo), (_, (pid, similar)), (_, rec), (_, comma_photo), \
+        (_, (product, images)), (_, gone) = service.calls
     assert (text.text, text.image, text.top_k, text.filters) == ("red dress", None, 7, expected)
     assert (text.exclude_ids, text.drop_inferred, text.infer, text.collapse_variants) == \
         (("p9",), ("color",), "off", False)
@@ -489,6 +508,8 @@ def test_the_api_routes_parse_what_the_client_sends(routes: tuple[AsyncClient, R
         ("p1", 3, expected, Relative(other_color=True))
     assert (rec["positive"], rec["negative"], rec["top_k"], rec["filters"]) == \
         (("p1", "p2"), ("p3",), 2, expected)
+    assert (comma_photo.kind, comma_photo.filters) == \
+        ("image", StoreFilters(categories=("tops, shirts",), sizes=("M",)))
     assert (product.product_id, product.title, product.price, product.attributes) == \
         ("n1", "New", 3.0, {"season": "x"})
     assert len(images) == 2 and gone == "n1"
