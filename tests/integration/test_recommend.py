@@ -53,7 +53,7 @@ def ids(hits) -> list[str]:
 @pytest.mark.parametrize("strategy", ["average_vector", "best_score"])
 def test_more_like_these_not_like_those(store: MilvusStore, strategy: str) -> None:
     hits = recommend(store, positive=["a0", "a1"], negative=["b0"], photo=None, strategy=strategy,
-                     top_k=5, filters=Filters())
+                     pool=5, filters=Filters())
     assert len(hits) == 5 and all(p.startswith("a") for p in ids(hits))
     assert not {"a0", "a1", "b0"} & set(ids(hits))  # the examples themselves are not results
     assert all(h.explain["strategy"] == strategy for h in hits)
@@ -61,7 +61,7 @@ def test_more_like_these_not_like_those(store: MilvusStore, strategy: str) -> No
 
 def test_best_score_sinks_products_nearer_a_negative(store: MilvusStore) -> None:
     away = recommend(store, positive=["a0"], negative=["b1", "b2"], photo=None,
-                     strategy="best_score", top_k=13, filters=Filters())
+                     strategy="best_score", pool=13, filters=Filters())
     b_scores = [h.score for h in away if h.product.product_id.startswith("b")]
     a_scores = [h.score for h in away if h.product.product_id.startswith("a")]
     # Nearer a negative than any positive: scored minus that similarity, below every "a".
@@ -71,14 +71,14 @@ def test_best_score_sinks_products_nearer_a_negative(store: MilvusStore) -> None
 def test_recommend_with_filters_and_a_photo_only(store: MilvusStore) -> None:
     rec = store.get(["b3"], with_vectors=True)["b3"]
     hits = recommend(store, positive=[], negative=[], photo=rec.image_vectors[0],
-                     strategy="average_vector", top_k=3, filters=Filters(categories=("dress",)))
+                     strategy="average_vector", pool=3, filters=Filters(categories=("dress",)))
     assert ids(hits)[0] == "b3" and all(h.product.category == "dress" for h in hits)
 
 
 def test_unknown_examples_are_named(store: MilvusStore) -> None:
     with pytest.raises(UnknownProducts) as err:
         recommend(store, positive=["a0", "nope"], negative=[], photo=None,
-                  strategy="average_vector", top_k=3, filters=Filters())
+                  strategy="average_vector", pool=3, filters=Filters())
     assert err.value.ids == ["nope"]
 
 
