@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from lookalike.api import limits
+from lookalike.rank.pages import MAX_WINDOW
 from lookalike.store.base import Filters
 
 
@@ -53,6 +54,9 @@ SearchText = Annotated[str, Field(max_length=limits.MAX_TEXT_CHARS,
 Price = Annotated[StrictFloat | StrictInt, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
 TopK = Annotated[StrictInt, Field(ge=1, le=limits.TOP_K_CAP,
                                   description="1..LOOKALIKE_MAX_TOP_K (100 by default)")]
+OFFSET_DESCRIPTION = (f"the page starts at this result (0-based); offset + top_k <= {MAX_WINDOW}. "
+                      "Pass the response's next_offset for the next page")
+Offset = Annotated[StrictInt, Field(ge=0, le=MAX_WINDOW - 1, description=OFFSET_DESCRIPTION)]
 Weight = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1, allow_inf_nan=False,
                                                   description="how much the photo counts (0..1)")]
 
@@ -155,6 +159,7 @@ class SearchRequest(_Strict):
     drop_inferred: list[Droppable] | None = Field(
         None, max_length=5, description="inferred attributes to ignore (removed chips)")
     collapse_variants: StrictBool = Field(True, description=COLLAPSE_DESCRIPTION)
+    offset: Offset = 0
 
 
 class RecommendRequest(_Strict):
@@ -167,6 +172,8 @@ class RecommendRequest(_Strict):
     strategy: Strategy = "average_vector"
     top_k: TopK = 10
     filters: SearchFilters | None = None
+    offset: Offset = 0
+    collapse_variants: StrictBool = Field(True, description=COLLAPSE_DESCRIPTION)
 
 
 class SearchForm(_Strict):
@@ -190,6 +197,7 @@ class SearchForm(_Strict):
     diversity: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     drop_inferred: Annotated[list[str], Field(max_length=limits.MAX_FILTER_VALUES)] = []
     collapse_variants: bool = Field(True, description=COLLAPSE_DESCRIPTION)
+    offset: Annotated[int, Field(ge=0, le=MAX_WINDOW - 1, description=OFFSET_DESCRIPTION)] = 0
 
 
 class ProductMetadata(BaseModel):
@@ -261,6 +269,9 @@ class SearchResponse(BaseModel):
     relaxed_detail: list[RelaxedAttribute] = Field(
         [], description="per relaxed attribute, how many candidate products keep it "
                         "(0: none does; the results are the closest)")
+    offset: int = Field(0, description="where this page starts in the ranked results")
+    next_offset: int | None = Field(
+        None, description="the offset of the next page; null when there are no more results")
     took_ms: float
 
 
