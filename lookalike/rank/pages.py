@@ -4,11 +4,11 @@ A page is a slice of `Ordering.hits` (lookalike/rank/ranking.py), so within one 
 page n+1 starts where page n ended: no duplicate, no gap. The candidate set is sized for the
 page's end, ranking.pool_size(offset + top_k): every page that ends at or before
 POOL_FLOOR / POOL_PER_RESULT (20) comes from the same pool of 100 candidates and pages
-concatenate exactly. A deeper page reads a larger pool; where the order is the store's score
-order (similar, recommend average_vector, search with infer=off) a larger pool only appends,
-and pages still concatenate; where re-ranking lifts deep candidates (inferred boosts and
-limits, best_score re-scoring) one of them can enter above the boundary of a page computed
-from a smaller pool. Deep pages are a convenience, not a snapshot.
+concatenate exactly. A deeper page reads a larger pool, and a product only the larger pool
+finds can rank above the end of a page computed from a smaller one: inferred boosts and limits
+and best_score re-scoring lift deep candidates, and so can the store's fusion of image and text
+lists. Where the order is plain vector score (similar, average_vector recommend) a larger pool
+nearly always only appends. Deep pages are a convenience, not a snapshot (docs/api.md).
 
 MMR (diversity > 0) re-orders the first offset + top_k results of the window as a whole
 (greedy, so its first n picks do not depend on how many follow), then the page is sliced

@@ -83,8 +83,9 @@ def test_a_page_is_a_slice_of_the_larger_page_ending_with_it(
 
 
 def test_store_ordered_pages_concatenate_beyond_the_floor() -> None:
-    """Deeper pages read larger pools; with the order the store's score order (infer=off, as
-    for similar and average_vector recommend) a larger pool only appends to it."""
+    """Deeper pages read larger pools; with an exact store and nothing re-ranking deep
+    candidates (infer=off; similar and average_vector recommend on a FLAT index) a larger pool
+    only appends to the order."""
     rng = np.random.default_rng(3)
     scores = rng.permutation(600) / 600.0
     cat = Catalogue(tuple(Hit(Product(f"p{i}"), float(s), scores={"image": float(s)},
