@@ -29,6 +29,7 @@ from lookalike.query.understanding import QueryUnderstanding, combine
 from lookalike.query.vector_cache import QueryVectors
 from lookalike.rank.inferred import Inferred
 from lookalike.rank.mmr import mmr
+from lookalike.rank.pages import Page, page_of, window
 from lookalike.rank.ranking import Ordering, order, pool_size
 from lookalike.rank.relative import Relative, relative_filters
 from lookalike.rank.retrieval import retrieve
@@ -69,6 +70,7 @@ class SearchQuery:
     diversity: float = 0.0  # MMR: 0 = pure relevance, up to 1
     drop_inferred: tuple[str, ...] = ()  # inferred attributes the shopper removed (page chips)
     collapse_variants: bool = True  # one result per variant group (lookalike/variants.py)
+    offset: int = 0  # the page starts at this result (lookalike/rank/pages.py)
 
     @property
     def kind(self) -> str:
@@ -98,10 +100,23 @@ class SearchOutcome:
     model_version: str = ""  # the model that embedded the query and made the collection searched
     # product id -> the other products of its variant group (by id)
     variants: dict[str, list[Product]] = field(default_factory=dict)
+    offset: int = 0
+    next_offset: int | None = None  # where the next page starts; None: no more results
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def keep_explain(ordering: Ordering, found: Sequence[Hit]) -> Ordering:
+    """`order` writes each hit's explanation anew; a recommendation keeps its strategy's
+    (strategy, best_score) on top of it."""
+    why = {h.product.product_id: h.explain for h in found}
+    hits = [replace(h, explain={**h.explain, **{k: v for k, v in
+                                                why.get(h.product.product_id, {}).items()
+                                                if k != "vector"}})
+            for h in ordering.hits]
+    return replace(ordering, hits=hits)
 
 
 class SearchService:
@@ -198,22 +213,28 @@ class SearchService:
 
         def ranked() -> Ordering:
             # One candidate set, one order: every page size up to the floor is a prefix of it.
+            # A page is a slice of it, the pool sized for the page's end (rank/pages.py).
             found = retrieve(search, explicit=query.filters, infer=infer, mode=query.infer,
-                             pool=pool_size(query.top_k))
+                             pool=pool_size(end))
             return order(found.hits, inferred=found.inferred, mode=query.infer,
                          explicit=query.filters, collapse_variants=query.collapse_variants)
 
+        end = window(query.offset, query.top_k)
         ordering = await store_call(ranked)
-        if query.diversity > 0:
-            page = ordering.page(query.top_k, await store_call(
-                self._diversify, ordering.hits[:pool_size(query.top_k)], query))
-        else:
-            page = ordering.page(query.top_k)
-        members = await store_call(self.variants_of, page.hits)
+        # MMR re-orders the whole window (offset + top_k), then the page is sliced from it.
+        mixed = (await store_call(self._diversify, ordering.hits[:pool_size(end)], query)
+                 if query.diversity > 0 else None)
+        return await self._outcome(page_of(ordering, offset=query.offset, top_k=query.top_k,
+                                           reordered=mixed), t, start)
+
+    async def _outcome(self, page: Page, t: Timings, start: float) -> SearchOutcome:
+        ranked = page.ranked
+        members = await store_call(self.variants_of, ranked.hits)
         t.search_ms = _ms(start)
-        return SearchOutcome(page.hits, t, page.inferred, page.relaxed, page.mode,
+        return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode,
                              model_version=self.model_version, variants=members,
-                             relaxed_detail=page.relaxed_detail)
+                             relaxed_detail=ranked.relaxed_detail, offset=page.offset,
+                             next_offset=page.next_offset)
 
     def variants_of(self, hits: Sequence[Hit]) -> dict[str, list[Product]]:
         """Each hit's other variants (one read for all the hits' groups)."""
@@ -234,26 +255,37 @@ class SearchService:
         use_image = query.image is not None or not query.text
         vectors = {pid: (r.image_vectors[0] if use_image else r.text_vector)
                    for pid, r in records.items() if r.image_vectors and r.text_vector is not None}
-        return mmr(hits, vectors, top_k=query.top_k, diversity=query.diversity)
+        return mmr(hits, vectors, top_k=window(query.offset, query.top_k),
+                   diversity=query.diversity)
 
     async def recommend(self, *, positive: Sequence[str], negative: Sequence[str],
                         image: Image.Image | None, strategy: str, top_k: int,
-                        filters: Filters) -> SearchOutcome:
-        """More like these, not like those (lookalike/recommend.py)."""
+                        filters: Filters, offset: int = 0,
+                        collapse_variants: bool = True) -> SearchOutcome:
+        """More like these, not like those (lookalike/recommend.py): one candidate set sized
+        for the page's end, ranked by `order` as a search is (variants collapsed)."""
         t = Timings()
         start = time.perf_counter()
         photo = await self.embed_image(image) if image is not None else None
         t.embed_ms = _ms(start)
         start = time.perf_counter()
-        hits = await store_call(recommend, self.store, positive=positive, negative=negative,
-                                       photo=photo, strategy=strategy, top_k=top_k, filters=filters)
-        t.search_ms = _ms(start)
-        return SearchOutcome(hits, t, model_version=self.model_version)
+        end = window(offset, top_k)
+
+        def ranked() -> Ordering:
+            found = recommend(self.store, positive=positive, negative=negative, photo=photo,
+                              strategy=strategy, pool=pool_size(end), filters=filters)
+            return keep_explain(order(found, inferred=Inferred(), mode="off", explicit=filters,
+                                      collapse_variants=collapse_variants), found)
+
+        ordering = await store_call(ranked)
+        return await self._outcome(page_of(ordering, offset=offset, top_k=top_k), t, start)
 
     async def similar(self, product_id: str, *, top_k: int, filters: Filters,
-                      relative: Relative = Relative()) -> SearchOutcome:
+                      relative: Relative = Relative(), offset: int = 0,
+                      collapse_variants: bool = True) -> SearchOutcome:
         """More like this, from the stored vectors: no re-embedding. `relative` narrows by
-        the product itself (cheaper, another colour, its category, a size)."""
+        the product itself (cheaper, another colour, its category, a size). Neither the product
+        nor its own variants are results: "similar to X" means other articles."""
         t = Timings()
         start = time.perf_counter()
         rec = (await store_call(self.store.get, [product_id], with_vectors=True)).get(product_id)
@@ -262,12 +294,21 @@ class SearchService:
         if relative:
             colours = (await self.facets()).get("color") or {} if relative.other_color else {}
             filters = relative_filters(rec.product, relative, filters, colors=list(colours))
-        # Every stored photo queries at once; a candidate scores by its best-matching pair.
-        hits = await store_call(
-            self.store.search, image_vectors=rec.image_vectors, text_vector=rec.text_vector,
-            image_weight=0.7, filters=filters, top_k=top_k, exclude_ids=[product_id])
-        t.search_ms = _ms(start)
-        return SearchOutcome(hits, t, model_version=self.model_version)
+        own = group_key(product_id, rec.group_id)
+        end = window(offset, top_k)
+
+        def ranked() -> Ordering:
+            # Every stored photo queries at once; a candidate scores by its best-matching pair.
+            # The own group is dropped here, not by exclude_ids: that would take a second read.
+            found = self.store.search(
+                image_vectors=rec.image_vectors, text_vector=rec.text_vector, image_weight=0.7,
+                filters=filters, top_k=pool_size(end), exclude_ids=[product_id])
+            others = [h for h in found if group_key(h.product.product_id, h.group_id) != own]
+            return order(others, inferred=Inferred(), mode="off", explicit=filters,
+                         collapse_variants=collapse_variants)
+
+        ordering = await store_call(ranked)
+        return await self._outcome(page_of(ordering, offset=offset, top_k=top_k), t, start)
 
     async def get(self, product_id: str) -> Product:
         rec = (await store_call(self.store.get, [product_id])).get(product_id)

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from lookalike.api import limits
+from lookalike.rank.pages import MAX_WINDOW
 from lookalike.store.base import Filters
 
 
@@ -75,6 +76,9 @@ SearchText = Annotated[str, Field(max_length=limits.MAX_TEXT_CHARS,
 Price = Annotated[StrictFloat | StrictInt, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
 TopK = Annotated[StrictInt, Field(ge=1, le=limits.TOP_K_CAP,
                                   description="1..LOOKALIKE_MAX_TOP_K (100 by default)")]
+OFFSET_DESCRIPTION = (f"the page starts at this result (0-based); offset + top_k <= {MAX_WINDOW}. "
+                      "Pass the response's next_offset for the next page")
+Offset = Annotated[StrictInt, Field(ge=0, le=MAX_WINDOW - 1, description=OFFSET_DESCRIPTION)]
 Weight = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1, allow_inf_nan=False,
                                                   description="how much the photo counts (0..1)")]
 
@@ -178,6 +182,7 @@ class SearchRequest(_Strict):
     drop_inferred: list[Droppable] | None = Field(
         None, max_length=5, description="inferred attributes to ignore (removed chips)")
     collapse_variants: StrictBool = Field(True, description=COLLAPSE_DESCRIPTION)
+    offset: Offset = 0
 
 
 class RecommendRequest(_Strict):
@@ -190,6 +195,8 @@ class RecommendRequest(_Strict):
     strategy: Strategy = "average_vector"
     top_k: TopK = 10
     filters: SearchFilters | None = None
+    offset: Offset = 0
+    collapse_variants: StrictBool = Field(True, description=COLLAPSE_DESCRIPTION)
 
 
 FormFilterValues = Annotated[list[str], Field(
@@ -221,6 +228,7 @@ class SearchForm(_Strict):
         description="inferred attributes to ignore (category, color, size, price, cheap): repeat "
                     "the field, or separate them by commas")] = []
     collapse_variants: bool = Field(True, description=COLLAPSE_DESCRIPTION)
+    offset: Annotated[int, Field(ge=0, le=MAX_WINDOW - 1, description=OFFSET_DESCRIPTION)] = 0
 
 
 class ProductMetadata(BaseModel):
@@ -292,6 +300,9 @@ class SearchResponse(BaseModel):
     relaxed_detail: list[RelaxedAttribute] = Field(
         [], description="per relaxed attribute, how many candidate products keep it "
                         "(0: none does; the results are the closest)")
+    offset: int = Field(0, description="where this page starts in the ranked results")
+    next_offset: int | None = Field(
+        None, description="the offset of the next page; null when there are no more results")
     took_ms: float
 
 

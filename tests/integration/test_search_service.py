@@ -207,3 +207,39 @@ def test_a_repeated_text_query_skips_the_embedder_and_ranks_the_same(
     # The same ranking as a service that embeds every query.
     assert ids(service(0), "warm coat") == first and first[0][0] == "b"
     assert len(asked) == 3
+
+
+def test_search_pages_concatenate(service: SearchService, store: MilvusStore) -> None:
+    """Pages of a text search (inferred category and colour boosting, variant groups, MMR)
+    follow each other: no duplicate and no gap, the same results as one larger page."""
+    rng = np.random.default_rng(29)
+    items = []
+    for i in range(42):
+        category, colour = ("dress", "coat", "bag")[i % 3], ("red", "blue")[i % 2]
+        image = rng.normal(size=(1, store.image_dim)).astype(np.float32)
+        text = rng.normal(size=store.text_dim).astype(np.float32)
+        items.append(StoredProduct(
+            Product(f"p{i}", title=f"{colour} {category} {i}", category=category, color=colour,
+                    images=(f"/p{i}.png",)),
+            image / np.linalg.norm(image), text / np.linalg.norm(text),
+            group_id=f"~g{i // 4}" if i % 2 == 0 else ""))  # pairs: p0 p2, p4 p6, ...
+    store.upsert(items)
+
+    def page(**kw: object):
+        return asyncio.run(service.search(SearchQuery(text="red dress", **kw)))
+
+    for options in ({}, {"infer": "off"}, {"collapse_variants": False}, {"diversity": 0.5}):
+        whole = [h.product.product_id for h in page(top_k=20, **options).hits]
+        shown, offset = [], 0
+        while offset is not None and offset < 20:
+            got = page(top_k=5, offset=offset, **options)
+            shown += [h.product.product_id for h in got.hits]
+            offset = got.next_offset
+        assert len(whole) == 20 and shown == whole, options
+    # Walked to the end (42 products fit in one candidate pool): every product once.
+    shown, offset = [], 0
+    while offset is not None:
+        got = page(top_k=8, offset=offset, collapse_variants=False)
+        shown += [h.product.product_id for h in got.hits]
+        offset = got.next_offset
+    assert sorted(shown) == sorted(f"p{i}" for i in range(42))

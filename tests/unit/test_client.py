@@ -513,3 +513,44 @@ def test_the_api_routes_parse_what_the_client_sends(routes: tuple[AsyncClient, R
     assert (product.product_id, product.title, product.price, product.attributes) == \
         ("n1", "New", 3.0, {"season": "x"})
     assert len(images) == 2 and gone == "n1"
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+def page_answer(pids: list[str], offset: int, next_offset: int | None) -> httpx.Response:
+    return httpx.Response(200, json={**SEARCH_OK, "results": [hit(p) for p in pids],
+                                     "offset": offset, "next_offset": next_offset})
+
+
+def test_offset_goes_with_every_result_list(api: Api, server: Server) -> None:
+    server.answers = [page_answer(["p3"], 2, 3)]
+    got = api.search("red", top_k=1, offset=2)
+    assert json.loads(server.last.content)["offset"] == 2 and got.next_offset == 3
+    api.search("red", image=jpeg(), offset=4)
+    assert ("offset", "4") in fields(server.last)
+    api.similar("p1", offset=6, collapse_variants=False)
+    assert server.last.url.params.multi_items()[-2:] == [("offset", "6"),
+                                                         ("collapse_variants", "false")]
+    api.recommend("p1", offset=8, collapse_variants=True)
+    assert json.loads(server.last.content) == {"positive": ["p1"], "top_k": 10, "offset": 8,
+                                               "collapse_variants": True}
+
+
+def test_pages_follow_next_offset_until_none(kind: str, server: Server) -> None:
+    server.answers = [page_answer(["p1", "p2"], 0, 2), page_answer(["p3", "p4"], 2, 4),
+                      page_answer(["p5"], 4, None)]
+    transport = httpx.MockTransport(server)
+
+    async def walk_async() -> list[SearchResult]:
+        async with AsyncClient(URL, transport=transport) as client:
+            return [page async for page in client.pages("similar", "p0", top_k=2)]
+
+    if kind == "sync":
+        with Client(URL, transport=transport) as client:
+            pages = list(client.pages("similar", "p0", top_k=2))
+    else:
+        pages = asyncio.run(walk_async())
+    assert [p.product_ids for p in pages] == [["p1", "p2"], ["p3", "p4"], ["p5"]]
+    assert [dict(r.url.params)["offset"] for r in server.requests] == ["0", "2", "4"]
+    with Client(URL, transport=transport) as client, pytest.raises(ValueError):
+        next(client.pages("facets"))
