@@ -3,8 +3,7 @@
 A page is a slice of `Ordering.hits` (lookalike/rank/ranking.py), so within one candidate set
 page n+1 starts where page n ended: no duplicate, no gap. The candidate set is sized for the
 page's end, ranking.pool_size(offset + top_k): every page that ends at or before
-POOL_FLOOR / POOL_PER_RESULT (20) comes from the same pool of 100 candidates and pages
-concatenate exactly. A deeper page reads a larger pool, and a product only the larger pool
+POOL_FLOOR (100) comes from the same pool of 100 candidates and pages concatenate exactly. A deeper page reads a larger pool, and a product only the larger pool
 finds can rank above the end of a page computed from a smaller one: inferred boosts and limits
 and best_score re-scoring lift deep candidates, and so can the store's fusion of image and text
 lists. Where the order is plain vector score (similar, average_vector recommend) a larger pool
@@ -23,8 +22,8 @@ from dataclasses import dataclass
 from lookalike.rank.ranking import Ordering, Ranked
 from lookalike.store.base import Hit
 
-# offset + top_k at most: the pool for it (5x) stays well under Milvus' cap (ranking.POOL_MAX)
-# and a deep page costs at most 5,000 candidates.
+# offset + top_k at most: the pool for it stays well under Milvus' cap (ranking.POOL_MAX) and a
+# deep page costs at most 1,000 candidates.
 MAX_WINDOW = 1000
 
 

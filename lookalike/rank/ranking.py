@@ -38,15 +38,21 @@ from lookalike.rank.inferred import RELAX_ORDER, Inferred
 from lookalike.store.base import Filters, Hit
 from lookalike.variants import collapse
 
-POOL_FLOOR = 100  # candidates read whatever the page size below this: pages up to it are prefixes
-POOL_PER_RESULT = 5  # above the floor: candidates per result
+# Candidates read for any page ending at or before result POOL_FLOOR: every such page is a prefix
+# of the same list (top_k 10 of top_k 100; page 2 continues page 1). Deeper pages read as many
+# candidates as results. Why not a multiple of the page (5x): then the pool, and with it the
+# order, changes from top_k 21 on, and a fixed 500 costs 3-4x the store time of 100 (a search's
+# time on milvus-lite grows with its limit); 100 is also the default LOOKALIKE_MAX_TOP_K.
+POOL_FLOOR = 100
+POOL_PER_RESULT = 1  # beyond the floor: candidates per result
+LOOKAHEAD = 1  # one candidate more than any page shows: a response knows if a next page exists
 POOL_MAX = 16384  # Milvus' cap on a search's limit
 # An image cosine this close to 1 is the query photo itself (re-encoding moves it by ~1e-4).
 EXACT_SCORE = 0.999
 
 
 def pool_size(top_k: int) -> int:
-    return min(POOL_MAX, max(POOL_FLOOR, top_k * POOL_PER_RESULT))
+    return min(POOL_MAX, max(POOL_FLOOR, top_k * POOL_PER_RESULT) + LOOKAHEAD)
 
 
 def passes(product: Any, f: Filters) -> bool:

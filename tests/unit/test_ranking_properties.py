@@ -66,8 +66,9 @@ products = st.tuples(st.sampled_from(CATEGORIES), st.sampled_from(COLORS), st.sa
 
 
 @st.composite
-def catalogues(draw: st.DrawFn, kind: str | None = None, min_size: int = 1) -> Catalogue:
-    rows = draw(st.lists(products, min_size=min_size, max_size=40))
+def catalogues(draw: st.DrawFn, kind: str | None = None, min_size: int = 1,
+               max_size: int = 40) -> Catalogue:
+    rows = draw(st.lists(products, min_size=min_size, max_size=max_size))
     modality = kind or draw(st.sampled_from(("image", "text")))
     hits = []
     for i, (category, color, size, price, score, group) in enumerate(rows):
@@ -112,6 +113,32 @@ page_sizes = st.integers(1, POOL_FLOOR)
 def test_a_smaller_page_is_a_prefix_of_a_larger_one(cat: Catalogue, inferred: Inferred,
                                                     explicit: Filters, mode: str, collapse: bool,
                                                     a: int, b: int) -> None:
+    k, big = sorted((a, b))
+    small = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=k, collapse=collapse)
+    large = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=big, collapse=collapse)
+    assert ids(small) == ids(large)[:k]
+
+
+def _deep_keepers() -> Catalogue:
+    """300 coats by falling score: the best 150 at 100 (they break "under 50"), the rest at 10."""
+    return Catalogue(tuple(
+        Hit(Product(f"p{i}", category="coat", color="red", size="M",
+                    price=100.0 if i < 150 else 10.0), 1.0 - i / 300, scores={"text": 1.0 - i / 300})
+        for i in range(300)))
+
+
+# A pool that grew with the page would find the coats under 50 for top_k 50 (pool 250) and not
+# for top_k 10 (pool 100): they would lead the larger page only.
+@example(_deep_keepers(), Inferred(categories=("dress",), max_price=50.0), Filters(), "boost",
+         False, 10, 50)
+@settings(max_examples=60, deadline=None)
+@given(catalogues(min_size=POOL_FLOOR + 1, max_size=3 * POOL_FLOOR), inferences(),
+       explicit_filters(), st.sampled_from(MODES), st.booleans(), page_sizes, page_sizes)
+def test_pages_up_to_the_floor_are_prefixes_in_a_catalogue_larger_than_the_pool(
+        cat: Catalogue, inferred: Inferred, explicit: Filters, mode: str, collapse: bool,
+        a: int, b: int) -> None:
+    """The catalogue holds more products than a pool reads, so a page size that changed the
+    pool (the old max(100, 5 x top_k)) would change the candidates: top_k 10 and 50 differ."""
     k, big = sorted((a, b))
     small = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=k, collapse=collapse)
     large = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=big, collapse=collapse)
