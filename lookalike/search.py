@@ -222,7 +222,8 @@ class SearchService:
         end = window(query.offset, query.top_k)
         ordering = await store_call(ranked)
         # MMR re-orders the whole window (offset + top_k), then the page is sliced from it.
-        mixed = (await store_call(self._diversify, ordering.hits[:pool_size(end)], query)
+        mixed = (await store_call(self._diversify, ordering.hits[:pool_size(end)], query,
+                                  ordering.tiers)
                  if query.diversity > 0 else None)
         return await self._outcome(page_of(ordering, offset=query.offset, top_k=query.top_k,
                                            reordered=mixed), t, start)
@@ -250,13 +251,14 @@ class SearchService:
                 out[h.product.product_id] = others
         return out
 
-    def _diversify(self, hits: list[Hit], query: SearchQuery) -> list[Hit]:
+    def _diversify(self, hits: list[Hit], query: SearchQuery,
+                   tiers: dict[str, tuple[Any, ...]]) -> list[Hit]:
         records = self.store.get([h.product.product_id for h in hits], with_vectors=True)
         use_image = query.image is not None or not query.text
         vectors = {pid: (r.image_vectors[0] if use_image else r.text_vector)
                    for pid, r in records.items() if r.image_vectors and r.text_vector is not None}
         return mmr(hits, vectors, top_k=window(query.offset, query.top_k),
-                   diversity=query.diversity)
+                   diversity=query.diversity, tiers=tiers)
 
     async def recommend(self, *, positive: Sequence[str], negative: Sequence[str],
                         image: Image.Image | None, strategy: str, top_k: int,

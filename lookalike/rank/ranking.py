@@ -104,6 +104,9 @@ class Ordering:
     lacks: dict[str, tuple[str, ...]]  # product id -> attributes relaxed to admit it
     exact: frozenset[str]
     kept: dict[str, int]  # attribute -> candidates that keep it
+    # product id -> its tier, what outranks the score: (not exact, relax level, limits broken,
+    # price distance); MMR re-orders within a tier only (rank/mmr.py)
+    tiers: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def page(self, top_k: int, hits: Sequence[Hit] | None = None) -> Ranked:
         """The first top_k (or `hits`, a re-ordering of them, e.g. by MMR), with what they
@@ -138,6 +141,7 @@ def order(candidates: Sequence[Hit], *, inferred: Inferred, mode: str,
     keyed: list[tuple[tuple[Any, ...], Hit]] = []
     lacks: dict[str, tuple[str, ...]] = {}
     exact: set[str] = set()
+    tiers: dict[str, tuple[Any, ...]] = {}
     for i, h in enumerate(hits):
         pid = h.product.product_id
         ups = boosts(h, inferred, decay) if mode != "off" else []
@@ -151,14 +155,15 @@ def order(candidates: Sequence[Hit], *, inferred: Inferred, mode: str,
         first = is_exact(h)
         if first:
             exact.add(pid)
-        key = (not first, level, len(broken.attributes), broken.price_distance, -score, i)
+        tiers[pid] = (not first, level, len(broken.attributes), broken.price_distance)
+        key = (*tiers[pid], -score, i)
         keyed.append((key, replace(h, score=score, explain=explain(
             h, base=h.score, boosts=ups, inferred=inferred, broken=broken, exact=first))))
     ranked = [h for _, h in sorted(keyed, key=lambda kh: kh[0])]
     if collapse_variants:
         ranked = collapse(ranked, len(ranked))
     kept = {a: sum(1 for h in ranked if a in inferred.matching(h.product)) for a in steps}
-    return Ordering(ranked, inferred, mode, lacks, frozenset(exact), kept)
+    return Ordering(ranked, inferred, mode, lacks, frozenset(exact), kept, tiers)
 
 
 def rank_candidates(candidates: Sequence[Hit], *, inferred: Inferred, mode: str, top_k: int,

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lookalike.catalog.product import Product
 from lookalike.rank.attributes import BOOST_BOUND
 from lookalike.rank.inferred import MODES, Inferred
+from lookalike.rank.mmr import mmr
 from lookalike.rank.ranking import POOL_FLOOR, Ranked, order, pool_size
 from lookalike.rank.retrieval import retrieve
 from lookalike.store.base import Filters, Hit
@@ -244,3 +246,22 @@ def test_explicit_filters_always_hold(cat: Catalogue, inferred: Inferred, explic
     if collapse:  # one product per variant group
         groups = [h.group_id or h.product.product_id for h in got.hits]
         assert len(groups) == len(set(groups))
+
+
+@settings(max_examples=200, deadline=None)
+@given(catalogues(min_size=2), inferences(), explicit_filters(), st.sampled_from(MODES),
+       st.floats(0.05, 1.0), page_sizes, st.integers(0, 2**16))
+def test_diversity_reorders_within_a_tier_only(cat: Catalogue, inferred: Inferred,
+                                                explicit: Filters, mode: str, diversity: float,
+                                                top_k: int, seed: int) -> None:
+    """MMR never lifts a product that breaks an understood limit (or needed more relaxing) above
+    one that keeps it, nor anything above the exact photo match: the tiers stay in order."""
+    found = retrieve(cat.search, explicit=explicit, infer=lambda _: inferred, mode=mode,
+                     pool=pool_size(top_k))
+    ordering = order(found.hits, inferred=found.inferred, mode=mode, explicit=explicit)
+    rng = np.random.default_rng(seed)
+    vectors = {h.product.product_id: rng.normal(size=4).astype(np.float32) for h in ordering.hits}
+    mixed = mmr(ordering.hits, vectors, top_k=top_k, diversity=diversity, tiers=ordering.tiers)
+    assert len(mixed) == min(top_k, len(ordering.hits))
+    shown = [ordering.tiers[h.product.product_id] for h in mixed]
+    assert shown == sorted(shown)
