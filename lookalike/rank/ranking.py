@@ -20,7 +20,7 @@ The order, most significant first:
    attributes that must be dropped (in RELAX_ORDER) for the product to pass them: the old
    "filter, relax until the page fills" on one candidate set, where only the page decides what
    it reports as relaxed. infer="off": nothing inferred.
-3. The score plus bounded boosts (attributes.BOOST_BOUND = 0.7: an inferred category or colour
+3. The score plus bounded boosts (attributes.BOOST_BOUND = 0.9: an inferred category or colour
    never removes a product and never lifts it above one in the same tier whose score is higher
    by more than that).
 4. The candidates' own order (a stable sort): ties break alike for every top_k.
@@ -110,6 +110,15 @@ class Ordering:
                       [{"attribute": a, "kept": self.kept.get(a, 0)} for a in relaxed], self.mode)
 
 
+def _cheap_reference(hits: Sequence[Hit], inferred: Inferred) -> list[Hit]:
+    """What "cheap" is measured against: the candidates with every boosted attribute the query
+    asks for ("cheap tees": the tees), or all of them when none has. Cheap among the whole pool
+    would let a €5 sock set the scale for sneakers, and every sneaker's decay would be ~0."""
+    asked = {a for a in inferred.attributes() if a not in LIMITS}
+    ref = [h for h in hits if asked <= set(inferred.matching(h.product))]
+    return ref or list(hits)
+
+
 def _relax_level(matched: set[str], steps: Sequence[str]) -> int:
     """The fewest of `steps` (dropped from the front) that leave only attributes it has."""
     return next(i for i in range(len(steps) + 1) if set(steps[i:]) <= matched)
@@ -127,7 +136,7 @@ def order(candidates: Sequence[Hit], *, inferred: Inferred, mode: str,
     hits = list(unique.values())
     if mode == "off":
         inferred = Inferred()
-    decay = cheap_decay(hits) if inferred.cheap else None
+    decay = cheap_decay(_cheap_reference(hits, inferred)) if inferred.cheap else None
     steps = [a for a in RELAX_ORDER if a in inferred.attributes()]
     keyed: list[tuple[tuple[Any, ...], Hit]] = []
     lacks: dict[str, tuple[str, ...]] = {}

@@ -149,6 +149,17 @@ def test_cheap_prefers_lower_prices() -> None:
     assert all(h.explain["boosts"][0]["value"] == "cheap" for h in got)
 
 
+def test_cheap_is_measured_against_what_the_words_ask_for() -> None:
+    # "cheap dresses": the €20 bag and the €120 coat are candidates too, but the cheapest
+    # dress (30) gets the whole weight and the dearest (80) is measured against the dresses.
+    hits = FakeSearch()(Filters(), 10)
+    got = order(hits, inferred=Inferred(categories=("dress",), cheap=True), mode="boost").hits
+    cheap = {h.product.product_id: next(b["weight"] for b in h.explain["boosts"]
+                                        if b["value"] == "cheap") for h in got}
+    assert cheap["a"] == CHEAP_WEIGHT and cheap["e"] == CHEAP_WEIGHT  # both at the dresses' lowest
+    assert cheap["a"] > cheap["d"] > cheap["b"] > cheap["c"] > 0
+
+
 def test_photo_inference_sees_the_pool() -> None:
     seen: list[list[Hit]] = []
 
