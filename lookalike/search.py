@@ -98,6 +98,7 @@ class SearchOutcome:
     model_version: str = ""  # the model that embedded the query and made the collection searched
     # product id -> the other products of its variant group (by id)
     variants: dict[str, list[Product]] = field(default_factory=dict)
+    full_matches: int | None = None  # candidates with every inferred attribute (ranking.Ranked)
 
 
 def _ms(start: float) -> float:
@@ -213,7 +214,7 @@ class SearchService:
         t.search_ms = _ms(start)
         return SearchOutcome(page.hits, t, page.inferred, page.relaxed, page.mode,
                              model_version=self.model_version, variants=members,
-                             relaxed_detail=page.relaxed_detail)
+                             relaxed_detail=page.relaxed_detail, full_matches=page.full_matches)
 
     def variants_of(self, hits: Sequence[Hit]) -> dict[str, list[Product]]:
         """Each hit's other variants (one read for all the hits' groups)."""

@@ -261,6 +261,12 @@ class SearchResponse(BaseModel):
     relaxed_detail: list[RelaxedAttribute] = Field(
         [], description="per relaxed attribute, how many candidate products keep it "
                         "(0: none does; the results are the closest)")
+    full_matches: int | None = Field(
+        None, description="candidate products with every inferred attribute at once (category, "
+                          "colour, size and price together): fewer than the results means the "
+                          "others lack one (\"no black bags under €50, the closest\"); exact "
+                          "below the candidate pool (max(100, 5 × top_k)), at least that above; "
+                          "null when nothing was inferred")
     took_ms: float
 
 

@@ -86,6 +86,9 @@ class Ranked:
     # [{"attribute": "price", "kept": 3}]: per relaxed attribute, how many candidates keep it
     relaxed_detail: list[dict[str, Any]] = field(default_factory=list)
     mode: str = "boost"
+    # candidates with every inferred attribute (None: nothing inferred): fewer than the page
+    # shows, and the page says "No black bags under €50 — the closest:" (or "Only 2 …")
+    full_matches: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Ordering:
     lacks: dict[str, tuple[str, ...]]  # product id -> attributes relaxed to admit it
     exact: frozenset[str]
     kept: dict[str, int]  # attribute -> candidates that keep it
+    full: int | None  # candidates with every inferred attribute; None: nothing inferred
 
     def page(self, top_k: int, hits: Sequence[Hit] | None = None) -> Ranked:
         """The first top_k (or `hits`, a re-ordering of them, e.g. by MMR), with what they
@@ -107,7 +111,8 @@ class Ordering:
                    for a in self.lacks.get(h.product.product_id, ())}
         relaxed = [a for a in RELAX_ORDER if a in lacking]
         return Ranked(shown, self.inferred, relaxed,
-                      [{"attribute": a, "kept": self.kept.get(a, 0)} for a in relaxed], self.mode)
+                      [{"attribute": a, "kept": self.kept.get(a, 0)} for a in relaxed], self.mode,
+                      self.full)
 
 
 def _cheap_reference(hits: Sequence[Hit], inferred: Inferred) -> list[Hit]:
@@ -161,7 +166,11 @@ def order(candidates: Sequence[Hit], *, inferred: Inferred, mode: str,
     if collapse_variants:
         ranked = collapse(ranked, len(ranked))
     kept = {a: sum(1 for h in ranked if a in inferred.matching(h.product)) for a in steps}
-    return Ordering(ranked, inferred, mode, lacks, frozenset(exact), kept)
+    # Counted over the candidates, not the page: the same for every top_k, and exact while it
+    # is below the pool (the full-match search reads up to the pool, retrieval.py).
+    full = (sum(1 for h in ranked if len(inferred.matching(h.product)) == len(steps))
+            if steps else None)
+    return Ordering(ranked, inferred, mode, lacks, frozenset(exact), kept, full)
 
 
 def rank_candidates(candidates: Sequence[Hit], *, inferred: Inferred, mode: str, top_k: int,

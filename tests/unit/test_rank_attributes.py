@@ -92,6 +92,20 @@ def test_a_price_in_the_words_keeps_its_products_first_then_the_nearest_prices()
     assert got.hits[2].explain["breaks"] == ["price"]
 
 
+def test_no_product_with_everything_asked_for_is_said_though_every_limit_holds() -> None:
+    # "red bag under 50": the one bag is black. Under 50 holds (the bag, 20; a red dress, 30),
+    # so nothing is relaxed, yet nothing is a red bag under 50: the page must not pretend.
+    inferred = Inferred(categories=("bag",), colors=("red",), max_price=50.0)
+    got = rank(FakeSearch(), explicit=Filters(), infer=lambda _: inferred, mode="boost", top_k=2)
+    assert got.relaxed == [] and got.full_matches == 0
+    assert all(h.product.price <= 50 for h in got.hits) and ids(got.hits)[0] == "e"
+    dress = Inferred(categories=("dress",), colors=("red",))
+    assert rank(FakeSearch(), explicit=Filters(), infer=lambda _: dress, mode="boost",
+                top_k=5).full_matches == 2  # "a" and "d"; the page shows 3 more after them
+    assert rank(FakeSearch(), explicit=Filters(), infer=lambda _: Inferred(), mode="boost",
+                top_k=5).full_matches is None  # nothing asked for: nothing to say
+
+
 def test_both_searches_read_the_pool_whatever_the_page_size() -> None:
     """The pool and the full matches are sized by the pool, never by top_k: a page of two and
     a page of five come from the same candidates (the old code searched top_k and stopped
