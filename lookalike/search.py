@@ -100,6 +100,7 @@ class SearchOutcome:
     model_version: str = ""  # the model that embedded the query and made the collection searched
     # product id -> the other products of its variant group (by id)
     variants: dict[str, list[Product]] = field(default_factory=dict)
+    full_matches: int | None = None  # candidates with every inferred attribute (ranking.Ranked)
     offset: int = 0
     next_offset: int | None = None  # where the next page starts; None: no more results
 
@@ -235,7 +236,7 @@ class SearchService:
         return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode,
                              model_version=self.model_version, variants=members,
                              relaxed_detail=ranked.relaxed_detail, offset=page.offset,
-                             next_offset=page.next_offset)
+                             next_offset=page.next_offset, full_matches=ranked.full_matches)
 
     def variants_of(self, hits: Sequence[Hit]) -> dict[str, list[Product]]:
         """Each hit's other variants (one read for all the hits' groups)."""

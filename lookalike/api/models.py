@@ -300,6 +300,12 @@ class SearchResponse(BaseModel):
     relaxed_detail: list[RelaxedAttribute] = Field(
         [], description="per relaxed attribute, how many candidate products keep it "
                         "(0: none does; the results are the closest)")
+    full_matches: int | None = Field(
+        None, description="candidate products with every inferred attribute at once (category, "
+                          "colour, size and price together): fewer than the results means the "
+                          "others lack one (\"no black bags under €50, the closest\"); exact "
+                          "below the candidate pool (101 for pages ending at result 100 or before), at least that above; "
+                          "null when nothing was inferred")
     offset: int = Field(0, description="where this page starts in the ranked results")
     next_offset: int | None = Field(
         None, description="the offset of the next page; null when there are no more results")

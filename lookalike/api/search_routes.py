@@ -180,7 +180,8 @@ def understanding_json(outcome: SearchOutcome) -> dict[str, Any]:
     """What the query was understood to ask for, so a client can show (and remove) it."""
     return {"inferred": {"mode": outcome.mode, **outcome.inferred.as_dict()},
             "relaxed": list(outcome.relaxed),
-            "relaxed_detail": [dict(d) for d in outcome.relaxed_detail]}
+            "relaxed_detail": [dict(d) for d in outcome.relaxed_detail],
+            "full_matches": outcome.full_matches}
 
 
 @router.get("/v1/search", response_model=SearchResponse, responses=responses(422, 503))

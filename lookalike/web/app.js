@@ -640,7 +640,7 @@
         signal: state.controller.signal,
       });
       if (seq !== state.searchSeq) return;
-      renderUnderstood(data.inferred || {}, data.relaxed || [], data.relaxed_detail || []);
+      renderUnderstood(data, data.results || []);
       renderResults(data.results || [], data.took_ms, req.kind);
       writeUrl();
     } catch (err) {
@@ -705,15 +705,21 @@
     return chips;
   }
 
-  function renderUnderstood(inf, relaxed, detail) {
+  function renderUnderstood(data, results) {
+    const inf = data.inferred || {};
+    const relaxed = data.relaxed || [];
+    const U = window.LookalikeUnderstood;
     el.inferredChips.textContent = "";
     const chips = inferredChips(inf);
+    // A chip some result lacks is what was asked for, not what is shown: marked so.
+    const lacking = U.unkept(inf, results);
     for (const [attr, text] of chips) {
       const li = document.createElement("li");
-      li.className = "inferred-chip";
+      li.className = lacking.has(attr) ? "inferred-chip unkept" : "inferred-chip";
       li.dataset.attribute = attr;
       const label = document.createElement("span");
       label.textContent = `${ATTR_LABEL[attr]}: ${text}`;
+      if (lacking.has(attr)) label.title = "Asked for; not every result has it";
       const remove = document.createElement("button");
       remove.type = "button";
       remove.textContent = "×";
@@ -725,15 +731,13 @@
       li.append(label, remove);
       el.inferredChips.append(li);
     }
-    el.relaxedNote.hidden = relaxed.length === 0;
-    // relaxed_detail says how many products keep each relaxed attribute (0: none, the closest follow).
-    const kept = Object.fromEntries((detail || []).map((d) => [d.attribute, d.kept]));
-    el.relaxedNote.textContent = relaxed.length
-      ? `Too few exact matches: relaxed ${relaxed.map((a) => {
-        const label = ATTR_LABEL[a].toLowerCase();
-        return a in kept ? `${label} (${kept[a] === 0 ? "none has it" : `${kept[a]} have it`})` : label;
-      }).join(", ")}; the closest come next.` : "";
-    el.understood.hidden = chips.length === 0 && relaxed.length === 0;
+    // full_matches: the products with everything the words asked for; fewer than shown and the
+    // page says so ("No black bags under €50 — the closest:") rather than let the chips promise it.
+    const note = U.limitsNote({ inferred: inf, fullMatches: data.full_matches, relaxed,
+      detail: data.relaxed_detail, shown: results.length, fmt: formatPrice });
+    el.relaxedNote.hidden = note === "";
+    el.relaxedNote.textContent = note;
+    el.understood.hidden = chips.length === 0 && note === "";
   }
 
   function whyLines(r) {

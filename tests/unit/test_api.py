@@ -175,7 +175,7 @@ def test_search_lists_what_it_inferred_and_explains_results(tmp_path: Path) -> N
     client = make_client(OneProductStore(), tmp_path)
     body = client.get("/v1/search", params={"q": "crimson shoes"}).json()
     assert body["inferred"]["colors"] == ["red"] and body["inferred"]["mode"] == "boost"
-    assert body["relaxed"] == []
+    assert body["relaxed"] == [] and body["full_matches"] == 1  # the one product is red
     boosts = body["results"][0]["explain"]["boosts"]
     assert [b["attribute"] for b in boosts] == ["color"] and "crimson" in boosts[0]["why"]
     off = client.get("/v1/search", params={"q": "crimson shoes", "infer": "off"}).json()

@@ -316,7 +316,8 @@ def test_answers_are_typed_and_unknown_fields_are_kept(api: Api, server: Server)
                "image_url": "/v1/products/p2/images/0", "new_variant_field": 1}
     server.answers = [httpx.Response(200, json={
         **SEARCH_OK, "results": [hit("p1", variants=1, other_variants=[variant], badge="new"),
-                                 hit("p3", 0.5)], "relaxed": ["color"], "trace_id": "x"})]
+                                 hit("p3", 0.5)], "relaxed": ["color"], "full_matches": 0,
+        "trace_id": "x"})]
     got = api.search("red")
     assert len(got) == 2 and [h.product_id for h in got] == ["p1", "p3"]
     top = got.results[0]
@@ -324,6 +325,7 @@ def test_answers_are_typed_and_unknown_fields_are_kept(api: Api, server: Server)
     assert top.other_variants[0].color == "blue"
     assert top.other_variants[0].extra == {"new_variant_field": 1}
     assert got.relaxed == ["color"] and got.inferred == {"mode": "boost"}
+    assert got.full_matches == 0
     assert got.took_ms == 1.5 and got.extra == {"trace_id": "x"}
 
 

@@ -236,6 +236,26 @@ def test_understood_limits_are_kept_or_reported(cat: Catalogue, inferred: Inferr
             assert detail[limit] == sum(limit in held.matching(p) for p in candidates)
 
 
+@settings(max_examples=300, deadline=None)
+@given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), page_sizes)
+def test_the_full_match_count_is_what_the_page_can_promise(
+        cat: Catalogue, inferred: Inferred, explicit: Filters, mode: str, top_k: int) -> None:
+    got = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=top_k)
+    held = inferred.under(explicit) if mode != "off" else Inferred()
+    asked = held.attributes()
+    if not asked:
+        assert got.full_matches is None
+        return
+    # Every candidate with all of them at once, whatever the page size: what the page says
+    # ("No black bags under €50", "Only 2 …") is about the catalogue, not about top_k.
+    candidates = [h.product for h in cat.hits if keeps(h.product, explicit)]
+    assert got.full_matches == sum(len(held.matching(p)) == len(asked) for p in candidates)
+    shown = sum(len(held.matching(h.product)) == len(asked) for h in got.hits)
+    assert shown <= got.full_matches
+    if mode == "filter":  # relaxing starts only after the last full match
+        assert shown == min(got.full_matches, len(got.hits))
+
+
 @settings(max_examples=200, deadline=None)
 @given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), st.booleans(),
        page_sizes)
