@@ -24,7 +24,7 @@ require(CHROMIUM.exists(), f"{CHROMIUM} is missing",
         "run `make browser` as root, or `sudo apt-get install chromium fonts-dejavu-core`")
 require(importlib.util.find_spec("playwright") is not None, "playwright is not installed",
         "`make setup` installs it: pip install -c constraints.txt -e '.[test]'")
-from playwright import sync_api  # noqa: E402
+from playwright import sync_api
 
 _page: Any = None
 
