@@ -70,6 +70,8 @@ def build(*, torch_threads: int) -> Callable[[dict[str, Any], Start], Iterable[b
     client = MilvusClient(uri=settings.resolved_milvus_uri,
                           token=settings.resolved_milvus_token())
     collection = settings.collection
+    # A restarted milvus-lite has every collection released; searching one fails until loaded.
+    client.load_collection(collection)
 
     def app(environ: dict[str, Any], start: Start) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")

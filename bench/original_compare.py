@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/lookalike-original"),
                    help="milvus-lite data and the demo catalogue (reused between runs)")
     p.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
-                   help="the original's torch threads (default every core: its best alone)")
+                   help="the original's torch threads (default every core: its best on a calm "
+                        "machine; on an oversubscribed one 2-thread torch collapses, ~9x slower "
+                        "per request, so use 1 there and say so)")
     args = p.parse_args(argv)
 
     from lookalike.catalog import load_manifest
