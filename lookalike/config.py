@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     # wait on a scan (lookalike/facets.py). This process's own writes update it at once; other
     # replicas' and the ingest job's writes show within this. 0: a scan per call (tools only).
     facets_ttl_s: float = Field(60.0, ge=0, le=3600)
+    # Routers resolve the collection alias at start and when `lookalike upgrade` tells them
+    # (POST /v1/admin/refresh); a replica that missed the message checks the alias this often
+    # in the background (one metadata request) and at once when a read fails. 0: never.
+    alias_recheck_s: float = Field(60.0, ge=0, le=3600)
     # Search winners' fields are kept this long (0: never), so a popular product costs no
     # store read per search (lookalike/store/read_cache.py). A hit is only paired with a
     # cached row of its own write version; another process's write still in progress shows
