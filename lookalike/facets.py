@@ -95,6 +95,15 @@ class FacetsCache:
             self._asked = True
             self._cond.notify_all()
 
+    def refresh(self, timeout_s: float = 60.0) -> None:
+        """Rescan now and wait for it (an operator's refresh; blocking). Before the first
+        scan, that scan."""
+        if self._value is None or self.refresh_s == 0:
+            self.get()
+            return
+        self.invalidate()
+        self.wait_idle(timeout_s)
+
     def wait_idle(self, timeout_s: float) -> bool:
         """Until no rescan is asked for or running (tests; an operator's refresh)."""
         with self._cond:

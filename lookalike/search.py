@@ -357,8 +357,7 @@ class SearchService:
 
     async def refresh(self) -> dict[str, Any]:
         """Rescan the facets now (an operator's refresh, after writes by others)."""
-        self._facets.invalidate()
-        await store_call(self._facets.wait_idle, 60.0)
+        await store_call(self._facets.refresh)
         return {"collection": getattr(self.store, "collection", ""),
                 "model_version": self.model_version}
 

@@ -132,3 +132,10 @@ def test_the_first_product_sets_the_price_range() -> None:
     facets: dict = {"category": {}, "color": {}, "size": {}, "price": {}}
     apply_write(facets, added=Product("a", color="red", price=9.999), removed=None)
     assert facets["color"] == {"red": 1} and facets["price"] == {"min": 10.0, "max": 10.0}
+
+
+def test_refresh_scans_now_and_waits_for_it(cache: FacetsCache, load: Loader) -> None:
+    cache.refresh()  # before any read: the first scan
+    assert load.scans == 1
+    cache.refresh()
+    assert load.scans == 2 and cache.get()["scan"] == 2
