@@ -151,7 +151,8 @@ class LiveService:
             # finishes with its snapshot); a switch back builds a fresh service.
             for name in [n for n in self._services if n not in (target.collection,
                                                                   target.pending)]:
-                self._services.pop(name).close()
+                if (gone := self._services.pop(name, None)) is not None:
+                    gone.close()
         return target
 
     def _recheck(self) -> None:

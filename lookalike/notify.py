@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-TIMEOUT_S = 10.0
+TIMEOUT_S = 60.0  # a replica rescans its facets before it answers
 
 
 @dataclass

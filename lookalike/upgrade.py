@@ -6,7 +6,8 @@
 Steps (the collection behind the alias keeps serving throughout; lookalike/store/aliases.py):
  1. load the live collection's model (recorded on it) and the new one, in this process;
  2. create the next collection for the new model and put a `pending` record on the live one:
-    from then on every API write also reaches the new collection, embedded with the new model;
+    from then on every API write also reaches the new collection, embedded with the new model
+    (the routers are told, `notify`, so they load that model before the switch);
  3. copy every product: read it from the live collection, embed its photos and text with the
     new model, write it with its source write version (so a newer API write wins), and undo
     the copy of any product deleted meanwhile;
@@ -121,6 +122,10 @@ class Upgrade:
         target.ensure_collection()
         aliases.set_model(admin.client, name, _version(new), {**old_spec, **self.options.spec})
         aliases.set_pending(admin.client, live.collection, name)
+        if self.notify is not None:
+            # The routers see the pending record now: they load the new model in the
+            # background, so the switch later waits for nothing (their writes read it anyway).
+            self.notify()
         result: dict[str, Any] = {"live": live.collection, "candidate": name,
                                   "old_model": _version(old), "new_model": _version(new)}
         switched = False

@@ -182,9 +182,11 @@ def test_searches_never_fail_or_mix_models_while_the_alias_switches(
             load.stop.set()
             thread.join(timeout=120)
         assert result["switched"] and result["worse"], result
-        # The app was told, through its admin endpoint, and answered with the new collection.
-        assert [t.error for t in told] == [""]
-        assert list(told[0].replicas.values()) == [result["candidate"]]
+        # The app was told through its admin endpoint: of the upgrade (it loads the new model
+        # then), and of the switch (it answers with the new collection).
+        assert [t.error for t in told] == ["", ""]
+        assert [list(t.replicas.values()) for t in told] == [[result["live"]],
+                                                             [result["candidate"]]]
         # The old collection stays for a rollback, until `lookalike upgrade --drop-old`.
         assert aliases.retired(live._admin.client, settings.collection) == [result["live"]]
         switch_at = result["switched_at"]
