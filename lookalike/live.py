@@ -99,6 +99,7 @@ class LiveService:
         self._load_models = load_models
         self._recheck_s = float(getattr(settings, "alias_recheck_s", ALIAS_RECHECK_S))
         self._stop = threading.Event()
+        self._rechecks: threading.Thread | None = None
         self._admin = MilvusStore.from_settings(settings, image_dim=primary.image_dim,
                                                 text_dim=primary.text_dim)
         self._media: MediaStore | None = None  # opened in start(): an S3 backend connects
@@ -130,8 +131,10 @@ class LiveService:
                         "app is redeployed with that model's settings", target.collection,
                         target.model_version, self.primary.version)
         self._resolve_now()
-        if self._recheck_s > 0 and not self._stop.is_set():
-            threading.Thread(target=self._recheck, name="alias-recheck", daemon=True).start()
+        if self._recheck_s > 0 and self._rechecks is None:
+            self._rechecks = threading.Thread(target=self._recheck, name="alias-recheck",
+                                              daemon=True)
+            self._rechecks.start()
 
     def close(self) -> None:
         """Stop the background re-checks (alias and facets)."""

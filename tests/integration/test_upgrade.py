@@ -105,6 +105,7 @@ def test_a_collection_made_before_aliases_is_migrated_on_start(
         assert asyncio.run(live.count()) == 8
         # The old name still works for every other reader (the ingest job, status): an alias.
         assert store.count() == 8
+        live.close()
     finally:
         drop_all(settings)
 
@@ -207,6 +208,7 @@ def test_searches_never_fail_or_mix_models_while_the_alias_switches(
         assert set(got) == set(load.written) and load.written
         assert {r.model_version for r in got.values()} == {new_model}
         assert new.count() == N_PRODUCTS + len(load.written)
+        live.close()
     finally:
         drop_all(settings)
 
@@ -243,6 +245,7 @@ def test_a_worse_model_is_refused_and_the_same_model_passes(
         out = asyncio.run(live.search(SearchQuery(text=catalogue[0].title, top_k=3)))
         assert out.hits and out.model_version == same["new_model"]
         assert live.store.collection == same["candidate"]
+        live.close()
     finally:
         drop_all(settings)
 
