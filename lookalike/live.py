@@ -18,13 +18,14 @@ Models: the router's own embedders (the Serve deployments, `primary`) serve the 
 they made. Another collection's model (after a switch, before the app is redeployed with the
 new settings; or the target of an upgrade in progress) is loaded in-process from the settings
 recorded on that collection (`load_models`), once, and in the background as soon as an upgrade
-is seen, so the switch does not wait for it.
+is seen (the upgrade's notice, or a write), so the switch does not wait for it.
 
 Writes during an upgrade (a `lookalike.pending` record on the live collection, read fresh
-before every write: a write that missed it would be missing from the new collection): the product goes to the live collection as always, then to the target
-with the target's model. If the target write fails while the upgrade is still pending, the
-request fails (503) and a retry writes both again; if the upgrade ended meanwhile (switched or
-refused), the failure is moot and ignored.
+before every write: a write that missed it would be missing from the new collection): the
+product goes to the live collection as always, then to the target with the target's model.
+If the target write fails while the upgrade is still pending, the request fails (503) and a
+retry writes both again; if the upgrade ended meanwhile (switched or refused), the failure is
+moot and ignored.
 """
 
 from __future__ import annotations
