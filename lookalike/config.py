@@ -122,10 +122,15 @@ class Settings(BaseSettings):
     image_fetch_timeout_s: float = Field(10.0, gt=0)
     image_fetch_retries: int = Field(2, ge=0, le=10)
     max_top_k: int = Field(100, ge=1, le=1000)
-    # GET /v1/facets scans the collection; its result is cached this long (0: never cached).
-    # This process's own writes refresh it at once; other replicas' and the ingest job's
-    # writes show up within the TTL.
-    facets_ttl_s: float = Field(5.0, ge=0, le=3600)
+    # The facets (GET /v1/facets, every search's query understanding) scan the collection: a
+    # background thread per replica rescans this often, searches read its snapshot and never
+    # wait on a scan (lookalike/facets.py). This process's own writes update it at once; other
+    # replicas' and the ingest job's writes show within this. 0: a scan per call (tools only).
+    facets_ttl_s: float = Field(60.0, ge=0, le=3600)
+    # Routers resolve the collection alias at start and when `lookalike upgrade` tells them
+    # (POST /v1/admin/refresh); a replica that missed the message checks the alias this often
+    # in the background (one metadata request) and at once when a read fails. 0: never.
+    alias_recheck_s: float = Field(60.0, ge=0, le=3600)
     # Search winners' fields are kept this long (0: never), so a popular product costs no
     # store read per search (lookalike/store/read_cache.py). A hit is only paired with a
     # cached row of its own write version; another process's write still in progress shows

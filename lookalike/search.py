@@ -130,7 +130,7 @@ class SearchService:
         media_dir: Path,
         media: MediaStore | None = None,
         model_version: str = "",
-        facets_ttl_s: float = 5.0,
+        facets_ttl_s: float = 60.0,
         shrink_image: Callable[[Image.Image], Image.Image] | None = None,
         min_short_side: int | None = None,
         cross_modal: bool = False,
@@ -143,7 +143,8 @@ class SearchService:
         one space (CLIP), so a text query also searches the photos. `media`: where uploads go
         (default: files in `media_dir`; lookalike.media.open_media picks the configured backend).
         `query_vector_cache_size`: how many recent query texts keep their vector
-        (lookalike/query/vector_cache.py; 0: every query is embedded)."""
+        (lookalike/query/vector_cache.py; 0: every query is embedded). `facets_ttl_s`: how
+        often the facets are rescanned in the background (lookalike/facets.py)."""
         self.store = store
         self.embed_image = embed_image
         self.embed_text = embed_text
@@ -151,7 +152,7 @@ class SearchService:
         self.media_dir = Path(media_dir)
         self.media = media if media is not None else LocalMedia(self.media_dir)
         self.model_version = model_version
-        self._facets = FacetsCache(lambda: self.store.facets(), ttl_s=facets_ttl_s)
+        self._facets = FacetsCache(lambda: self.store.facets(), refresh_s=facets_ttl_s)
         self._shrink = shrink_image
         self._min_short_side = min_short_side
         self.understanding = QueryUnderstanding()
@@ -338,7 +339,7 @@ class SearchService:
                              product.content_hash(digests), self.model_version,
                              group_id=group, phashes=hashes)
         await store_call(self.store.upsert, [item])
-        self._facets.invalidate()
+        self._facets.written(added=product, removed=old.product if old is not None else None)
         # Files only after the product is stored: a failed store write leaves no orphan files
         # (and a concurrent clean-up sees the new product before it could remove its files).
         try:
@@ -374,7 +375,10 @@ class SearchService:
         old = (await store_call(self.store.get, [product_id])).get(product_id)
         if await store_call(self.store.delete, [product_id]) == 0:
             raise NotFoundError(product_id)
-        self._facets.invalidate()
+        if old is None:
+            self._facets.invalidate()  # gone between the read and the delete: rescan
+        else:
+            self._facets.written(added=None, removed=old.product)
         if old is not None:
             await self._release_media(old.product.images)
 
@@ -391,6 +395,16 @@ class SearchService:
         return await store_call(self.store.count)
 
     async def facets(self) -> dict[str, Any]:
-        """Cached (see lookalike/facets.py): current after this process's writes, and within
-        facets_ttl_s after anyone else's."""
+        """The snapshot (lookalike/facets.py): current after this process's writes, and within
+        facets_ttl_s after anyone else's. Only the first call waits for a scan."""
         return await store_call(self._facets.get)
+
+    async def refresh(self) -> dict[str, Any]:
+        """Rescan the facets now (an operator's refresh, after writes by others)."""
+        await store_call(self._facets.refresh)
+        return {"collection": getattr(self.store, "collection", ""),
+                "model_version": self.model_version}
+
+    def close(self) -> None:
+        """Stop the background facets refresh (a collection no longer served)."""
+        self._facets.close()
