@@ -134,12 +134,16 @@ def words(p: Product, facets: dict[str, list[str]]) -> st.SearchStrategy[str]:
                      st.builds("{} {}".format, cols, cats), price_words(facets))
 
 
-def words_against(p: Product, facets: dict[str, list[str]]) -> st.SearchStrategy[str]:
-    """Words that pull away from `p`: another colour and category, maybe a price it breaks."""
-    cols = st.sampled_from([c for c in facets["color"] if c != p.color])
-    cats = st.sampled_from([c for c in facets["category"] if c != p.category])
-    clause = st.sampled_from(("", " under 20", " over 150"))
-    return st.one_of(st.just(p.title), st.builds("{} {}{}".format, cols, cats, clause))
+def words_against(p: Product, products: list[Product]) -> st.SearchStrategy[str]:
+    """Words that pull away from `p`: the colour and category of a product of another
+    category (so something matches them fully), maybe with a price that product keeps."""
+    others = [q for q in products if q.category != p.category]
+
+    def against(q: Product, priced: bool) -> str:
+        limit = f" under {math.ceil(q.price) + 10}" if priced and q.price is not None else ""
+        return f"{q.color} {q.category}{limit}"
+
+    return st.one_of(st.just(p.title), st.builds(against, st.sampled_from(others), st.booleans()))
 
 
 def price_words(facets: dict[str, list[str]]) -> st.SearchStrategy[str]:
@@ -214,8 +218,8 @@ def test_the_query_photos_own_product_is_first(data: st.DataObject, http: httpx.
                                                products: list[Product],
                                                facets: dict[str, list[str]]) -> None:
     # Hybrid words pull elsewhere (another colour and category): the photo still wins.
-    p, query = draw_query(data, http, products, facets, kinds=("photo", "hybrid"),
-                          text=lambda p: words_against(p, facets))
+    p, query = draw_query(data, http, products, facets, kinds=("photo", "hybrid", "hybrid"),
+                          text=lambda p: words_against(p, products))
     top_k = data.draw(st.sampled_from((1, 2, 3, 5, 10, 25, 100)), label="top_k")
     body = search(http, top_k=top_k, **query)
     first_ok = first_is_the_photo(http, body, p.product_id, query["photo"])
