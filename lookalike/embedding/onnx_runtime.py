@@ -121,8 +121,8 @@ def _export_once(module: torch.nn.Module, example: tuple[torch.Tensor, ...], *,
         if path.is_file():
             return
         # Own temporary names: a crashed exporter's leftovers never collide with this one.
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        fp32, int8 = tmp.with_suffix(".fp32.tmp"), tmp.with_suffix(".int8.tmp")
+        tmp = f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        fp32, int8 = path.with_name(tmp + ".fp32.tmp"), path.with_name(tmp + ".int8.tmp")
         try:
             with warnings.catch_warnings():
                 # The TorchScript exporter (dynamo=False) is deprecated in favour of
