@@ -67,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         def make(runtime: str, threads: int) -> tuple[ImageEmbedder, TextEmbedder]:
             onnx = None if runtime == "torch" else OnnxOptions(
                 cache, quantize="int8" if runtime.endswith("int8") else "none")
-            return (ImageEmbedder(num_threads=threads, onnx=onnx),
+            pair = (ImageEmbedder(num_threads=threads, onnx=onnx),
                     TextEmbedder(num_threads=threads, onnx=onnx))
+            # A failed export falls back to torch with a warning; here it would be mislabelled.
+            if onnx is not None and any(e.graph is None for e in pair):
+                raise SystemExit(f"{runtime}: the ONNX graph did not load (see the warning)")
+            return pair
 
         results: dict = {"machine": machine(), "products": len(products), "images": len(images),
                          "rounds": args.rounds, "by_threads": {}}

@@ -2,6 +2,7 @@
 machine when the model costs nothing, measured as bench/p1_p2_serve.py measures the app.
 
     .venv/bin/python bench/p9_floor.py [--products 500] [--duration 20] [--concurrency 16]
+    .venv/bin/python bench/p9_floor.py --one-client 200 [--products 500]
 
 The app's topology with its work taken out: serve_config.yaml's SearchRouter and
 ImageEmbedderDeployment (their replicas, CPUs, queue bounds and batching), the front proxy
@@ -19,6 +20,13 @@ that shape needs:
 Issue 16 asks for <= 8 ms of CPU per image search outside the model, and for P1 >= 0.85, which
 leaves the non-model parts 0.18 x the model's CPU per image. This bench shows what the shape
 itself costs before the app does anything of its own. Writes bench/results/p9_floor.json.
+
+--one-client N: the "store" level's latency for one client instead of its throughput (issue 29):
+N photo searches and N text searches (GET /v1/search?q=, the text through a no-model
+TextEmbedderDeployment, one store search of the text vectors), one after the other; p50/p99
+and the CPU of this bench's own processes per request by role (bench/one_client.py). That is
+the floor lookalike's one-client latency is held to (bench/latency.py). Writes
+bench/results/p9_floor_one_client.json.
 """
 
 from __future__ import annotations
@@ -36,13 +44,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-from ray import serve  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
+import zlib
 
-from bench.common import host, saturation, write_result  # noqa: E402
+import numpy as np
+import yaml
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from bench.common import host, saturation, write_result
+from bench.one_client import distinct_queries, photo_call, series, text_call
 
 LEVELS = ("http", "handle", "store")
 FIELDS = ["product_id", "title", "category", "color", "size", "price", "images"]
@@ -65,17 +76,34 @@ class NoModel:
                 for img in images]
 
 
+@serve.deployment(name="TextEmbedderDeployment")
+class NoTextModel:
+    """The text deployment's call (batched, as the real one) without the model."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        self.embed.set_max_batch_size(int(config["max_batch_size"]))
+        self.embed.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
+
+    @serve.batch
+    async def embed(self, texts: list[str]) -> list[np.ndarray]:
+        return [self.vectors[zlib.crc32(t.encode()) % len(self.vectors)] for t in texts]
+
+
 @serve.deployment(name="SearchRouter")
 class FloorRouter:
     """Serve's plain HTTP handler (`__call__` gets the request): no web framework at all."""
 
     def __init__(self, model: Any, level: str, lite_uri: str, collection: str,
-                 token_file: str = "") -> None:
+                 token_file: str = "", text_model: Any = None) -> None:
         from pymilvus import MilvusClient
 
         from lookalike.images import decode_image, resize_short_side
 
         self.model, self.level, self.collection = model, level, collection
+        self.text_model = text_model
         self.decode, self.resize = decode_image, resize_short_side
         # The server's token, read from its file here: Serve prints deployment arguments.
         token = Path(token_file).read_text().strip() if token_file else ""
@@ -85,6 +113,9 @@ class FloorRouter:
         return self.resize(self.decode(data, min_short_side=256), 256)
 
     async def __call__(self, request: Request) -> JSONResponse:
+        if request.method == "GET" and self.text_model is not None:
+            vector = await self.text_model.embed.remote(request.query_params["q"])
+            return JSONResponse({"results": await self._search(vector, "text_vector")})
         form = await request.form()
         data = await form["image"].read()  # type: ignore[union-attr]
         if self.level == "http":
@@ -93,11 +124,14 @@ class FloorRouter:
         vector = await self.model.embed.remote(image)
         if self.level == "handle":
             return JSONResponse({"results": [], "dim": len(vector)})
+        return JSONResponse({"results": await self._search(vector, "image_vector")})
+
+    async def _search(self, vector: np.ndarray, field: str) -> list[dict[str, Any]]:
         hits = await asyncio.to_thread(
             self.client.search, self.collection, data=[vector.tolist()],
-            anns_field="image_vector", limit=10, output_fields=FIELDS,
+            anns_field=field, limit=10, output_fields=FIELDS,
             group_by_field="product_id", search_params={"metric_type": "COSINE"})
-        return JSONResponse({"results": [h["entity"] for h in hits[0]]})
+        return [h["entity"] for h in hits[0]]
 
 
 def deployment_options(name: str) -> dict[str, Any]:
@@ -121,7 +155,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--levels", nargs="+", choices=LEVELS, default=list(LEVELS))
+    ap.add_argument("--one-client", type=int, default=0, metavar="N",
+                    help="one client, N photo and N text searches at the store level")
     args = ap.parse_args()
+    if args.one_client:
+        args.levels = ["store"]
 
     from ray.serve.context import _get_global_client
 
@@ -147,11 +185,12 @@ def main() -> int:
     ie, te = ImageEmbedder(), TextEmbedder()
     store = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
     store.ensure_collection()
-    vectors = []
+    vectors, text_vectors = [], []
     for chunk in batched(products, 64):
         items = embed_products(chunk, image_embedder=ie, text_embedder=te)
         store.upsert(items)
         vectors.extend(item.image_vectors[0] for item in items)
+        text_vectors.extend(item.text_vector for item in items)
     store.flush()
     store.wait_index_ready(timeout_s=300)
     store.close()
@@ -170,6 +209,22 @@ def main() -> int:
     router = FloorRouter.options(**deployment_options("SearchRouter"))
     results: dict[str, Any] = {}
     try:
+        if args.one_client:
+            text = NoTextModel.options(**deployment_options("TextEmbedderDeployment"))
+            serve.run(router.bind(model.bind(np.stack(vectors)), "store",
+                                  f"http://127.0.0.1:{server.port}", "floor",
+                                  str(server.token_file), text.bind(np.stack(text_vectors))),
+                      name=APP_NAME, route_prefix="/")
+            asyncio.run(_warm(url, payloads))
+            results = one_client(url, payloads, args.one_client)
+            command = " ".join(["python", *sys.argv])
+            load = [round(x, 2) for x in os.getloadavg()]
+            print(f"machine {host()}; load average {load}\n$ {command}")
+            out = write_result("p9_floor_one_client", {
+                "machine": host(), "command": command, "load_avg": load,
+                "products": args.products, "requests": args.one_client, **results})
+            print("wrote", out)
+            return 0
         for level in args.levels:
             serve.run(router.bind(model.bind(np.stack(vectors)), level,
                                   f"http://127.0.0.1:{server.port}", "floor",
@@ -203,6 +258,25 @@ def main() -> int:
                                     "levels": results})
     print("wrote", out)
     return 0
+
+
+def one_client(url: str, payloads: list[bytes], n: int) -> dict[str, Any]:
+    """N photo then N text searches from one client: p50/p99 and CPU per request by role."""
+    import httpx
+
+    queries = distinct_queries()
+    out: dict[str, Any] = {}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(10):
+            client.get("/v1/search", params={"q": f"warm up {i}"}).raise_for_status()
+        out["photo"] = series(photo_call(client, payloads), n, [os.getpid()])
+        out["text"] = series(text_call(client, queries), n, [os.getpid()])
+    for kind in ("photo", "text"):
+        run = out[kind]
+        print(f"floor, one client, {kind}: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+              f"CPU on the request path {run['request_path_cpu_ms']} ms/request, by role "
+              f"{run['cpu_ms_per_request']}", flush=True)
+    return out
 
 
 async def _warm(url: str, payloads: list[bytes]) -> None:

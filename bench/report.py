@@ -1,8 +1,10 @@
-"""One command for the benchmark report: P1-P3, P5 and P9 on this machine, one after the other.
+"""One command for the benchmark report: P1-P3, P5, P9 and issue 29's one-client latency and
+original-design comparison on this machine, one after the other.
 
     .venv/bin/python -m bench.report                 # full sizes (tens of minutes on 2 cores)
     .venv/bin/python -m bench.report --quick         # small sizes, to check the pipeline
     .venv/bin/python -m bench.report --only p5
+    .venv/bin/python -m bench.report --only p9_one latency original   # issue 29's
 
 Each benchmark runs as its own subprocess (never two at once: they would share the cores) and
 writes its JSON under bench/results/; the report includes that JSON as written. A benchmark
@@ -39,6 +41,7 @@ class Bench:
     full_args: tuple[str, ...] = ()
     quick_args: tuple[str, ...] = ()
     timeout_s: float = 3600.0
+    as_module: bool = False  # `python -m bench.<name>`: it imports bench.* as a package
 
 
 BENCHES = (
@@ -49,10 +52,20 @@ BENCHES = (
           (), ("--sizes", "200")),
     Bench("p5", "P5: lookalike (Ray Serve) vs one-process baseline, image search",
           "bench/p5_compare.py", "p5.json", (), ("--products", "300", "--duration", "10",
-                                                 "--warmup", "5")),
+                                                 "--warmup", "5"), as_module=True),
     Bench("p9", "P9: the fixed shape's floor (the app's topology, no model, no app logic)",
           "bench/p9_floor.py", "p9_floor.json", (), ("--products", "200", "--duration", "5",
                                                      "--concurrency", "8")),
+    # Issue 29's one-client latency: the floor first, which bench/latency.py reads.
+    Bench("p9_one", "P9 one client: the floor's text and photo latency",
+          "bench/p9_floor.py", "p9_floor_one_client.json", ("--one-client", "200"),
+          ("--products", "200", "--one-client", "30")),
+    Bench("latency", "One client: lookalike's text and photo p50 against their raw parts",
+          "bench/latency.py", "latency_one_client.json", (),
+          ("--products", "200", "--requests", "30")),
+    Bench("original", "lookalike vs the original design (one WSGI process), photo search",
+          "bench/original_compare.py", "original_compare.json", (),
+          ("--products", "200", "--duration", "10", "--warmup", "3"), as_module=True),
 )
 
 
@@ -75,8 +88,8 @@ def run_bench(b: Bench, extra: list[str], quick: bool) -> dict[str, Any]:
     if not script.exists():
         return {"status": "missing", "detail": f"{b.script} is not in this checkout"}
     args = [*(b.quick_args if quick else b.full_args), *extra]
-    if b.script.endswith("p5_compare.py"):
-        cmd = [sys.executable, "-m", "bench.p5_compare", *args]
+    if b.as_module:
+        cmd = [sys.executable, "-m", "bench." + Path(b.script).stem, *args]
     else:
         cmd = [sys.executable, b.script, *args]
     result = RESULTS / b.result
@@ -142,6 +155,28 @@ def headline(key: str, r: dict[str, Any]) -> list[str]:
         return [f"{level}: {run.get('cpu_ms_outside_model')} ms of CPU per image search outside "
                 f"the model at {run.get('qps')} QPS (target for the app <= 8 ms)"
                 for level, run in (r.get("levels") or {}).items()]
+    if key == "p9_one":
+        return [f"floor, one client, {kind}: p50 {(r.get(kind) or {}).get('p50_ms')} ms, p99 "
+                f"{(r.get(kind) or {}).get('p99_ms')} ms, request-path CPU "
+                f"{(r.get(kind) or {}).get('request_path_cpu_ms')} ms" for kind in ("text", "photo")]
+    if key == "latency":
+        t = r.get("targets") or {}
+        lines = [f"{kind} p50 {(t.get(kind) or {}).get('p50_ms')} ms = "
+                 f"{(t.get(kind) or {}).get('over_parts')} x its raw parts, limit "
+                 f"{(t.get(kind) or {}).get('limit_ms')} ms: "
+                 f"{'met' if (t.get(kind) or {}).get('met') else 'not met'}"
+                 for kind in ("text", "photo")]
+        cpu = t.get("photo_cpu_above_floor")
+        lines.append(f"photo CPU above the floor {cpu['ms']} ms (target <= {cpu['limit_ms']} ms): "
+                     f"{'met' if cpu['met'] else 'not met'}" if cpu else
+                     "photo CPU above the floor: no floor measured")
+        return lines
+    if key == "original":
+        lk, og = r.get("lookalike", {}), r.get("original", {})
+        return [(f"lookalike {lk.get('qps')} QPS, p99 {lk.get('p99_ms')} ms; original "
+                 f"{og.get('qps')} QPS, p99 {og.get('p99_ms')} ms"),
+                (f"QPS ratio {r.get('qps_ratio')} ({r.get('target')}): "
+                 f"{'met' if r.get('met') else 'not met'}")]
     return []
 
 

@@ -181,6 +181,7 @@ def run_foreground(settings: Settings, *, command: str, config: Path,
             # Once the replicas hold their CPUs: the job is sized on what they leave free.
             _ingest_on(cluster, _prepare_demo(settings, demo_products, demo_source))
             ready = wait_ready(app_url)
+            _tell_routers(settings, app_url)  # a page opened during the ingest: its facets
         _say(ready_banner(run, products=ready.get("products"),
                           admin_key_at=admin_key_source(settings),
                           warnings=[*dir_warnings, *store_warnings(settings)]))
@@ -225,7 +226,10 @@ def cmd_ingest(settings: Settings, manifest: Path, extra: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     _say(f"ingest job {job}: {status}")
-    return 0 if status == "SUCCEEDED" else 1
+    if status != "SUCCEEDED":
+        return 1
+    _tell_routers(settings, run.app_url)  # the new catalogue's facets at once
+    return 0
 
 
 def cmd_status(settings: Settings) -> int:
@@ -280,12 +284,30 @@ def cmd_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     result = Upgrade(settings, UpgradeOptions(
         spec=spec, force=args.force, drop_old=args.drop_old, tolerance=args.tolerance,
         eval_products=args.eval_products, eval_image_queries=args.eval_image_queries),
-        say=_say).run()
+        say=_say, notify=lambda: _tell_routers(settings)).run()
     _say(json.dumps(result, indent=2))
     if result["switched"]:
         _say("now set the new model's LOOKALIKE_* settings for the app and the ingest job "
              "(until then the app embeds for it in-process)")
     return 0 if result["switched"] else 1
+
+
+def _tell_routers(settings: Settings, url: str | None = None) -> None:
+    """The running app's routers resolve the alias and rescan the facets now, not at their
+    next background check (lookalike/notify.py)."""
+    from lookalike.notify import tell_routers
+
+    if url is None:
+        run = runfile.read(settings.data_dir)
+        url = run.app_url if run else f"http://{settings.host}:{settings.port}"
+    told = tell_routers(url, settings.resolved_admin_key().get_secret_value())
+    for replica, collection in told.replicas.items():
+        _say(f"router {replica} refreshed: it searches {collection}")
+    if told.error or not told.replicas:
+        _say(f"could not tell the app at {url} ({told.error}); its routers catch up within "
+             f"LOOKALIKE_ALIAS_RECHECK_S ({settings.alias_recheck_s:g} s, the alias) and "
+             f"LOOKALIKE_FACETS_TTL_S ({settings.facets_ttl_s:g} s, the facets), or at their "
+             "next start")
 
 
 def _drop_retired(settings: Settings) -> int:

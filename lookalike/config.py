@@ -91,13 +91,14 @@ class Settings(BaseSettings):
     # finds products by their photos alone (docs/operations.md, "When to choose CLIP"). Empty: off.
     clip_model: str = ""
     device: Literal["cpu", "cuda"] = "cpu"
-    # What runs the embedders' forward pass on the CPU: "torch", or "onnx" (ONNX Runtime on a
-    # graph exported once from the same weights into `model_cache_dir`; needs the `onnx` extra;
-    # bench/p7_runtime.py measures both). Same preprocessing and normalisation either way.
-    model_runtime: Literal["torch", "onnx"] = "torch"
-    # "int8": onnxruntime's dynamic int8 quantization of the exported text graph (onnx only):
-    # ~2x texts/s over onnx fp32, harness text P@10 within 0.01 (docs/onnx-runtime.md). There
-    # is no image option: int8 EfficientNet-Lite0 was slower than fp32 and lost image P@10.
+    # What runs the embedders' forward pass: "auto" (ONNX Runtime on the CPU, torch on CUDA),
+    # "onnx" or "torch". ONNX runs a graph exported once from the same weights into
+    # `model_cache_dir`, same vectors (cosine >= 0.999, so the same model version); an export or
+    # load that fails logs a warning and runs torch (docs/model-runtime.md).
+    model_runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # "int8": onnxruntime's dynamic int8 quantization of the exported text graph (ONNX only):
+    # faster texts/s, other vectors (its own model version); docs/model-runtime.md has the
+    # harness figures. No image option: int8 EfficientNet-Lite0 was slower and lost image P@10.
     text_quantize: Literal["none", "int8"] = "none"
     # Exported graphs (rebuildable); default data_dir/models.
     model_cache_dir: Path | None = None
@@ -122,10 +123,15 @@ class Settings(BaseSettings):
     image_fetch_timeout_s: float = Field(10.0, gt=0)
     image_fetch_retries: int = Field(2, ge=0, le=10)
     max_top_k: int = Field(100, ge=1, le=1000)
-    # GET /v1/facets scans the collection; its result is cached this long (0: never cached).
-    # This process's own writes refresh it at once; other replicas' and the ingest job's
-    # writes show up within the TTL.
-    facets_ttl_s: float = Field(5.0, ge=0, le=3600)
+    # The facets (GET /v1/facets, every search's query understanding) scan the collection: a
+    # background thread per replica rescans this often, searches read its snapshot and never
+    # wait on a scan (lookalike/facets.py). This process's own writes update it at once; other
+    # replicas' and the ingest job's writes show within this. 0: a scan per call (tools only).
+    facets_ttl_s: float = Field(60.0, ge=0, le=3600)
+    # Routers resolve the collection alias at start and when `lookalike upgrade` tells them
+    # (POST /v1/admin/refresh); a replica that missed the message checks the alias this often
+    # in the background (one metadata request) and at once when a read fails. 0: never.
+    alias_recheck_s: float = Field(60.0, ge=0, le=3600)
     # Search winners' fields are kept this long (0: never), so a popular product costs no
     # store read per search (lookalike/store/read_cache.py). A hit is only paired with a
     # cached row of its own write version; another process's write still in progress shows
@@ -218,8 +224,9 @@ class Settings(BaseSettings):
         if self.model_runtime == "onnx" and self.device != "cpu":
             raise ValueError("model_runtime=onnx is the CPU path: use device=cpu, or "
                              "model_runtime=torch on cuda")
-        if self.text_quantize != "none" and self.model_runtime != "onnx":
-            raise ValueError("text_quantize needs model_runtime=onnx")
+        if self.text_quantize != "none" and self.resolved_model_runtime != "onnx":
+            raise ValueError("text_quantize needs the ONNX runtime (model_runtime auto or onnx, "
+                             "on device=cpu)")
         if self.milvus_uri == EMBEDDED and (self.milvus_shards or self.milvus_replicas):
             raise ValueError("milvus_shards and milvus_replicas need a real Milvus "
                              "(LOOKALIKE_MILVUS_URI); the embedded milvus-lite has one shard "
@@ -250,6 +257,14 @@ class Settings(BaseSettings):
     @property
     def resolved_milvus_uri(self) -> str:
         return f"http://127.0.0.1:{self.lite_port}" if self.embedded else self.milvus_uri
+
+    @property
+    def resolved_model_runtime(self) -> Literal["torch", "onnx"]:
+        """"auto" is ONNX Runtime on the CPU (2-3x the images/s of torch, docs/model-runtime.md)
+        and torch on CUDA, where torch runs fp16 and the ONNX graph would run on the CPU."""
+        if self.model_runtime == "auto":
+            return "onnx" if self.device == "cpu" else "torch"
+        return self.model_runtime
 
     @property
     def resolved_model_cache_dir(self) -> Path:

@@ -2,6 +2,8 @@
 
 Positive and negative products are read with their stored vectors (nothing re-embedded); a
 shopper's photo joins the positives. lookalike/rank/examples.py holds the two strategies.
+`recommend` returns the candidate set, best first; SearchService ranks it with
+lookalike/rank/ranking.py `order` (variants collapsed) and pages it, as it does a search.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from lookalike.rank.ranking import pool_size
 from lookalike.rank.examples import IMAGE_WEIGHT, Example, average_query, best_score
 from lookalike.store.base import Filters, Hit, ProductStore
 
@@ -31,7 +32,9 @@ def _examples(store: ProductStore, ids: Sequence[str]) -> list[Example]:
 
 
 def recommend(store: ProductStore, *, positive: Sequence[str], negative: Sequence[str],
-              photo: np.ndarray | None, strategy: str, top_k: int, filters: Filters) -> list[Hit]:
+              photo: np.ndarray | None, strategy: str, pool: int,
+              filters: Filters) -> list[Hit]:
+    """The `pool` best candidates by `strategy`, best first (the examples never among them)."""
     pos = _examples(store, positive)
     neg = _examples(store, negative)
     if photo is not None:
@@ -40,12 +43,12 @@ def recommend(store: ProductStore, *, positive: Sequence[str], negative: Sequenc
     image_q, text_q = average_query(pos, neg)
     if strategy == "average_vector":
         hits = store.search(image_vector=image_q, text_vector=text_q, image_weight=IMAGE_WEIGHT,
-                            filters=filters, top_k=top_k, exclude_ids=exclude)
+                            filters=filters, top_k=pool, exclude_ids=exclude)
         return [replace(h, explain={"strategy": strategy, "vector": dict(h.scores)}) for h in hits]
     # best_score: candidates near any positive, re-scored against every example.
     candidates = store.search(image_vectors=[v for e in pos for v in e.images], text_vector=text_q,
                               image_weight=IMAGE_WEIGHT, filters=filters,
-                              top_k=pool_size(top_k), exclude_ids=exclude)
+                              top_k=pool, exclude_ids=exclude)
     records = store.get([h.product.product_id for h in candidates], with_vectors=True)
     scored = []
     for h in candidates:
@@ -55,4 +58,4 @@ def recommend(store: ProductStore, *, positive: Sequence[str], negative: Sequenc
         s = best_score(Example(np.stack(rec.image_vectors), rec.text_vector), pos, neg)
         scored.append(replace(h, score=s, explain={"strategy": strategy, "vector": dict(h.scores),
                                                    "best_score": round(s, 6)}))
-    return sorted(scored, key=lambda h: -h.score)[:top_k]
+    return sorted(scored, key=lambda h: -h.score)

@@ -29,6 +29,7 @@ from lookalike.query.understanding import QueryUnderstanding, combine
 from lookalike.query.vector_cache import QueryVectors
 from lookalike.rank.inferred import Inferred
 from lookalike.rank.mmr import mmr
+from lookalike.rank.pages import Page, page_of, window
 from lookalike.rank.ranking import Ordering, order, pool_size
 from lookalike.rank.relative import Relative, relative_filters
 from lookalike.rank.retrieval import retrieve
@@ -72,6 +73,7 @@ class SearchQuery:
     diversity: float = 0.0  # MMR: 0 = pure relevance, up to 1
     drop_inferred: tuple[str, ...] = ()  # inferred attributes the shopper removed (page chips)
     collapse_variants: bool = True  # one result per variant group (lookalike/variants.py)
+    offset: int = 0  # the page starts at this result (lookalike/rank/pages.py)
 
     @property
     def kind(self) -> str:
@@ -101,10 +103,24 @@ class SearchOutcome:
     model_version: str = ""  # the model that embedded the query and made the collection searched
     # product id -> the other products of its variant group (by id)
     variants: dict[str, list[Product]] = field(default_factory=dict)
+    full_matches: int | None = None  # candidates with every inferred attribute (ranking.Ranked)
+    offset: int = 0
+    next_offset: int | None = None  # where the next page starts; None: no more results
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def keep_explain(ordering: Ordering, found: Sequence[Hit]) -> Ordering:
+    """`order` writes each hit's explanation anew; a recommendation keeps its strategy's
+    (strategy, best_score) on top of it."""
+    why = {h.product.product_id: h.explain for h in found}
+    hits = [replace(h, explain={**h.explain, **{k: v for k, v in
+                                                why.get(h.product.product_id, {}).items()
+                                                if k != "vector"}})
+            for h in ordering.hits]
+    return replace(ordering, hits=hits)
 
 
 class SearchService:
@@ -117,7 +133,7 @@ class SearchService:
         media_dir: Path,
         media: MediaStore | None = None,
         model_version: str = "",
-        facets_ttl_s: float = 5.0,
+        facets_ttl_s: float = 60.0,
         shrink_image: Callable[[Image.Image], Image.Image] | None = None,
         min_short_side: int | None = None,
         cross_modal: bool = False,
@@ -130,7 +146,8 @@ class SearchService:
         one space (CLIP), so a text query also searches the photos. `media`: where uploads go
         (default: files in `media_dir`; lookalike.media.open_media picks the configured backend).
         `query_vector_cache_size`: how many recent query texts keep their vector
-        (lookalike/query/vector_cache.py; 0: every query is embedded)."""
+        (lookalike/query/vector_cache.py; 0: every query is embedded). `facets_ttl_s`: how
+        often the facets are rescanned in the background (lookalike/facets.py)."""
         self.store = store
         self.embed_image = embed_image
         self.embed_text = embed_text
@@ -138,7 +155,7 @@ class SearchService:
         self.media_dir = Path(media_dir)
         self.media = media if media is not None else LocalMedia(self.media_dir)
         self.model_version = model_version
-        self._facets = FacetsCache(lambda: self.store.facets(), ttl_s=facets_ttl_s)
+        self._facets = FacetsCache(lambda: self.store.facets(), refresh_s=facets_ttl_s)
         self._shrink = shrink_image
         self._min_short_side = min_short_side
         self.understanding = QueryUnderstanding()
@@ -203,29 +220,40 @@ class SearchService:
 
         def ranked() -> Ordering:
             # One candidate set, one order: every page size up to the floor is a prefix of it.
+            # A page is a slice of it, the pool sized for the page's end (rank/pages.py).
             found = retrieve(search, explicit=query.filters, infer=infer, mode=query.infer,
-                             pool=pool_size(query.top_k))
+                             pool=pool_size(end))
             return order(found.hits, inferred=found.inferred, mode=query.infer,
                          explicit=query.filters, collapse_variants=query.collapse_variants)
 
+        end = window(query.offset, query.top_k)
         for attempt in range(STALE_RETRIES + 1):
             ordering = await store_call(ranked)
-            if query.diversity > 0:
-                page = ordering.page(query.top_k, await store_call(
-                    self._diversify, ordering.hits[:pool_size(query.top_k)], query))
-            else:
-                page = ordering.page(query.top_k)
-            members, unsure = await store_call(self._check_page, page.hits)
+            # MMR re-orders the whole window (offset + top_k), then the page is sliced from it.
+            mixed = (await store_call(self._diversify, ordering.hits[:pool_size(end)], query,
+                                      ordering.tiers)
+                     if query.diversity > 0 else None)
+            page = page_of(ordering, offset=query.offset, top_k=query.top_k, reordered=mixed)
+            members, unsure = await store_call(self._check_page, page.ranked.hits)
             if not unsure or attempt == STALE_RETRIES:
                 break
             await store_call(self.store.repair, sorted(unsure))
         # Still not the newest after the retries (writes racing on them): left out rather than
         # shown as a version that is gone.
-        page.hits = [h for h in page.hits if h.product.product_id not in unsure]
+        page.ranked.hits = [h for h in page.ranked.hits if h.product.product_id not in unsure]
+        return await self._outcome(page, t, start, members=members)
+
+    async def _outcome(self, page: Page, t: Timings, start: float,
+                       members: dict[str, list[Product]] | None = None) -> SearchOutcome:
+        """`members`: the page's variants when the caller has read them (search's page read)."""
+        ranked = page.ranked
+        if members is None:
+            members = await store_call(self.variants_of, ranked.hits)
         t.search_ms = _ms(start)
-        return SearchOutcome(page.hits, t, page.inferred, page.relaxed, page.mode,
+        return SearchOutcome(ranked.hits, t, ranked.inferred, ranked.relaxed, ranked.mode,
                              model_version=self.model_version, variants=members,
-                             relaxed_detail=page.relaxed_detail)
+                             relaxed_detail=ranked.relaxed_detail, offset=page.offset,
+                             next_offset=page.next_offset, full_matches=ranked.full_matches)
 
     @property
     def _page_read(self) -> Callable[..., Any] | None:
@@ -262,31 +290,43 @@ class SearchService:
                 out[h.product.product_id] = others
         return out
 
-    def _diversify(self, hits: list[Hit], query: SearchQuery) -> list[Hit]:
+    def _diversify(self, hits: list[Hit], query: SearchQuery,
+                   tiers: dict[str, tuple[Any, ...]]) -> list[Hit]:
         records = self.store.get([h.product.product_id for h in hits], with_vectors=True)
         use_image = query.image is not None or not query.text
         vectors = {pid: (r.image_vectors[0] if use_image else r.text_vector)
                    for pid, r in records.items() if r.image_vectors and r.text_vector is not None}
-        return mmr(hits, vectors, top_k=query.top_k, diversity=query.diversity)
+        return mmr(hits, vectors, top_k=window(query.offset, query.top_k),
+                   diversity=query.diversity, tiers=tiers)
 
     async def recommend(self, *, positive: Sequence[str], negative: Sequence[str],
                         image: Image.Image | None, strategy: str, top_k: int,
-                        filters: Filters) -> SearchOutcome:
-        """More like these, not like those (lookalike/recommend.py)."""
+                        filters: Filters, offset: int = 0,
+                        collapse_variants: bool = True) -> SearchOutcome:
+        """More like these, not like those (lookalike/recommend.py): one candidate set sized
+        for the page's end, ranked by `order` as a search is (variants collapsed)."""
         t = Timings()
         start = time.perf_counter()
         photo = await self.embed_image(image) if image is not None else None
         t.embed_ms = _ms(start)
         start = time.perf_counter()
-        hits = await store_call(recommend, self.store, positive=positive, negative=negative,
-                                       photo=photo, strategy=strategy, top_k=top_k, filters=filters)
-        t.search_ms = _ms(start)
-        return SearchOutcome(hits, t, model_version=self.model_version)
+        end = window(offset, top_k)
+
+        def ranked() -> Ordering:
+            found = recommend(self.store, positive=positive, negative=negative, photo=photo,
+                              strategy=strategy, pool=pool_size(end), filters=filters)
+            return keep_explain(order(found, inferred=Inferred(), mode="off", explicit=filters,
+                                      collapse_variants=collapse_variants), found)
+
+        ordering = await store_call(ranked)
+        return await self._outcome(page_of(ordering, offset=offset, top_k=top_k), t, start)
 
     async def similar(self, product_id: str, *, top_k: int, filters: Filters,
-                      relative: Relative = Relative()) -> SearchOutcome:
+                      relative: Relative = Relative(), offset: int = 0,
+                      collapse_variants: bool = True) -> SearchOutcome:
         """More like this, from the stored vectors: no re-embedding. `relative` narrows by
-        the product itself (cheaper, another colour, its category, a size)."""
+        the product itself (cheaper, another colour, its category, a size). Neither the product
+        nor its own variants are results: "similar to X" means other articles."""
         t = Timings()
         start = time.perf_counter()
         rec = (await store_call(self.store.get, [product_id], with_vectors=True)).get(product_id)
@@ -295,12 +335,27 @@ class SearchService:
         if relative:
             colours = (await self.facets()).get("color") or {} if relative.other_color else {}
             filters = relative_filters(rec.product, relative, filters, colors=list(colours))
-        # Every stored photo queries at once; a candidate scores by its best-matching pair.
-        hits = await store_call(
-            self.store.search, image_vectors=rec.image_vectors, text_vector=rec.text_vector,
-            image_weight=0.7, filters=filters, top_k=top_k, exclude_ids=[product_id])
-        t.search_ms = _ms(start)
-        return SearchOutcome(hits, t, model_version=self.model_version)
+        own = group_key(product_id, rec.group_id)
+        end = window(offset, top_k)
+
+        def ranked() -> Ordering:
+            # Every stored photo queries at once; a candidate scores by its best-matching pair.
+            # The own group is dropped here, not by exclude_ids: that would take a second read.
+            found = self.store.search(
+                image_vectors=rec.image_vectors, text_vector=rec.text_vector, image_weight=0.7,
+                filters=filters, top_k=pool_size(end), exclude_ids=[product_id], **checked)
+            others = [h for h in found if group_key(h.product.product_id, h.group_id) != own]
+            return order(others, inferred=Inferred(), mode="off", explicit=filters,
+                         collapse_variants=collapse_variants)
+
+        # Fields from the search; one read checks the page's versions and finds its variants.
+        checked = {"check_newest": False} if self._page_read is not None else {}
+        page = page_of(await store_call(ranked), offset=offset, top_k=top_k)
+        members, unsure = await store_call(self._check_page, page.ranked.hits)
+        if unsure:  # rare (an interrupted or racing write): the store's own checked search
+            checked, members = {}, None
+            page = page_of(await store_call(ranked), offset=offset, top_k=top_k)
+        return await self._outcome(page, t, start, members=members)
 
     async def get(self, product_id: str) -> Product:
         rec = (await store_call(self.store.get, [product_id])).get(product_id)
@@ -327,7 +382,7 @@ class SearchService:
                              product.content_hash(digests), self.model_version,
                              group_id=group, phashes=hashes)
         await store_call(self.store.upsert, [item])
-        self._facets.invalidate()
+        self._facets.written(added=product, removed=old.product if old is not None else None)
         # Files only after the product is stored: a failed store write leaves no orphan files
         # (and a concurrent clean-up sees the new product before it could remove its files).
         try:
@@ -363,7 +418,10 @@ class SearchService:
         old = (await store_call(self.store.get, [product_id])).get(product_id)
         if await store_call(self.store.delete, [product_id]) == 0:
             raise NotFoundError(product_id)
-        self._facets.invalidate()
+        if old is None:
+            self._facets.invalidate()  # gone between the read and the delete: rescan
+        else:
+            self._facets.written(added=None, removed=old.product)
         if old is not None:
             await self._release_media(old.product.images)
 
@@ -380,6 +438,16 @@ class SearchService:
         return await store_call(self.store.count)
 
     async def facets(self) -> dict[str, Any]:
-        """Cached (see lookalike/facets.py): current after this process's writes, and within
-        facets_ttl_s after anyone else's."""
+        """The snapshot (lookalike/facets.py): current after this process's writes, and within
+        facets_ttl_s after anyone else's. Only the first call waits for a scan."""
         return await store_call(self._facets.get)
+
+    async def refresh(self) -> dict[str, Any]:
+        """Rescan the facets now (an operator's refresh, after writes by others)."""
+        await store_call(self._facets.refresh)
+        return {"collection": getattr(self.store, "collection", ""),
+                "model_version": self.model_version}
+
+    def close(self) -> None:
+        """Stop the background facets refresh (a collection no longer served)."""
+        self._facets.close()

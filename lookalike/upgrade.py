@@ -6,7 +6,8 @@
 Steps (the collection behind the alias keeps serving throughout; lookalike/store/aliases.py):
  1. load the live collection's model (recorded on it) and the new one, in this process;
  2. create the next collection for the new model and put a `pending` record on the live one:
-    from then on every API write also reaches the new collection, embedded with the new model;
+    from then on every API write also reaches the new collection, embedded with the new model
+    (the routers are told, `notify`, so they load that model before the switch);
  3. copy every product: read it from the live collection, embed its photos and text with the
     new model, write it with its source write version (so a newer API write wins), and undo
     the copy of any product deleted meanwhile;
@@ -14,7 +15,9 @@ Steps (the collection behind the alias keeps serving throughout; lookalike/store
  5. run the harness (lookalike/eval) with the old and with the new model on its labelled
     catalogue; switch the alias only if no headline figure drops by more than the tolerance,
     or with --force;
- 6. clear the pending record; --drop-old drops the previous collection once readers moved.
+ 6. clear the pending record and tell the running app's routers (`notify`: they resolve the
+    alias at start and when told, never per request); --drop-old drops the previous
+    collection once readers moved.
 A refused upgrade drops the new collection and leaves everything as it was.
 """
 
@@ -56,8 +59,9 @@ class UpgradeOptions:
     tolerance: float = 0.0  # a figure may drop this much and still pass
     eval_products: int = 500
     eval_image_queries: int = 100
-    # Readers resolve the alias at most this long ago (lookalike/live.py RESOLVE_TTL_S) and
-    # finish their request: the old collection is dropped only after this.
+    # Requests that read the old collection before the routers were told finish within this;
+    # the old collection is dropped only after it (a router that was not told retries a read
+    # that fails on the dropped collection on the new one: lookalike/live.py).
     drain_s: float = 5.0
 
 
@@ -73,10 +77,14 @@ def gate(before: dict[str, Any], after: dict[str, Any], tolerance: float) -> lis
 
 class Upgrade:
     def __init__(self, settings: Settings, options: UpgradeOptions,
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print,
+                 notify: Callable[[], None] | None = None) -> None:
+        """`notify`: tells the serving routers that the alias moved (the CLI's calls the
+        app's POST /v1/admin/refresh, lookalike/notify.py)."""
         self.settings = settings
         self.options = options
         self.say = say
+        self.notify = notify
         self.alias = settings.collection
         self.limits = FetchLimits.from_settings(settings)
         self.media = open_media(settings)  # uploads are stored as media: references
@@ -114,6 +122,10 @@ class Upgrade:
         target.ensure_collection()
         aliases.set_model(admin.client, name, _version(new), {**old_spec, **self.options.spec})
         aliases.set_pending(admin.client, live.collection, name)
+        if self.notify is not None:
+            # The routers see the pending record now: they load the new model in the
+            # background, so the switch later waits for nothing (their writes read it anyway).
+            self.notify()
         result: dict[str, Any] = {"live": live.collection, "candidate": name,
                                   "old_model": _version(old), "new_model": _version(new)}
         switched = False
@@ -147,6 +159,8 @@ class Upgrade:
                 time.sleep(PENDING_GRACE_S)
                 target.drop()
             result["seconds"] = round(time.monotonic() - started, 1)
+        if self.notify is not None:
+            self.notify()
         if self.options.drop_old:
             time.sleep(self.options.drain_s)
             admin.client.drop_collection(live.collection)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Every Ray the tests start (in-process or in subprocesses, which inherit this) binds to
 # loopback: on Linux, 0 keeps the node on 127.0.0.1 instead of the machine's LAN address.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# One ONNX model cache for every test, app and Ray worker (subprocesses inherit it) and for later
+# sessions on this machine: the default CPU runtime exports its graphs on first start (~10 s),
+# which every fresh data dir would repeat. Graphs are keyed by weights and versions, and
+# concurrent sessions share it as replicas do (file lock, atomic rename).
+os.environ.setdefault("LOOKALIKE_MODEL_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"lookalike-test-models-{os.getuid()}"))
 
 from lookalike.config import Settings  # noqa: E402
 from lookalike.ports import free_port  # noqa: E402

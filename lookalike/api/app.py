@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, Response
 
-from lookalike.api import errors, health_routes, product_routes, search_routes
+from lookalike.api import admin_routes, errors, health_routes, product_routes, search_routes
 from lookalike.api.context import ApiContext, Readiness
 from lookalike.api.limits import BodyLimitMiddleware
 from lookalike.api.models import ProductMetadata, ProductUpload, SearchForm, SearchRequest
@@ -122,7 +122,7 @@ def create_api(service: SearchService, settings: Settings, *, readiness: Readine
                                fetches=asyncio.Semaphore(settings.max_concurrent_fetches))
     _mount_offline_docs(app)
     errors.install(app)
-    for module in (health_routes, search_routes, product_routes):
+    for module in (health_routes, search_routes, product_routes, admin_routes):
         app.include_router(module.router)
     _install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_upload=settings.max_upload_bytes,

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 MAX_TEXT_CHARS = 2000
-MAX_FILTER_VALUES = 20
+MAX_FILTER_VALUES = 64  # per filter, counted after a query string's or form's commas split
 MAX_EXAMPLES = 50  # product ids in positive / negative / not_like
 MAX_FILTER_VALUE_CHARS = 100  # the manifest's limit for category, color and size
 MAX_PRICE = 1e9

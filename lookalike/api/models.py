@@ -13,15 +13,19 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
     StrictInt,
+    ValidationInfo,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from lookalike.api import limits
+from lookalike.rank.pages import MAX_WINDOW
 from lookalike.store.base import Filters
 
 
@@ -46,6 +50,25 @@ def _not_blank(value: str) -> str:
 FilterValue = Annotated[str, Field(min_length=1, max_length=limits.MAX_FILTER_VALUE_CHARS),
                         AfterValidator(_no_control_chars), AfterValidator(_not_blank)]
 FilterValues = Annotated[list[FilterValue], Field(max_length=limits.MAX_FILTER_VALUES)]
+FILTER_LIMITS = (f"at most {limits.MAX_FILTER_VALUES} values of at most "
+                 f"{limits.MAX_FILTER_VALUE_CHARS} characters each")
+
+
+def _json_filter_list(value: Any, info: ValidationInfo) -> Any:
+    """A JSON filter: a list taken as given (a comma is part of a value, never a separator)
+    or one string. The limits are checked here, before the type checks, so that the 422 names
+    the limit broken rather than a branch of the list-or-string union."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        return value  # the type checks answer
+    try:
+        return list(filter_list(items, str(info.field_name), split=False))
+    except FilterLimitError as exc:
+        raise PydanticCustomError("filter_limit", exc.reason) from None
+
+
+JsonFilterValues = Annotated[FilterValues, BeforeValidator(
+    _json_filter_list, json_schema_input_type=FilterValues | FilterValue)]
 SearchText = Annotated[str, Field(max_length=limits.MAX_TEXT_CHARS,
                                   description=f"at most {limits.MAX_TEXT_CHARS} characters; "
                                               "longer is a 422, never cut"),
@@ -53,6 +76,9 @@ SearchText = Annotated[str, Field(max_length=limits.MAX_TEXT_CHARS,
 Price = Annotated[StrictFloat | StrictInt, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
 TopK = Annotated[StrictInt, Field(ge=1, le=limits.TOP_K_CAP,
                                   description="1..LOOKALIKE_MAX_TOP_K (100 by default)")]
+OFFSET_DESCRIPTION = (f"the page starts at this result (0-based); offset + top_k <= {MAX_WINDOW}. "
+                      "Pass the response's next_offset for the next page")
+Offset = Annotated[StrictInt, Field(ge=0, le=MAX_WINDOW - 1, description=OFFSET_DESCRIPTION)]
 Weight = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1, allow_inf_nan=False,
                                                   description="how much the photo counts (0..1)")]
 
@@ -123,11 +149,12 @@ class PriceRange(_Strict):
 
 
 class SearchFilters(_Strict):
-    """Each list means "any of these"; the fields combine with AND."""
+    """Each list means "any of these"; the fields combine with AND. A list is taken as given
+    (a value may hold commas); each list holds at most 64 values of at most 100 characters."""
 
-    category: FilterValues | FilterValue | None = None
-    color: FilterValues | FilterValue | None = None
-    size: FilterValues | FilterValue | None = None
+    category: JsonFilterValues | None = Field(None, description=FILTER_LIMITS)
+    color: JsonFilterValues | None = Field(None, description=FILTER_LIMITS)
+    size: JsonFilterValues | None = Field(None, description=FILTER_LIMITS)
     price: PriceRange | None = None
 
 
@@ -155,6 +182,7 @@ class SearchRequest(_Strict):
     drop_inferred: list[Droppable] | None = Field(
         None, max_length=5, description="inferred attributes to ignore (removed chips)")
     collapse_variants: StrictBool = Field(True, description=COLLAPSE_DESCRIPTION)
+    offset: Offset = 0
 
 
 class RecommendRequest(_Strict):
@@ -167,6 +195,13 @@ class RecommendRequest(_Strict):
     strategy: Strategy = "average_vector"
     top_k: TopK = 10
     filters: SearchFilters | None = None
+    offset: Offset = 0
+    collapse_variants: StrictBool = Field(True, description=COLLAPSE_DESCRIPTION)
+
+
+FormFilterValues = Annotated[list[str], Field(
+    description=f"any of these: repeat the field, or separate values by commas; {FILTER_LIMITS}, "
+                "counted after splitting")]
 
 
 class SearchForm(_Strict):
@@ -178,9 +213,10 @@ class SearchForm(_Strict):
     text: SearchText | None = None
     top_k: Annotated[int, Field(ge=1, le=limits.TOP_K_CAP)] = 10
     image_weight: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.5
-    category: FilterValues = []
-    color: FilterValues = []
-    size: FilterValues = []
+    # Split on commas, then limited (to_filters): a raw field's length is no value's length.
+    category: FormFilterValues = []
+    color: FormFilterValues = []
+    size: FormFilterValues = []
     min_price: Annotated[float, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)] | None = None
     max_price: Annotated[float, Field(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)] | None = None
     infer: Infer = Field("boost", description=INFER_DESCRIPTION)
@@ -188,8 +224,11 @@ class SearchForm(_Strict):
     not_like: Annotated[list[Annotated[str, Field(max_length=limits.MAX_EXAMPLES * 130)]],
                         Field(max_length=limits.MAX_EXAMPLES)] = []
     diversity: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
-    drop_inferred: Annotated[list[str], Field(max_length=limits.MAX_FILTER_VALUES)] = []
+    drop_inferred: Annotated[list[str], Field(
+        description="inferred attributes to ignore (category, color, size, price, cheap): repeat "
+                    "the field, or separate them by commas")] = []
     collapse_variants: bool = Field(True, description=COLLAPSE_DESCRIPTION)
+    offset: Annotated[int, Field(ge=0, le=MAX_WINDOW - 1, description=OFFSET_DESCRIPTION)] = 0
 
 
 class ProductMetadata(BaseModel):
@@ -261,6 +300,15 @@ class SearchResponse(BaseModel):
     relaxed_detail: list[RelaxedAttribute] = Field(
         [], description="per relaxed attribute, how many candidate products keep it "
                         "(0: none does; the results are the closest)")
+    full_matches: int | None = Field(
+        None, description="candidate products with every inferred attribute at once (category, "
+                          "colour, size and price together): fewer than the results means the "
+                          "others lack one (\"no black bags under €50, the closest\"); exact "
+                          "below the candidate pool (101 for pages ending at result 100 or before), at least that above; "
+                          "null when nothing was inferred")
+    offset: int = Field(0, description="where this page starts in the ranked results")
+    next_offset: int | None = Field(
+        None, description="the offset of the next page; null when there are no more results")
     took_ms: float
 
 
@@ -329,23 +377,44 @@ class ErrorBody(BaseModel):
 
 # -- conversions ---------------------------------------------------------------------------------
 
-def split_values(values: list[str]) -> tuple[str, ...]:
-    """`?color=red&color=blue` and `?color=red,blue` both mean "red or blue"; an empty part
-    ("red,,blue", a trailing comma) is a 422 like any empty value, never silently dropped."""
+class FilterLimitError(ValueError):
+    """A filter list over a limit, or holding an empty or unprintable value: a 422 naming it."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name, self.reason = name, reason
+
+
+def filter_list(values: list[str], name: str, *, split: bool) -> tuple[str, ...]:
+    """One filter's values, stripped (as the manifest stores them) and without repeats.
+
+    `split`: a query string's or form's values are comma lists (`?color=red,blue` and
+    `?color=red&color=blue` both mean "red or blue"), split before the limits apply; a JSON
+    list is taken as given, so a JSON value may hold commas. At most MAX_FILTER_VALUES values
+    (counted after splitting, across repeated fields) of at most MAX_FILTER_VALUE_CHARS each; an
+    empty part ("red,,blue", a trailing comma) is refused like any empty value, never dropped.
+    """
+    parts = [p for v in values for p in (v.split(",") if split else (v,))]
+    if len(parts) > limits.MAX_FILTER_VALUES:
+        raise FilterLimitError(name, f"at most {limits.MAX_FILTER_VALUES} values "
+                                     f"(got {len(parts)})")
     out: list[str] = []
-    for v in values:
-        for part in v.split(","):
-            if not part.strip():
-                raise ValueError("empty or whitespace-only filter value")
-            if limits.CONTROL_CHARS.search(part):
-                raise ValueError("control characters are not allowed in filter values")
-            if len(part) > limits.MAX_FILTER_VALUE_CHARS:
-                raise ValueError(f"filter values are at most {limits.MAX_FILTER_VALUE_CHARS} "
-                                 "characters")
-            out.append(part.strip())
-    if len(out) > limits.MAX_FILTER_VALUES:
-        raise ValueError(f"at most {limits.MAX_FILTER_VALUES} values per filter")
+    for n, part in enumerate(parts):
+        value = part.strip()
+        if not value:
+            raise FilterLimitError(name, "an empty or whitespace-only value")
+        if limits.CONTROL_CHARS.search(part):  # before stripping: "red\n" is refused too
+            raise FilterLimitError(name, "control characters are not allowed")
+        if len(value) > limits.MAX_FILTER_VALUE_CHARS:
+            raise FilterLimitError(name, f"a value longer than {limits.MAX_FILTER_VALUE_CHARS} "
+                                         f"characters (value {n + 1}: {len(value)})")
+        out.append(value)
     return tuple(dict.fromkeys(out))
+
+
+def split_values(values: list[str], name: str = "filter") -> tuple[str, ...]:
+    """A query string's or form's comma lists (see filter_list)."""
+    return filter_list(values, name, split=True)
 
 
 def split_ids(values: list[str] | str | None, name: str) -> tuple[str, ...]:
@@ -365,7 +434,7 @@ def split_ids(values: list[str] | str | None, name: str) -> tuple[str, ...]:
 
 
 def split_dropped(values: list[str] | None) -> tuple[str, ...]:
-    names = split_values(list(values or []))
+    names = split_values(list(values or []), "drop_inferred")
     bad = [n for n in names if n not in DROPPABLE]
     if bad:
         raise ValueError(f"drop_inferred: {bad[0][:40]!r} is not one of {', '.join(DROPPABLE)}")
@@ -382,10 +451,12 @@ def as_list(value: list[str] | str | None) -> list[str]:
 
 
 def to_filters(*, categories: list[str], colors: list[str], sizes: list[str],
-               min_price: float | None, max_price: float | None) -> Filters:
+               min_price: float | None, max_price: float | None, split: bool = True) -> Filters:
+    """`split`: comma lists (a query string or form); False for JSON lists, taken as given."""
     if min_price is not None and max_price is not None and min_price > max_price:
         raise ValueError("min_price must not exceed max_price")
-    return Filters(categories=split_values(categories), colors=split_values(colors),
-                   sizes=split_values(sizes),
+    return Filters(categories=filter_list(categories, "category", split=split),
+                   colors=filter_list(colors, "color", split=split),
+                   sizes=filter_list(sizes, "size", split=split),
                    min_price=None if min_price is None else float(min_price),
                    max_price=None if max_price is None else float(max_price))

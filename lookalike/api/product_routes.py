@@ -19,13 +19,16 @@ from lookalike.api.query_images import image_error
 from lookalike.api.search_routes import (
     FILTER_PARAMS,
     Category,
+    CollapseVariants,
     Color,
     MaxPrice,
     MinPrice,
+    Offset,
     Size,
     TopK,
     check_params,
     check_top_k,
+    check_window,
     json_error,
     make_filters,
     search_response,
@@ -83,18 +86,23 @@ async def similar(request: Request, ctx: Ctx, product_id: ProductId, top_k: TopK
                   cheaper: Annotated[bool, Query(description="only cheaper than this one")] = False,
                   other_color: Annotated[bool, Query(description="only in another colour")] = False,
                   same_category: Annotated[bool, Query(description="only in its category")] = False,
+                  offset: Offset = 0, collapse_variants: CollapseVariants = True,
                   ) -> dict[str, Any]:
-    """More like this, from the product's stored vectors. `cheaper`, `other_color` and
-    `same_category` narrow by the product itself; `size` (a filter) narrows to a size."""
+    """More like this, from the product's stored vectors, ranked as a search is (one result
+    per variant group; the product's own variants are not results). `cheaper`, `other_color`
+    and `same_category` narrow by the product itself; `size` (a filter) narrows to a size."""
     started = time.perf_counter()
-    check_params(request, FILTER_PARAMS | {"top_k", "cheaper", "other_color", "same_category"})
+    check_params(request, FILTER_PARAMS | {"top_k", "cheaper", "other_color", "same_category",
+                                           "offset", "collapse_variants"})
     filters = make_filters(categories=category, colors=color, sizes=size, min_price=min_price,
                            max_price=max_price)
     top_k = check_top_k(ctx, top_k)
+    offset = check_window(offset, top_k)
     request.state.log.update({"top_k": top_k, "filters": filters.as_dict()})
     relative = Relative(cheaper=cheaper, other_color=other_color, same_category=same_category)
     outcome = await ctx.service.similar(product_id, top_k=top_k, filters=filters,
-                                        relative=relative)
+                                        relative=relative, offset=offset,
+                                        collapse_variants=collapse_variants)
     return search_response(outcome, started, request, "similar")
 
 

@@ -14,7 +14,9 @@ from lookalike.api.context import ApiContext, context
 from lookalike.api.errors import ApiError, responses
 from lookalike.api.models import (
     COLLAPSE_DESCRIPTION,
+    FILTER_LIMITS,
     INFER_DESCRIPTION,
+    OFFSET_DESCRIPTION,
     Facets,
     Infer,
     RecommendRequest,
@@ -29,6 +31,7 @@ from lookalike.api.models import (
     to_filters,
 )
 from lookalike.images import Box
+from lookalike.rank.pages import MAX_WINDOW
 from lookalike.search import SearchOutcome, SearchQuery
 from lookalike.store.base import Filters
 
@@ -37,10 +40,13 @@ Ctx = Annotated[ApiContext, Depends(context)]
 FILTER_PARAMS = {"category", "color", "size", "min_price", "max_price"}
 
 # Query-string filters, shared with /v1/products/{id}/similar.
-Category = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES,
-                                      description="any of these (repeat, or separate by commas)")]
-Color = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES)]
-Size = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES)]
+# No per-field limits here: the values are counted and measured after commas split them
+# (models.filter_list), so a 422 names the limit a list broke.
+FILTER_QUERY = (f"any of these: repeat the parameter, or separate values by commas; "
+                f"{FILTER_LIMITS}, counted after splitting")
+Category = Annotated[list[str], Query(description=FILTER_QUERY)]
+Color = Annotated[list[str], Query(description=FILTER_QUERY)]
+Size = Annotated[list[str], Query(description=FILTER_QUERY)]
 MinPrice = Annotated[float | None, Query(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
 MaxPrice = Annotated[float | None, Query(ge=0, le=limits.MAX_PRICE, allow_inf_nan=False)]
 TopK = Annotated[int, Query(ge=1, le=limits.TOP_K_CAP,
@@ -51,10 +57,10 @@ NotLike = Annotated[list[str], Query(max_length=limits.MAX_EXAMPLES,
                                                  "separate by commas)")]
 DiversityParam = Annotated[float, Query(ge=0, le=1, allow_inf_nan=False,
                                         description="MMR: 0 = pure relevance, up to 1")]
-DropInferred = Annotated[list[str], Query(max_length=limits.MAX_FILTER_VALUES,
-                                          description="inferred attributes to ignore: category, "
+DropInferred = Annotated[list[str], Query(description="inferred attributes to ignore: category, "
                                                       "color, size, price, cheap")]
 CollapseVariants = Annotated[bool, Query(description=COLLAPSE_DESCRIPTION)]
+Offset = Annotated[int, Query(ge=0, le=MAX_WINDOW - 1, description=OFFSET_DESCRIPTION)]
 UNDERSTANDING_PARAMS = {"infer", "not_like", "diversity", "drop_inferred", "collapse_variants"}
 
 
@@ -73,6 +79,15 @@ def check_top_k(ctx: ApiContext, top_k: int) -> int:
     if top_k > ctx.settings.max_top_k:
         raise invalid(f"top_k must be between 1 and {ctx.settings.max_top_k}")
     return top_k
+
+
+def check_window(offset: int, top_k: int) -> int:
+    """A page ends at most MAX_WINDOW results deep: its candidate pool is sized for its end
+    (lookalike/rank/pages.py), so a deeper page would cost an unbounded store search."""
+    if offset + top_k > MAX_WINDOW:
+        raise invalid(f"offset + top_k must be at most {MAX_WINDOW} (offset {offset}, "
+                      f"top_k {top_k})")
+    return offset
 
 
 def make_filters(**values: Any) -> Filters:
@@ -114,7 +129,7 @@ def body_filters(f: SearchFilters | None) -> Filters:
     price = f.price if f and f.price else None
     return make_filters(categories=as_list(f and f.category), colors=as_list(f and f.color),
                         sizes=as_list(f and f.size), min_price=price and price.gte,
-                        max_price=price and price.lte)
+                        max_price=price and price.lte, split=False)
 
 
 def json_error(exc: limits.InvalidJson, what: str) -> ApiError:
@@ -157,6 +172,7 @@ def search_response(outcome: SearchOutcome, started: float, request: Request,
                               "search_ms": round(outcome.timings.search_ms, 3)})
     return {"results": [hit_json(h, outcome.variants.get(h.product.product_id))
                         for h in outcome.hits], **understanding_json(outcome),
+            "offset": outcome.offset, "next_offset": outcome.next_offset,
             "took_ms": round((time.perf_counter() - started) * 1000.0, 3)}
 
 
@@ -164,7 +180,8 @@ def understanding_json(outcome: SearchOutcome) -> dict[str, Any]:
     """What the query was understood to ask for, so a client can show (and remove) it."""
     return {"inferred": {"mode": outcome.mode, **outcome.inferred.as_dict()},
             "relaxed": list(outcome.relaxed),
-            "relaxed_detail": [dict(d) for d in outcome.relaxed_detail]}
+            "relaxed_detail": [dict(d) for d in outcome.relaxed_detail],
+            "full_matches": outcome.full_matches}
 
 
 @router.get("/v1/search", response_model=SearchResponse, responses=responses(422, 503))
@@ -176,10 +193,11 @@ async def search_get(request: Request, ctx: Ctx,
                      max_price: MaxPrice = None, infer: InferMode = "boost",
                      not_like: NotLike = [], diversity: DiversityParam = 0.0,
                      drop_inferred: DropInferred = [],
-                     collapse_variants: CollapseVariants = True) -> dict[str, Any]:
+                     collapse_variants: CollapseVariants = True,
+                     offset: Offset = 0) -> dict[str, Any]:
     """Text search."""
     started = time.perf_counter()
-    check_params(request, FILTER_PARAMS | UNDERSTANDING_PARAMS | {"q", "top_k"})
+    check_params(request, FILTER_PARAMS | UNDERSTANDING_PARAMS | {"q", "top_k", "offset"})
     text = query_text(q)
     if text is None:
         raise invalid("q (the search text) is required", "missing_query")
@@ -187,7 +205,8 @@ async def search_get(request: Request, ctx: Ctx,
                         filters=make_filters(categories=category, colors=color, sizes=size,
                                              min_price=min_price, max_price=max_price),
                         infer=infer, not_like=not_like, diversity=diversity,
-                        drop_inferred=drop_inferred, collapse_variants=collapse_variants)
+                        drop_inferred=drop_inferred, collapse_variants=collapse_variants,
+                        offset=offset)
     request.state.log.update({"top_k": query.top_k, "filters": query.filters.as_dict()})
     return search_response(await ctx.service.search(query), started, request, "text")
 
@@ -229,12 +248,12 @@ async def json_query(request: Request, ctx: ApiContext) -> SearchQuery:
                        top_k=req.top_k, image_weight=float(req.image_weight), filters=filters,
                        infer=req.infer, not_like=not_like, diversity=float(req.diversity),
                        drop_inferred=list(req.drop_inferred or []),
-                       collapse_variants=req.collapse_variants)
+                       collapse_variants=req.collapse_variants, offset=req.offset)
 
 
 async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
     try:
-        form = await request.form(max_files=1, max_fields=4 * limits.MAX_FILTER_VALUES + 10)
+        form = await request.form(max_files=1, max_fields=FORM_MAX_FIELDS)
     except ApiError:
         raise
     except Exception as exc:  # noqa: BLE001 - malformed multipart is a client error
@@ -252,7 +271,7 @@ async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
             raise invalid(f"{key}: must be a text field, not a file")
         values[key] = items if key in FORM_LISTS else items[-1]
     for key in ("top_k", "image_weight", "min_price", "max_price", "text", "infer", "crop",
-                "diversity", "collapse_variants"):
+                "diversity", "collapse_variants", "offset"):
         if values.get(key) == "":
             values.pop(key)  # an empty field is an absent one (what HTML forms send)
     try:
@@ -276,21 +295,26 @@ async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
     return build_query(ctx, text=req.text, image=image, top_k=req.top_k,
                        image_weight=req.image_weight, filters=filters, infer=req.infer,
                        not_like=not_like, diversity=req.diversity,
-                       drop_inferred=req.drop_inferred, collapse_variants=req.collapse_variants)
+                       drop_inferred=req.drop_inferred, collapse_variants=req.collapse_variants,
+                       offset=req.offset)
 
 
 FORM_LISTS = ("category", "color", "size", "not_like", "drop_inferred")
+# Room for every list one field over its limit (its 422 names the limit, where starlette's
+# field cap would be a 400), and the scalars.
+FORM_MAX_FIELDS = 4 * (limits.MAX_FILTER_VALUES + 1) + limits.MAX_EXAMPLES + 1 + 16
 
 
 def build_query(ctx: ApiContext, *, text: str | None, image: Any, top_k: int,
                 image_weight: float, filters: Filters, infer: str = "boost",
                 not_like: Any = (), diversity: float = 0.0,
                 drop_inferred: list[str] | tuple[str, ...] = (),
-                collapse_variants: bool = True) -> SearchQuery:
+                collapse_variants: bool = True, offset: int = 0) -> SearchQuery:
     text = query_text(text)
     if text is None and image is None:
         raise invalid("give at least one of image and text", "missing_query")
     return SearchQuery(text=text, image=image, top_k=check_top_k(ctx, top_k),
+                       offset=check_window(offset, top_k),
                        image_weight=image_weight, filters=filters, infer=infer,
                        exclude_ids=product_ids(list(not_like), "not_like"),
                        diversity=float(diversity), drop_inferred=dropped(list(drop_inferred)),
@@ -316,13 +340,15 @@ async def recommend(request: Request, ctx: Ctx) -> dict[str, Any]:
         raise validation_error(exc) from None
     positive, negative = product_ids(req.positive, "positive"), product_ids(req.negative, "negative")
     top_k = check_top_k(ctx, req.top_k)
+    offset = check_window(req.offset, top_k)
     filters = body_filters(req.filters)
     image = await body_image(ctx, req.image_base64, req.image_url)
     if not positive and image is None:
         raise invalid("give at least one positive product id or a photo", "missing_query")
     request.state.log.update({"type": "recommend", "top_k": top_k, "filters": filters.as_dict()})
     outcome = await ctx.service.recommend(positive=positive, negative=negative, image=image,
-                                          strategy=req.strategy, top_k=top_k, filters=filters)
+                                          strategy=req.strategy, top_k=top_k, filters=filters,
+                                          offset=offset, collapse_variants=req.collapse_variants)
     return search_response(outcome, started, request, "recommend")
 
 

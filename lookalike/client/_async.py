@@ -4,7 +4,7 @@ once), sent with httpx.AsyncClient. Each method's documentation is its twin's in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -61,26 +61,42 @@ class AsyncClient:
                      crop: tuple[float, float, float, float] | None = None,
                      not_like: str | Sequence[str] | None = None, diversity: float | None = None,
                      drop_inferred: Sequence[str] | None = None,
-                     collapse_variants: bool | None = None) -> SearchResult:
+                     collapse_variants: bool | None = None,
+                     offset: int | None = None) -> SearchResult:
         return await self._send(_core.search(
             text=text, image=image, filters=filters, top_k=top_k, image_weight=image_weight,
             infer=infer, crop=crop, not_like=not_like, diversity=diversity,
-            drop_inferred=drop_inferred, collapse_variants=collapse_variants))
+            drop_inferred=drop_inferred, collapse_variants=collapse_variants, offset=offset))
 
     async def similar(self, product_id: str, *, top_k: int = 10, filters: FiltersInput = None,
                       cheaper: bool = False, other_color: bool = False,
-                      same_category: bool = False) -> SearchResult:
+                      same_category: bool = False, offset: int | None = None,
+                      collapse_variants: bool | None = None) -> SearchResult:
         return await self._send(_core.similar(product_id, top_k=top_k, filters=filters,
                                               cheaper=cheaper, other_color=other_color,
-                                              same_category=same_category))
+                                              same_category=same_category, offset=offset,
+                                              collapse_variants=collapse_variants))
 
     async def recommend(self, positive: str | Sequence[str] | None = None, *,
                         negative: str | Sequence[str] | None = None,
                         image: ImageInput | None = None, strategy: str | None = None,
-                        top_k: int = 10, filters: FiltersInput = None) -> SearchResult:
+                        top_k: int = 10, filters: FiltersInput = None,
+                        offset: int | None = None,
+                        collapse_variants: bool | None = None) -> SearchResult:
         return await self._send(_core.recommend(positive=positive, negative=negative,
                                                 image=image, strategy=strategy, top_k=top_k,
-                                                filters=filters))
+                                                filters=filters, offset=offset,
+                                                collapse_variants=collapse_variants))
+
+    async def pages(self, method: str, *args: Any, **kwargs: Any) -> AsyncIterator[SearchResult]:
+        """Client.pages, awaited: `async for page in client.pages("similar", "p1"): ...`."""
+        offset = _core.paged(method, kwargs)
+        while True:
+            page: SearchResult = await getattr(self, method)(*args, offset=offset, **kwargs)
+            yield page
+            if page.next_offset is None:
+                return
+            offset = page.next_offset
 
     async def facets(self) -> Facets:
         return await self._send(_core.facets())

@@ -190,6 +190,13 @@ def filter_pairs(filters: FiltersInput) -> list[tuple[str, str]]:
                     if values.get(k) is not None]
 
 
+def comma_value(filters: FiltersInput) -> str | None:
+    """A list filter's value holding a comma, if any: the API reads a query string's or form's
+    commas as separators, so such a value can only travel in JSON (where lists are as given)."""
+    values = filter_values(filters)
+    return next((v for k in LIST_FILTERS for v in values.get(k, ()) if "," in v), None)
+
+
 def filter_json(filters: FiltersInput) -> dict[str, Any] | None:
     """The JSON bodies' `filters` object (SearchFilters): lists, and price as {gte, lte}."""
     values = filter_values(filters)
@@ -225,23 +232,27 @@ def search(*, text: str | None, image: ImageInput | None, filters: FiltersInput,
            image_weight: float | None, infer: str | None,
            crop: tuple[float, float, float, float] | None,
            not_like: str | Sequence[str] | None, diversity: float | None,
-           drop_inferred: Sequence[str] | None, collapse_variants: bool | None) -> Call:
+           drop_inferred: Sequence[str] | None, collapse_variants: bool | None,
+           offset: int | None = None) -> Call:
     """POST /v1/search. A photo to upload goes as multipart/form-data (the bytes as they are,
-    and the route the front proxy queues photo searches on); otherwise one JSON body carries
-    the text, an image URL and every option."""
+    and the route the front proxy queues photo searches on); otherwise, or when a filter value
+    holds a comma (a form's commas separate values), one JSON body carries the text, the image
+    (a URL, or the bytes as base64) and every option."""
     if text is None and image is None:
         raise ValueError("give at least one of text and image")
     parse = search_result
-    if image is None or is_url(image):
-        body = drop_none({"text": text, "image_url": image, "top_k": top_k,
+    if image is None or is_url(image) or comma_value(filters) is not None:
+        photo = ({"image_url": image} if image is None or is_url(image)
+                 else {"image_base64": base64.b64encode(image_file(image)[1]).decode()})
+        body = drop_none({"text": text, **photo, "top_k": top_k,
                           "image_weight": image_weight, "filters": filter_json(filters),
                           "infer": infer, "not_like": ids(not_like), "diversity": diversity,
                           "drop_inferred": ids(drop_inferred),
-                          "collapse_variants": collapse_variants,
+                          "collapse_variants": collapse_variants, "offset": offset,
                           "crop": None if crop is None else dict(zip("xywh", crop))})
         return Call("POST", "/v1/search", parse, json=body)
     scalars = drop_none({"text": text, "top_k": top_k, "image_weight": image_weight,
-                         "infer": infer, "diversity": diversity,
+                         "infer": infer, "diversity": diversity, "offset": offset,
                          "crop": None if crop is None else ",".join(str(v) for v in crop),
                          "collapse_variants": None if collapse_variants is None
                          else flag(collapse_variants)})
@@ -252,18 +263,29 @@ def search(*, text: str | None, image: ImageInput | None, filters: FiltersInput,
 
 
 def similar(product_id: str, *, top_k: int, filters: FiltersInput, cheaper: bool,
-            other_color: bool, same_category: bool) -> Call:
+            other_color: bool, same_category: bool, offset: int | None = None,
+            collapse_variants: bool | None = None) -> Call:
     """GET /v1/products/{id}/similar: filters and narrowing flags in the query string."""
+    comma = comma_value(filters)
+    if comma is not None:
+        raise ValueError(f"the filter value {comma[:40]!r} holds a comma, which a query string "
+                         "separates values by; recommend(positive=[product_id]) sends filters "
+                         "as JSON, where a value may hold commas")
     params = [("top_k", str(top_k)), *filter_pairs(filters)]
     params += [(k, "true") for k, on in (("cheaper", cheaper), ("other_color", other_color),
                                          ("same_category", same_category)) if on]
+    if offset is not None:
+        params.append(("offset", str(offset)))
+    if collapse_variants is not None:
+        params.append(("collapse_variants", flag(collapse_variants)))
     return Call("GET", product_path(product_id, "/similar"), search_result,
                 params=params)
 
 
 def recommend(*, positive: str | Sequence[str] | None, negative: str | Sequence[str] | None,
               image: ImageInput | None, strategy: str | None, top_k: int,
-              filters: FiltersInput) -> Call:
+              filters: FiltersInput, offset: int | None = None,
+              collapse_variants: bool | None = None) -> Call:
     """POST /v1/recommend, JSON only: a photo goes as image_url or, its bytes, image_base64."""
     photo: dict[str, Any] = {}
     if is_url(image):
@@ -271,8 +293,19 @@ def recommend(*, positive: str | Sequence[str] | None, negative: str | Sequence[
     elif image is not None:
         photo["image_base64"] = base64.b64encode(image_file(image)[1]).decode()
     body = drop_none({"positive": ids(positive), "negative": ids(negative), "strategy": strategy,
-                      "top_k": top_k, "filters": filter_json(filters), **photo})
+                      "top_k": top_k, "filters": filter_json(filters), "offset": offset,
+                      "collapse_variants": collapse_variants, **photo})
     return Call("POST", "/v1/recommend", search_result, json=body)
+
+
+PAGED = ("search", "similar", "recommend")
+
+
+def paged(method: str, kwargs: dict[str, Any]) -> int:
+    """Checks a `pages` call; the offset of its first page."""
+    if method not in PAGED:
+        raise ValueError(f"pages() follows one of {', '.join(PAGED)}, not {method!r}")
+    return int(kwargs.pop("offset", None) or 0)
 
 
 def search_result(resp: httpx.Response) -> SearchResult:

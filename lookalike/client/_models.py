@@ -67,12 +67,17 @@ class Hit:
 @dataclass(frozen=True)
 class SearchResult:
     """A search, similar or recommend answer. Iterate it for the hits; `inferred` says what the
-    query was understood to ask for, `relaxed` which inferred attributes were dropped."""
+    query was understood to ask for, `relaxed` which inferred attributes were dropped,
+    `full_matches` how many products have all of them (None: nothing inferred),
+    `next_offset` where the next page starts (None: no more)."""
 
     results: list[Hit]
     took_ms: float = 0.0
     inferred: dict[str, Any] | None = None
     relaxed: list[str] = field(default_factory=list)
+    full_matches: int | None = None
+    offset: int = 0
+    next_offset: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

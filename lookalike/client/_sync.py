@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -68,38 +68,57 @@ class Client:
                infer: str | None = None, crop: tuple[float, float, float, float] | None = None,
                not_like: str | Sequence[str] | None = None, diversity: float | None = None,
                drop_inferred: Sequence[str] | None = None,
-               collapse_variants: bool | None = None) -> SearchResult:
+               collapse_variants: bool | None = None, offset: int | None = None) -> SearchResult:
         """Search by text, photo or both (POST /v1/search).
 
         image: a file path, bytes, a PIL image, or an http(s) URL the server fetches.
         filters: Filters, or a dict of category / color / size (a string or a list: any of
-        them) and min_price / max_price. The options left as None take the API's defaults:
+        them; a value may hold commas) and min_price / max_price. The options left as None
+        take the API's defaults:
         image_weight (0..1, how much the photo counts), infer ("boost" | "filter" | "off"),
         crop ((x, y, w, h) fractions of the photo), not_like (product ids), diversity (0..1),
-        drop_inferred (inferred attributes to ignore), collapse_variants (one hit per group).
+        drop_inferred (inferred attributes to ignore), collapse_variants (one hit per group),
+        offset (where the page starts; `pages` follows next_offset for you).
         """
         return self._send(_core.search(
             text=text, image=image, filters=filters, top_k=top_k, image_weight=image_weight,
             infer=infer, crop=crop, not_like=not_like, diversity=diversity,
-            drop_inferred=drop_inferred, collapse_variants=collapse_variants))
+            drop_inferred=drop_inferred, collapse_variants=collapse_variants, offset=offset))
 
     def similar(self, product_id: str, *, top_k: int = 10, filters: FiltersInput = None,
                 cheaper: bool = False, other_color: bool = False,
-                same_category: bool = False) -> SearchResult:
-        """More like this product, never the product itself (GET /v1/products/{id}/similar);
-        cheaper / other_color / same_category narrow relative to it."""
+                same_category: bool = False, offset: int | None = None,
+                collapse_variants: bool | None = None) -> SearchResult:
+        """More like this product, never the product itself nor its variants
+        (GET /v1/products/{id}/similar); cheaper / other_color / same_category narrow
+        relative to it."""
         return self._send(_core.similar(product_id, top_k=top_k, filters=filters,
                                         cheaper=cheaper, other_color=other_color,
-                                        same_category=same_category))
+                                        same_category=same_category, offset=offset,
+                                        collapse_variants=collapse_variants))
 
     def recommend(self, positive: str | Sequence[str] | None = None, *,
                   negative: str | Sequence[str] | None = None, image: ImageInput | None = None,
                   strategy: str | None = None, top_k: int = 10,
-                  filters: FiltersInput = None) -> SearchResult:
+                  filters: FiltersInput = None, offset: int | None = None,
+                  collapse_variants: bool | None = None) -> SearchResult:
         """More like these (`positive` ids and/or a photo), not like those (`negative` ids)
         (POST /v1/recommend); strategy "average_vector" (the API's default) or "best_score"."""
         return self._send(_core.recommend(positive=positive, negative=negative, image=image,
-                                          strategy=strategy, top_k=top_k, filters=filters))
+                                          strategy=strategy, top_k=top_k, filters=filters,
+                                          offset=offset, collapse_variants=collapse_variants))
+
+    def pages(self, method: str, *args: Any, **kwargs: Any) -> Iterator[SearchResult]:
+        """Page after page of "search", "similar" or "recommend" (the method's arguments
+        follow), each starting at the previous one's next_offset, until there are no more:
+        `for page in client.pages("search", "red dress", top_k=20): ...`."""
+        offset = _core.paged(method, kwargs)
+        while True:
+            page: SearchResult = getattr(self, method)(*args, offset=offset, **kwargs)
+            yield page
+            if page.next_offset is None:
+                return
+            offset = page.next_offset
 
     def facets(self) -> Facets:
         """Values and counts of category, color and size, and the price range."""

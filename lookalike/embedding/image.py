@@ -21,7 +21,12 @@ from lookalike.embedding.common import (
     weights_digest,
 )
 from lookalike.embedding.errors import ModelUnavailableError
-from lookalike.embedding.onnx_runtime import OnnxOptions, image_graph, options_from_settings
+from lookalike.embedding.onnx_runtime import (
+    OnnxOptions,
+    graph_or_torch,
+    image_graph,
+    options_from_settings,
+)
 from lookalike.images import to_rgb
 
 PACKAGED = "packaged"
@@ -92,11 +97,14 @@ class ImageEmbedder:
         # preprocessing and the dtype (fp16 on CUDA gives other vectors than fp32).
         self.version = (f"{model_name}:{self._weights_tag(weights)}"
                         f"@{fingerprint(digest, self.preprocess.config, dtype)}")
-        # The ONNX runtime (LOOKALIKE_MODEL_RUNTIME=onnx) replaces only the forward pass.
+        # ONNX Runtime (the CPU default) replaces only the forward pass; torch if it fails.
         self.graph = None
         if onnx is not None:
-            self.graph = image_graph(self.model, self.preprocess.input_size,
-                                     weights_digest=digest, options=onnx, num_threads=num_threads)
+            self.graph = graph_or_torch(lambda: image_graph(
+                self.model, self.preprocess.input_size, weights_digest=digest, options=onnx,
+                num_threads=num_threads), role="image")
+        self.runtime = "torch" if self.graph is None else "onnx"
+        if self.graph is not None:
             self.version += onnx.tag
 
     @classmethod

@@ -1,12 +1,17 @@
-"""ONNX Runtime backend for the embedders' forward pass (LOOKALIKE_MODEL_RUNTIME=onnx).
+"""ONNX Runtime backend for the embedders' forward pass, the default on the CPU
+(LOOKALIKE_MODEL_RUNTIME=auto; "onnx" or "torch" to choose).
 
 The embedders keep their own preprocessing (timm transform, tokenizer) and their own
 postprocessing (l2_normalise); only `forward` runs here instead of in torch. The graph is
 exported once from the very torch module the embedder loaded into a cache under the data dir
 (`data_dir/models/onnx`, rebuildable, never committed) and named by a fingerprint of the weights,
-the export recipe and the installed torch/onnxruntime, so new weights or a new exporter export
-again instead of loading a stale graph. Replicas and ingest actors that start at once export
-it once: a file lock serialises them and the graph appears by an atomic rename.
+the export recipe and the installed torch/onnx/onnxruntime, so new weights or a new exporter
+export again instead of loading a stale graph. Replicas and ingest actors that start at once
+export it once: a file lock serialises them, each writes its own temporary file and the graph
+appears by an atomic rename. Before the rename the graph is checked against torch on an example
+batch (cosine >= MIN_COSINE): an fp32 graph gives torch's vectors, so it keeps torch's model
+version and replicas on either runtime serve one collection. Anything that fails (export, check,
+load, a broken cached file) logs one WARNING and the embedder runs torch: never a failed start.
 
 `quantize="int8"` runs onnxruntime's dynamic int8 quantization on the exported graph (weights
 int8, activations quantized per batch); its vectors are other vectors, so it has its own tag
@@ -16,9 +21,11 @@ on EfficientNet-Lite0 it was slower than fp32 and cost image P@10 (bench/p7_runt
 
 from __future__ import annotations
 
+import logging
 import os
+import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +36,15 @@ import torch
 from lookalike.embedding.common import fingerprint
 from lookalike.embedding.errors import ModelUnavailableError
 
+log = logging.getLogger(__name__)
+
 # Opset 17 covers every op both models use; bumping it changes the fingerprint (re-export).
 OPSET = 17
-TORCH = "torch"
 ONNX = "onnx"
+# An fp32 graph that gives other vectors than torch is not used (see _check_graph).
+MIN_COSINE = 0.999
+# Longest wait for another process's export (normally seconds); then torch rather than a hang.
+LOCK_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -42,26 +54,38 @@ class OnnxOptions:
 
     @property
     def tag(self) -> str:
-        """Appended to the model version: what ran the model shapes the vectors."""
-        return "+onnx" if self.quantize == "none" else f"+onnx-{self.quantize}"
+        """Appended to the model version. Empty for fp32: the graph is checked to give torch's
+        vectors, so torch and ONNX replicas (a fallback) share collections and resume."""
+        return "" if self.quantize == "none" else f"+onnx-{self.quantize}"
 
 
 def options_from_settings(settings: Any, role: str) -> OnnxOptions | None:
-    """None for the torch runtime (the default); the ONNX options of `role` ("image" or
-    "text") otherwise. Only the text model has an int8 option (settings.text_quantize)."""
-    if getattr(settings, "model_runtime", TORCH) != ONNX:
+    """None for the torch runtime; the ONNX options of `role` ("image" or "text") otherwise.
+    Only the text model has an int8 option (settings.text_quantize)."""
+    if settings.resolved_model_runtime != ONNX:
         return None
     quantize = settings.text_quantize if role == "text" else "none"
     return OnnxOptions(cache_dir=Path(settings.resolved_model_cache_dir), quantize=quantize)
+
+
+def graph_or_torch(build: Callable[[], OnnxGraph], *, role: str) -> OnnxGraph | None:
+    """`build()`, or None (the embedder runs torch) after one WARNING if anything fails."""
+    try:
+        return build()
+    except Exception as exc:  # noqa: BLE001 - any failure means torch, never a failed start
+        log.warning("ONNX Runtime unavailable for the %s model, running it on torch (same "
+                    "vectors, slower): %s: %s. A broken graph in the model cache can be "
+                    "deleted; it is exported again on the next start.",
+                    role, type(exc).__name__, exc)
+        return None
 
 
 def _import_ort() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ModelUnavailableError(
-            "LOOKALIKE_MODEL_RUNTIME=onnx needs onnxruntime and onnx: pip install "
-            "'lookalike[onnx]'") from exc
+        raise ModelUnavailableError("onnxruntime is not installed (a lookalike dependency): "
+                                    "pip install -c constraints.txt onnxruntime onnx") from exc
     return onnxruntime
 
 
@@ -93,32 +117,54 @@ def _export_once(module: torch.nn.Module, example: tuple[torch.Tensor, ...], *,
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S):
         if path.is_file():
             return
-        fp32 = path.with_name(path.stem + ".fp32.tmp.onnx")
-        with warnings.catch_warnings():
-            # The TorchScript exporter (dynamo=False) is deprecated in favour of torch.export,
-            # which needs onnxscript and fails on the BERT attention mask today; this one is
-            # exact for both models (tests/integration/test_onnx_runtime.py checks it).
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module.eval(), example, str(fp32), dynamo=False,
-                              input_names=list(input_names), output_names=["output"],
-                              dynamic_axes={**dynamic_axes, "output": {0: "batch"}},
-                              opset_version=OPSET, do_constant_folding=True)
-        if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+        # Own temporary names: a crashed exporter's leftovers never collide with this one.
+        tmp = f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        fp32, int8 = path.with_name(tmp + ".fp32.tmp"), path.with_name(tmp + ".int8.tmp")
+        try:
+            with warnings.catch_warnings():
+                # The TorchScript exporter (dynamo=False) is deprecated in favour of
+                # torch.export, which needs onnxscript and fails on the BERT attention mask
+                # today; this one is exact for both models (_check_graph checks it).
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module.eval(), example, str(fp32), dynamo=False,
+                                  input_names=list(input_names), output_names=["output"],
+                                  dynamic_axes={**dynamic_axes, "output": {0: "batch"}},
+                                  opset_version=OPSET, do_constant_folding=True)
+            _check_graph(module, example, fp32, input_names)
+            if quantize == "int8":
+                from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            tmp = path.with_name(path.stem + ".int8.tmp.onnx")
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
-            fp32.unlink()
-            fp32 = tmp
-        os.replace(fp32, path)  # atomic: a reader sees no graph or the whole graph
+                quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+                os.replace(int8, path)
+            else:
+                os.replace(fp32, path)  # atomic: a reader sees no graph or the whole graph
+        finally:
+            fp32.unlink(missing_ok=True)
+            int8.unlink(missing_ok=True)
+
+
+@torch.inference_mode()
+def _check_graph(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path,
+                 input_names: Sequence[str]) -> None:
+    """Refuse a graph whose vectors are not torch's (cosine < MIN_COSINE on `example`)."""
+    want = torch.nn.functional.normalize(module(*example).float(), dim=-1).numpy()
+    feeds = {name: t.numpy() for name, t in zip(input_names, example)}
+    got = OnnxGraph(path, num_threads=1).run(feeds)
+    got = got / np.linalg.norm(got, axis=-1, keepdims=True)
+    cos = float((want * got).sum(-1).min())
+    if not cos >= MIN_COSINE:  # `not >=`: a NaN fails too
+        raise ValueError(f"the exported graph's vectors are not torch's (cosine {cos:.6f})")
 
 
 def _graph_path(options: OnnxOptions, role: str, *parts: Any) -> Path:
+    import onnx
+
     ort = _import_ort()
-    key = fingerprint(*parts, OPSET, options.quantize, torch.__version__, ort.__version__)
+    key = fingerprint(*parts, OPSET, options.quantize, torch.__version__, onnx.__version__,
+                      ort.__version__)
     return Path(options.cache_dir).resolve() / "onnx" / f"{role}-{key}.onnx"
 
 
@@ -152,7 +198,8 @@ def image_graph(model: torch.nn.Module, input_size: Sequence[int], *, weights_di
                 options: OnnxOptions, num_threads: int | None) -> OnnxGraph:
     """The image model's forward as an ONNX graph; feed {"pixels": float32 NCHW}."""
     path = _graph_path(options, "image", weights_digest, list(input_size), "pre_logits")
-    example = (torch.zeros((2, *input_size), dtype=torch.float32),)
+    gen = torch.Generator().manual_seed(0)  # the check's example: seeded, not all zeros
+    example = (torch.randn((2, *input_size), generator=gen, dtype=torch.float32),)
     _export_once(_ImageForward(model), example, input_names=["pixels"],
                  dynamic_axes={"pixels": {0: "batch"}}, path=path, quantize=options.quantize)
     return OnnxGraph(path, num_threads=num_threads)
@@ -163,8 +210,11 @@ def text_graph(model: torch.nn.Module, *, weights_digest: str, options: OnnxOpti
     """The text model + mean pooling as an ONNX graph; feed the tokenizer's numpy output
     (input_ids, attention_mask, token_type_ids; int64)."""
     path = _graph_path(options, "text", weights_digest, "mean-pool")
-    ids = torch.ones((2, 8), dtype=torch.int64)
-    example = (ids, torch.ones_like(ids), torch.zeros_like(ids))
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 2000, (2, 8), generator=gen)  # in every BERT-size vocabulary
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0  # one padded row: the pooling's mask is checked too
+    example = (ids, mask, torch.zeros_like(ids))
     axes = {"batch": 0, "tokens": 1}
     names = ["input_ids", "attention_mask", "token_type_ids"]
     _export_once(_TextForward(model), example, input_names=names,

@@ -24,6 +24,7 @@ from lookalike.embedding.common import (
 from lookalike.embedding.errors import ModelUnavailableError
 from lookalike.embedding.onnx_runtime import (
     OnnxOptions,
+    graph_or_torch,
     options_from_settings,
     text_feeds,
     text_graph,
@@ -88,12 +89,16 @@ class TextEmbedder:
         self.version = f"{label}:max{max_length}@" + fingerprint(
             digest, _tokenizer_digest(self.tokenizer), max_length, "mean-pool",
             str(next(transformer.parameters()).dtype))
-        # The ONNX runtime (LOOKALIKE_MODEL_RUNTIME=onnx) replaces only transformer + pooling.
+        # ONNX Runtime (the CPU default) replaces only transformer + pooling; torch if it fails.
         self.graph = None
         if onnx is not None:
-            self.graph = text_graph(transformer, weights_digest=digest, options=onnx,
-                                    num_threads=num_threads)
+            self.graph = graph_or_torch(lambda: text_graph(
+                transformer, weights_digest=digest, options=onnx, num_threads=num_threads),
+                role="text")
+        self.runtime = "torch" if self.graph is None else "onnx"
+        if self.graph is not None:
             self.version += onnx.tag
+            self.runtime += onnx.tag.removeprefix("+onnx")  # "onnx-int8"
 
     @classmethod
     def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> TextEmbedder:

@@ -50,7 +50,10 @@ def build_catalogue(*, kind: str, n_products: int, work_dir: Path, seed: int = 7
 
 def embed_cached(products: list[Product], *, image_embedder: ImageEmbedder,
                  text_embedder: TextEmbedder, cache_dir: Path) -> Labelled:
-    key = hashlib.sha256(json.dumps([image_embedder.version, text_embedder.version,
+    # The runtime too: ONNX fp32 keeps torch's model version, and a harness run comparing the
+    # runtimes must embed with each, not read the other's vectors.
+    runtimes = [getattr(e, "runtime", "torch") for e in (image_embedder, text_embedder)]
+    key = hashlib.sha256(json.dumps([image_embedder.version, text_embedder.version, runtimes,
                                      [p.content_hash() for p in products]]).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"vectors-{key}.npz"
     if cache.exists():

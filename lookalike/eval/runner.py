@@ -29,7 +29,8 @@ def evaluate(settings: Settings, *, catalogue: str, n_products: int, work_dir: P
 
     from lookalike.api import create_api
 
-    # From settings: LOOKALIKE_MODEL_RUNTIME=onnx (or int8) evaluates that runtime.
+    # From settings: the default runtime (ONNX on the CPU), or LOOKALIKE_MODEL_RUNTIME=torch,
+    # or LOOKALIKE_TEXT_QUANTIZE=int8, evaluates that runtime.
     ie, te = embedders or (ImageEmbedder.from_settings(settings),
                            TextEmbedder.from_settings(settings))
     products = build_catalogue(kind=catalogue, n_products=n_products, work_dir=work_dir)

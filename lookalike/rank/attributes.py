@@ -31,10 +31,19 @@ from lookalike.store.base import Hit
 # scale: a "boost" could lift anything over anything. Price and size are limits now.)
 WEIGHTS = {"category": 0.3, "color": 0.2}
 # A photo's colour and its neighbours' category are guesses, the words are the shopper's
-# intent: guesses count half.
-PHOTO_FACTOR = 0.5
-CHEAP_WEIGHT = 0.2  # times a decay that halves every "median minus cheapest" of price
-# The most all of one product's boosts can add (words' weights at full, "cheap" at its top): 0.7.
+# intent: guesses count less. Two thirds, not half: at half (0.15 + 0.1) the guesses were
+# smaller than the spread of cosines among a category's near neighbours, and a product of the
+# photo's colour in another category overtook one of its category (demo image P@10 0.7675; 0.769
+# at two thirds, the photo's category weighing 0.2 as before issue 29; docs/search-quality.md).
+PHOTO_FACTOR = 2 / 3
+# "cheap" in the words: times a decay that halves every "median minus cheapest" of price, both
+# among the candidates with what the words ask for (ranking._cheap_reference). 0.4, not 0.2:
+# the spread of fused text scores among a category's best is ~0.3, and at 0.2 "budget
+# sneakers" still led with a €104 pair (demo P@10 with a price in the words: 0.971 at 0.2,
+# 0.982 at 0.4, as before issue 29).
+CHEAP_WEIGHT = 0.4
+# The most all of one product's boosts can add (words' weights at full, "cheap" at its top):
+# 0.9; 0.5 from a category and a colour alone, a query without "cheap".
 BOOST_BOUND = sum(WEIGHTS.values()) + CHEAP_WEIGHT
 # Understood from the words, these are limits, never boosts (lookalike/rank/ranking.py).
 LIMITS = ("size", "price")

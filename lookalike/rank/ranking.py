@@ -20,7 +20,7 @@ The order, most significant first:
    attributes that must be dropped (in RELAX_ORDER) for the product to pass them: the old
    "filter, relax until the page fills" on one candidate set, where only the page decides what
    it reports as relaxed. infer="off": nothing inferred.
-3. The score plus bounded boosts (attributes.BOOST_BOUND = 0.7: an inferred category or colour
+3. The score plus bounded boosts (attributes.BOOST_BOUND = 0.9: an inferred category or colour
    never removes a product and never lifts it above one in the same tier whose score is higher
    by more than that).
 4. The candidates' own order (a stable sort): ties break alike for every top_k.
@@ -38,15 +38,21 @@ from lookalike.rank.inferred import RELAX_ORDER, Inferred
 from lookalike.store.base import Filters, Hit
 from lookalike.variants import collapse
 
-POOL_FLOOR = 100  # candidates read whatever the page size below this: pages up to it are prefixes
-POOL_PER_RESULT = 5  # above the floor: candidates per result
+# Candidates read for any page ending at or before result POOL_FLOOR: every such page is a prefix
+# of the same list (top_k 10 of top_k 100; page 2 continues page 1). Deeper pages read as many
+# candidates as results. Why not a multiple of the page (5x): then the pool, and with it the
+# order, changes from top_k 21 on, and a fixed 500 costs 3-4x the store time of 100 (a search's
+# time on milvus-lite grows with its limit); 100 is also the default LOOKALIKE_MAX_TOP_K.
+POOL_FLOOR = 100
+POOL_PER_RESULT = 1  # beyond the floor: candidates per result
+LOOKAHEAD = 1  # one candidate more than any page shows: a response knows if a next page exists
 POOL_MAX = 16384  # Milvus' cap on a search's limit
 # An image cosine this close to 1 is the query photo itself (re-encoding moves it by ~1e-4).
 EXACT_SCORE = 0.999
 
 
 def pool_size(top_k: int) -> int:
-    return min(POOL_MAX, max(POOL_FLOOR, top_k * POOL_PER_RESULT))
+    return min(POOL_MAX, max(POOL_FLOOR, top_k * POOL_PER_RESULT) + LOOKAHEAD)
 
 
 def passes(product: Any, f: Filters) -> bool:
@@ -86,6 +92,9 @@ class Ranked:
     # [{"attribute": "price", "kept": 3}]: per relaxed attribute, how many candidates keep it
     relaxed_detail: list[dict[str, Any]] = field(default_factory=list)
     mode: str = "boost"
+    # candidates with every inferred attribute (None: nothing inferred): fewer than the page
+    # shows, and the page says "No black bags under €50 — the closest:" (or "Only 2 …")
+    full_matches: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,10 @@ class Ordering:
     lacks: dict[str, tuple[str, ...]]  # product id -> attributes relaxed to admit it
     exact: frozenset[str]
     kept: dict[str, int]  # attribute -> candidates that keep it
+    full: int | None  # candidates with every inferred attribute; None: nothing inferred
+    # product id -> its tier, what outranks the score: (not exact, relax level, limits broken,
+    # price distance); MMR re-orders within a tier only (rank/mmr.py)
+    tiers: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def page(self, top_k: int, hits: Sequence[Hit] | None = None) -> Ranked:
         """The first top_k (or `hits`, a re-ordering of them, e.g. by MMR), with what they
@@ -107,7 +120,17 @@ class Ordering:
                    for a in self.lacks.get(h.product.product_id, ())}
         relaxed = [a for a in RELAX_ORDER if a in lacking]
         return Ranked(shown, self.inferred, relaxed,
-                      [{"attribute": a, "kept": self.kept.get(a, 0)} for a in relaxed], self.mode)
+                      [{"attribute": a, "kept": self.kept.get(a, 0)} for a in relaxed], self.mode,
+                      self.full)
+
+
+def _cheap_reference(hits: Sequence[Hit], inferred: Inferred) -> list[Hit]:
+    """What "cheap" is measured against: the candidates with every boosted attribute the query
+    asks for ("cheap tees": the tees), or all of them when none has. Cheap among the whole pool
+    would let a €5 sock set the scale for sneakers, and every sneaker's decay would be ~0."""
+    asked = {a for a in inferred.attributes() if a not in LIMITS}
+    ref = [h for h in hits if asked <= set(inferred.matching(h.product))]
+    return ref or list(hits)
 
 
 def _relax_level(matched: set[str], steps: Sequence[str]) -> int:
@@ -127,11 +150,12 @@ def order(candidates: Sequence[Hit], *, inferred: Inferred, mode: str,
     hits = list(unique.values())
     if mode == "off":
         inferred = Inferred()
-    decay = cheap_decay(hits) if inferred.cheap else None
+    decay = cheap_decay(_cheap_reference(hits, inferred)) if inferred.cheap else None
     steps = [a for a in RELAX_ORDER if a in inferred.attributes()]
     keyed: list[tuple[tuple[Any, ...], Hit]] = []
     lacks: dict[str, tuple[str, ...]] = {}
     exact: set[str] = set()
+    tiers: dict[str, tuple[Any, ...]] = {}
     for i, h in enumerate(hits):
         pid = h.product.product_id
         ups = boosts(h, inferred, decay) if mode != "off" else []
@@ -145,14 +169,19 @@ def order(candidates: Sequence[Hit], *, inferred: Inferred, mode: str,
         first = is_exact(h)
         if first:
             exact.add(pid)
-        key = (not first, level, len(broken.attributes), broken.price_distance, -score, i)
+        tiers[pid] = (not first, level, len(broken.attributes), broken.price_distance)
+        key = (*tiers[pid], -score, i)
         keyed.append((key, replace(h, score=score, explain=explain(
             h, base=h.score, boosts=ups, inferred=inferred, broken=broken, exact=first))))
     ranked = [h for _, h in sorted(keyed, key=lambda kh: kh[0])]
     if collapse_variants:
         ranked = collapse(ranked, len(ranked))
     kept = {a: sum(1 for h in ranked if a in inferred.matching(h.product)) for a in steps}
-    return Ordering(ranked, inferred, mode, lacks, frozenset(exact), kept)
+    # Counted over the candidates, not the page: the same for every top_k, and exact while it
+    # is below the pool (the full-match search reads up to the pool, retrieval.py).
+    full = (sum(1 for h in ranked if len(inferred.matching(h.product)) == len(steps))
+            if steps else None)
+    return Ordering(ranked, inferred, mode, lacks, frozenset(exact), kept, full, tiers)
 
 
 def rank_candidates(candidates: Sequence[Hit], *, inferred: Inferred, mode: str, top_k: int,

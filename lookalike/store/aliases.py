@@ -94,6 +94,15 @@ def resolve(client: Any, name: str) -> Target | None:
                   model=_json(props.get(MODEL_KEY)), pending=props.get(PENDING_KEY) or None)
 
 
+def current_collection(client: Any, alias: str) -> str | None:
+    """The collection `alias` names now, in one metadata request (no collection is read):
+    cheap enough for a router's slow safety re-check. None if it is no alias (any more)."""
+    try:
+        return client.describe_alias(alias).get("collection_name") or None
+    except MilvusException:
+        return None
+
+
 def set_model(client: Any, collection: str, version: str, spec: dict[str, str]) -> None:
     client.alter_collection_properties(
         collection, properties={MODEL_KEY: json.dumps({"version": version, "spec": spec})})

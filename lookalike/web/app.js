@@ -479,7 +479,21 @@
     return n;
   }
 
-  function buildRequest() {
+  function cropBox() {
+    const c = state.crop;
+    return [c.x, c.y, Math.min(c.w, 1 - c.x), Math.min(c.h, 1 - c.y)].map((v) => v.toFixed(4));
+  }
+
+  function readDataUrl(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(new ApiError(0, "", "The photo could not be read."));
+      reader.readAsDataURL(file);
+    });
+  }
+
+  async function buildRequest() {
     const text = el.text.value.trim();
     const url = el.url.value.trim();
     const f = selectedFacetValues();
@@ -495,8 +509,11 @@
       state.droppedFor = text;
     }
     const dropped = Array.from(state.dropped);
+    // A form's commas separate values, so a chosen value holding one ("tops, shirts") goes
+    // in a JSON list, which the API takes as given; the photo then travels as base64.
+    const commas = FACETS.some((name) => f[name].some((v) => v.includes(",")));
 
-    if (state.file) {
+    if (state.file && !commas) {
       const form = new FormData();
       form.append("image", state.file, state.file.name || "image");
       if (text) form.append("text", text);
@@ -506,10 +523,7 @@
       if (minPrice !== null) form.append("min_price", String(minPrice));
       if (maxPrice !== null) form.append("max_price", String(maxPrice));
       state.notLike.forEach((id) => form.append("not_like", id));
-      if (state.crop) {
-        const c = state.crop;
-        form.append("crop", [c.x, c.y, Math.min(c.w, 1 - c.x), Math.min(c.h, 1 - c.y)].map((v) => v.toFixed(4)).join(","));
-      }
+      if (state.crop) form.append("crop", cropBox().join(","));
       dropped.forEach((a) => form.append("drop_inferred", a));
       return { kind: text ? "photo and description" : "photo", body: form, headers: {} };
     }
@@ -522,6 +536,13 @@
     }
     const body = { top_k: topK, filters, not_like: state.notLike, drop_inferred: dropped };
     if (text) body.text = text;
+    if (state.file) {
+      body.image_base64 = await readDataUrl(state.file);
+      body.image_weight = weight;
+      if (state.crop) body.crop = Object.fromEntries(cropBox().map((v, i) => ["xywh"[i], Number(v)]));
+      return { kind: text ? "photo and description" : "photo", body: JSON.stringify(body),
+               headers: { "Content-Type": "application/json" } };
+    }
     if (url) {
       body.image_url = url;
       body.image_weight = weight;
@@ -599,7 +620,7 @@
     }
     let req;
     try {
-      req = buildRequest();
+      req = await buildRequest();
     } catch (err) {
       showError(err, "Check the filters");
       return;
@@ -619,7 +640,7 @@
         signal: state.controller.signal,
       });
       if (seq !== state.searchSeq) return;
-      renderUnderstood(data.inferred || {}, data.relaxed || [], data.relaxed_detail || []);
+      renderUnderstood(data, data.results || []);
       renderResults(data.results || [], data.took_ms, req.kind);
       writeUrl();
     } catch (err) {
@@ -684,15 +705,21 @@
     return chips;
   }
 
-  function renderUnderstood(inf, relaxed, detail) {
+  function renderUnderstood(data, results) {
+    const inf = data.inferred || {};
+    const relaxed = data.relaxed || [];
+    const U = window.LookalikeUnderstood;
     el.inferredChips.textContent = "";
     const chips = inferredChips(inf);
+    // A chip some result lacks is what was asked for, not what is shown: marked so.
+    const lacking = U.unkept(inf, results);
     for (const [attr, text] of chips) {
       const li = document.createElement("li");
-      li.className = "inferred-chip";
+      li.className = lacking.has(attr) ? "inferred-chip unkept" : "inferred-chip";
       li.dataset.attribute = attr;
       const label = document.createElement("span");
       label.textContent = `${ATTR_LABEL[attr]}: ${text}`;
+      if (lacking.has(attr)) label.title = "Asked for; not every result has it";
       const remove = document.createElement("button");
       remove.type = "button";
       remove.textContent = "×";
@@ -704,15 +731,13 @@
       li.append(label, remove);
       el.inferredChips.append(li);
     }
-    el.relaxedNote.hidden = relaxed.length === 0;
-    // relaxed_detail says how many products keep each relaxed attribute (0: none, the closest follow).
-    const kept = Object.fromEntries((detail || []).map((d) => [d.attribute, d.kept]));
-    el.relaxedNote.textContent = relaxed.length
-      ? `Too few exact matches: relaxed ${relaxed.map((a) => {
-        const label = ATTR_LABEL[a].toLowerCase();
-        return a in kept ? `${label} (${kept[a] === 0 ? "none has it" : `${kept[a]} have it`})` : label;
-      }).join(", ")}; the closest come next.` : "";
-    el.understood.hidden = chips.length === 0 && relaxed.length === 0;
+    // full_matches: the products with everything the words asked for; fewer than shown and the
+    // page says so ("No black bags under €50 — the closest:") rather than let the chips promise it.
+    const note = U.limitsNote({ inferred: inf, fullMatches: data.full_matches, relaxed,
+      detail: data.relaxed_detail, shown: results.length, fmt: formatPrice });
+    el.relaxedNote.hidden = note === "";
+    el.relaxedNote.textContent = note;
+    el.understood.hidden = chips.length === 0 && note === "";
   }
 
   function whyLines(r) {

@@ -167,9 +167,11 @@ def test_a_price_in_the_words_holds_or_says_it_cannot(service: SearchService,
         assert got.hits and all(h.product.price <= 60 for h in got.hits), [
             h.product.price for h in got.hits]
         assert got.relaxed == [] and got.hits[0].product.category == "dress"
+        assert got.full_matches == sum(p.price <= 60 for p in dresses)
     # No bag under 20: said so (none keeps it), and the closest prices come first.
     got = run(service, text="black bag under 20", top_k=5, filters=Filters(categories=("bag",)))
     prices = [h.product.price for h in got.hits]
     assert got.relaxed == ["price"] and got.relaxed_detail == [{"attribute": "price", "kept": 0}]
+    assert got.full_matches == 0  # the page says "No black bags under €20 — the closest:"
     assert len(prices) == 5 and prices == sorted(prices) and prices[0] > 20
     assert prices[0] == min(p.price for p in products(items) if p.category == "bag")

@@ -11,19 +11,23 @@ import asyncio
 import json
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
+from lookalike.api import create_api
 from lookalike.catalog import demo, load_manifest
 from lookalike.catalog.product import Product
 from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.indexing import embed_products
 from lookalike.live import LiveService, Models, in_process_models
+from lookalike.notify import Told, tell_routers
 from lookalike.search import SearchQuery
 from lookalike.store import MilvusStore, aliases
 from lookalike.store.base import StoreError
@@ -31,6 +35,7 @@ from lookalike.upgrade import Upgrade, UpgradeOptions
 from tests.tiny_clip import build_tiny_clip
 
 N_PRODUCTS = 24
+ADMIN_KEY = "test-admin-key-0123"  # tests/conftest.py's settings
 EVAL = {"eval_products": 40, "eval_image_queries": 10}
 
 
@@ -100,6 +105,7 @@ def test_a_collection_made_before_aliases_is_migrated_on_start(
         assert asyncio.run(live.count()) == 8
         # The old name still works for every other reader (the ingest job, status): an alias.
         assert store.count() == 8
+        live.close()
     finally:
         drop_all(settings)
 
@@ -149,11 +155,15 @@ class Load:
 def test_searches_never_fail_or_mix_models_while_the_alias_switches(
         settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder],
         catalogue: list[Product], clip_dir: Path) -> None:
+    # No safety re-check: only the upgrade's message can move the routers.
+    settings = settings.model_copy(update={"alias_recheck_s": 0})
     filled(settings, embedders, catalogue)
     try:
         live = LiveService(settings=settings, primary=primary(embedders),
                            load_models=in_process_models(settings))
         live.start()
+        api = TestClient(create_api(live, settings))
+        told: list[Told] = []
         load = Load(live, [Path(p.images[0]).read_bytes() for p in catalogue[:6]],
                     [p.title for p in catalogue[:6]])
         thread = threading.Thread(target=asyncio.run, args=(load.run(),))
@@ -161,7 +171,9 @@ def test_searches_never_fail_or_mix_models_while_the_alias_switches(
         try:
             # The tiny random CLIP is far worse: --force makes the switch happen anyway.
             result = Upgrade(settings, UpgradeOptions(spec={"clip_model": str(clip_dir)},
-                                                      force=True, **EVAL), say=print).run()
+                                                      force=True, **EVAL), say=print,
+                             notify=lambda: told.append(tell_routers(
+                                 "http://testserver", ADMIN_KEY, client=api))).run()
             new_model = result["new_model"]
             deadline = time.monotonic() + 60
             while (sum(m == new_model for _, m in load.searches) < 20
@@ -171,6 +183,11 @@ def test_searches_never_fail_or_mix_models_while_the_alias_switches(
             load.stop.set()
             thread.join(timeout=120)
         assert result["switched"] and result["worse"], result
+        # The app was told through its admin endpoint: of the upgrade (it loads the new model
+        # then), and of the switch (it answers with the new collection).
+        assert [t.error for t in told] == ["", ""]
+        assert [list(t.replicas.values()) for t in told] == [[result["live"]],
+                                                             [result["candidate"]]]
         # The old collection stays for a rollback, until `lookalike upgrade --drop-old`.
         assert aliases.retired(live._admin.client, settings.collection) == [result["live"]]
         switch_at = result["switched_at"]
@@ -191,6 +208,7 @@ def test_searches_never_fail_or_mix_models_while_the_alias_switches(
         assert set(got) == set(load.written) and load.written
         assert {r.model_version for r in got.values()} == {new_model}
         assert new.count() == N_PRODUCTS + len(load.written)
+        live.close()
     finally:
         drop_all(settings)
 
@@ -198,6 +216,7 @@ def test_searches_never_fail_or_mix_models_while_the_alias_switches(
 def test_a_worse_model_is_refused_and_the_same_model_passes(
         settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder],
         catalogue: list[Product], clip_dir: Path) -> None:
+    settings = settings.model_copy(update={"alias_recheck_s": 0})
     store = filled(settings, embedders, catalogue[:8])
     try:
         live = LiveService(settings=settings, primary=primary(embedders),
@@ -221,8 +240,12 @@ def test_a_worse_model_is_refused_and_the_same_model_passes(
         assert not store.client.has_collection(before.collection)
         assert aliases.retired(store.client, settings.collection) == []
         assert store.count() == 8  # the alias now reads the new collection
+        # Nobody told this router: its read fails on the dropped collection, it resolves the
+        # alias again and retries there.
         out = asyncio.run(live.search(SearchQuery(text=catalogue[0].title, top_k=3)))
         assert out.hits and out.model_version == same["new_model"]
+        assert live.store.collection == same["candidate"]
+        live.close()
     finally:
         drop_all(settings)
 
@@ -239,4 +262,106 @@ def test_a_writer_with_other_model_settings_is_refused(settings: Settings) -> No
             aliases.check_writer(store.client, settings.collection,
                                  {**spec, "clip_model": "some/clip"})
     finally:
+        drop_all(settings)
+
+
+class CountingClient:
+    """The real MilvusClient, counting the requests made through it, by method."""
+
+    def __init__(self, client: object) -> None:
+        self.client, self.calls = client, Counter()
+        self._returned: Counter[str] = Counter()
+        self._cond = threading.Condition()
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: object, **kwargs: object) -> object:
+            self.calls[name] += 1
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                with self._cond:
+                    self._returned[name] += 1
+                    self._cond.notify_all()
+
+        return call
+
+    def returned(self, name: str, n: int, *, timeout_s: float) -> bool:
+        """Until `n` calls of `name` have returned."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._returned[name] >= n, timeout_s)
+
+
+def test_an_idle_router_neither_polls_the_alias_nor_scans_for_facets(
+        settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder],
+        catalogue: list[Product]) -> None:
+    store = filled(settings, embedders, catalogue[:8])
+    try:
+        live = LiveService(settings=settings, primary=primary(embedders),
+                           load_models=in_process_models(settings))
+        live.start()
+        query = SearchQuery(text=catalogue[0].title, top_k=3)
+        # The first request reads the collection's model record and scans the facets, once.
+        assert asyncio.run(live.search(query)).hits
+        admin = live._admin.client = CountingClient(live._admin.client)
+        service = live._services[live.store.collection]
+        scans = service._facets.scans
+        # Readiness probes and searches for longer than the old 1 s alias TTL and 5 s facets TTL.
+        started, rounds = time.monotonic(), 0
+        while time.monotonic() - started < 6.0:
+            assert asyncio.run(live.count()) == 8
+            assert asyncio.run(live.search(query)).hits
+            rounds += 1
+        assert rounds >= 2
+        assert sum(admin.calls.values()) == 0, admin.calls
+        assert service._facets.scans == scans
+        # A write updates the facets without a scan, and still reads the pending record fresh.
+        photo = Path(catalogue[0].images[0]).read_bytes()
+        asyncio.run(live.upsert(Product("new", title="a new bag", category="bag", color="ochre",
+                                        price=catalogue[0].price), [photo]))
+        assert asyncio.run(live.facets())["color"].get("ochre") == 1
+        assert service._facets.scans == scans
+        assert set(admin.calls) <= {"has_collection", "describe_collection"}, admin.calls
+    finally:
+        live.close()
+        store.close()
+        drop_all(settings)
+
+
+def test_a_router_that_missed_the_message_switches_at_its_re_check(
+        settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder],
+        catalogue: list[Product]) -> None:
+    settings = settings.model_copy(update={"alias_recheck_s": 0.2})
+    store = filled(settings, embedders, catalogue[:4])
+    try:
+        live = LiveService(settings=settings, primary=primary(embedders),
+                           load_models=in_process_models(settings))
+        live.start()
+        first = live._resolved.collection
+        # Another collection of the same model, with one more product, then the switch.
+        other = aliases.next_collection_name(store.client, settings.collection,
+                                             primary(embedders).version)
+        copy = MilvusStore.from_settings(settings.model_copy(update={"collection": other}),
+                                         image_dim=embedders[0].dim, text_dim=embedders[1].dim)
+        copy.ensure_collection()
+        copy.upsert(embed_products(catalogue[:5], image_embedder=embedders[0],
+                                   text_embedder=embedders[1]))
+        aliases.set_model(store.client, other, primary(embedders).version,
+                          aliases.model_spec(settings))
+        assert asyncio.run(live.count()) == 4
+        admin = live._admin.client = CountingClient(live._admin.client)
+        aliases.switch(store.client, settings.collection, other)
+        # The first counted re-check may have started before the switch; the second sees it
+        # and resolves; the third starts once the new resolution is in place.
+        assert admin.returned("describe_alias", 3, timeout_s=30)
+        assert live._resolved.collection == other != first
+        # One metadata request per period, and a full resolve only when the alias moved.
+        assert admin.calls["describe_collection"] == 1, admin.calls
+        assert asyncio.run(live.count()) == 5
+    finally:
+        live.close()
+        store.close()
         drop_all(settings)

@@ -16,7 +16,7 @@ from lookalike.config import Settings
 from lookalike.eval import variants as variants_eval
 from lookalike.indexing import embed_products
 from lookalike.search import SearchQuery
-from lookalike.store import MilvusStore
+from lookalike.store import Filters, MilvusStore
 from lookalike.variants import Thresholds, detect, group_key
 from tests.integration.test_search_service import make_service
 
@@ -31,6 +31,10 @@ def test_detection_finds_known_variants_across_two_runs(settings: Settings, tmp_
     # a missed one only shows a variant twice): measured 0.97 / 0.71 on 1,100 products.
     assert got["precision"] >= 0.9, got
     assert got["recall"] >= 0.6, got
+
+
+def ids(hits: object) -> list[str]:
+    return [h.product.product_id for h in hits]  # type: ignore[attr-defined]
 
 
 # The collapse and explicit-group tests are about what search and writes do with groups, not
@@ -79,6 +83,11 @@ def test_search_collapses_groups_and_a_deleted_best_member_shows_the_next(
 
     full = [h.product.product_id for h in search(collapse_variants=False).hits]
     assert set(group) <= set(full)  # collapsing off: every variant is a result
+
+    # "Similar to" a member: other articles, once each; never its own colours.
+    similar = asyncio.run(service.similar(group[0], top_k=len(products), filters=Filters()))
+    keys = [group_key(h.product.product_id, h.group_id) for h in similar.hits]
+    assert keys and len(set(keys)) == len(keys) and not set(group) & set(ids(similar.hits))
 
     store.delete([best])
     after = search()

@@ -175,7 +175,7 @@ def test_search_lists_what_it_inferred_and_explains_results(tmp_path: Path) -> N
     client = make_client(OneProductStore(), tmp_path)
     body = client.get("/v1/search", params={"q": "crimson shoes"}).json()
     assert body["inferred"]["colors"] == ["red"] and body["inferred"]["mode"] == "boost"
-    assert body["relaxed"] == []
+    assert body["relaxed"] == [] and body["full_matches"] == 1  # the one product is red
     boosts = body["results"][0]["explain"]["boosts"]
     assert [b["attribute"] for b in boosts] == ["color"] and "crimson" in boosts[0]["why"]
     off = client.get("/v1/search", params={"q": "crimson shoes", "infer": "off"}).json()
@@ -299,3 +299,69 @@ def test_collapse_variants_is_a_declared_strict_field(tmp_path: Path) -> None:
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert "collapse_variants" in schema["SearchRequest"]["properties"]
     assert "collapse_variants" in schema["SearchForm"]["properties"]
+
+
+class ShelfStore(OneProductStore):
+    """Fifty products whose scores fall with their number: any page's expected ids are known."""
+
+    products = tuple(Product(f"p{i:02d}", title="t", images=("/x.jpg",)) for i in range(50))
+
+    def search(self, **kwargs):
+        skip = set(kwargs.get("exclude_ids") or ())
+        found = [Hit(p, 1.0 - i / 100) for i, p in enumerate(self.products)
+                 if p.product_id not in skip]
+        return found[:kwargs["top_k"]]
+
+    def get(self, ids, with_vectors: bool = False) -> dict:
+        from lookalike.store.base import Record
+
+        v = np.ones(4, dtype=np.float32)
+        return {p.product_id: Record(p, image_vectors=[v], text_vector=v)
+                for p in self.products if p.product_id in ids}
+
+
+def shelf(*numbers: int) -> list[str]:
+    return [f"p{i:02d}" for i in numbers]
+
+
+def test_pages_follow_next_offset_to_the_end(tmp_path: Path) -> None:
+    client = make_client(ShelfStore(), tmp_path)
+    shown, offset = [], 0
+    while offset is not None:
+        body = client.get("/v1/search", params={"q": "dress", "top_k": 15, "offset": offset}).json()
+        assert body["offset"] == offset
+        shown += [h["product_id"] for h in body["results"]]
+        offset = body["next_offset"]
+    assert shown == shelf(*range(50))
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "expected"), [
+    ("post", "/v1/search", {"json": {"text": "dress", "top_k": 5, "offset": 5}}, shelf(*range(5, 10))),
+    ("post", "/v1/search", {"files": {"text": (None, "dress"), "top_k": (None, "5"),
+                                      "offset": (None, "5")}}, shelf(*range(5, 10))),
+    ("get", "/v1/products/p00/similar", {"params": {"top_k": 5, "offset": 5}}, shelf(*range(6, 11))),
+    ("post", "/v1/recommend", {"json": {"positive": "p00", "top_k": 5, "offset": 5}},
+     shelf(*range(6, 11))),
+])
+def test_every_result_list_takes_an_offset(tmp_path: Path, method: str, path: str, kwargs: dict,
+                                           expected: list[str]) -> None:
+    resp = getattr(make_client(ShelfStore(), tmp_path), method)(path, **kwargs)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert [h["product_id"] for h in body["results"]] == expected
+    assert (body["offset"], body["next_offset"]) == (5, 10)
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), [
+    ("get", "/v1/search", {"params": {"q": "dress", "top_k": 10, "offset": 991}}),
+    ("get", "/v1/search", {"params": {"q": "dress", "offset": -1}}),
+    ("post", "/v1/search", {"json": {"text": "dress", "top_k": 100, "offset": 901}}),
+    ("post", "/v1/search", {"json": {"text": "dress", "offset": 1.5}}),
+    ("post", "/v1/search", {"files": {"text": (None, "dress"), "offset": (None, "995")}}),
+    ("get", "/v1/products/p00/similar", {"params": {"offset": 999}}),
+    ("post", "/v1/recommend", {"json": {"positive": "p00", "offset": 1000}}),
+])
+def test_a_page_past_the_window_is_422(tmp_path: Path, method: str, path: str,
+                                       kwargs: dict) -> None:
+    resp = getattr(make_client(ShelfStore(), tmp_path), method)(path, **kwargs)
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_parameter"

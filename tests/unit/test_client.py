@@ -216,6 +216,23 @@ def test_multipart_filters_and_lists_repeat_the_field(api: Api, server: Server) 
         ("drop_inferred", "color")])
 
 
+def test_a_filter_value_with_a_comma_sends_the_photo_as_json(api: Api, server: Server) -> None:
+    # A form's commas separate values; a JSON list is taken as given.
+    data = jpeg()
+    api.search("top", image=data, filters={"category": ["tops, shirts", "coat"]}, crop=(0, 0, 1, 1))
+    body = json.loads(server.last.content)
+    assert server.last.headers["content-type"] == "application/json"
+    assert body == {"text": "top", "image_base64": base64.b64encode(data).decode(), "top_k": 10,
+                    "filters": {"category": ["tops, shirts", "coat"]},
+                    "crop": {"x": 0, "y": 0, "w": 1, "h": 1}}
+
+
+def test_similar_refuses_a_filter_value_with_a_comma(api: Api, server: Server) -> None:
+    with pytest.raises(ValueError, match="holds a comma"):
+        api.similar("p1", filters={"category": "tops, shirts"})
+    assert server.requests == []
+
+
 def test_something_that_is_not_an_image_is_a_type_error(api: Api, server: Server) -> None:
     with pytest.raises(TypeError, match="path, bytes, a PIL image"):
         api.search(image=12)
@@ -299,7 +316,8 @@ def test_answers_are_typed_and_unknown_fields_are_kept(api: Api, server: Server)
                "image_url": "/v1/products/p2/images/0", "new_variant_field": 1}
     server.answers = [httpx.Response(200, json={
         **SEARCH_OK, "results": [hit("p1", variants=1, other_variants=[variant], badge="new"),
-                                 hit("p3", 0.5)], "relaxed": ["color"], "trace_id": "x"})]
+                                 hit("p3", 0.5)], "relaxed": ["color"], "full_matches": 0,
+        "trace_id": "x"})]
     got = api.search("red")
     assert len(got) == 2 and [h.product_id for h in got] == ["p1", "p3"]
     top = got.results[0]
@@ -307,6 +325,7 @@ def test_answers_are_typed_and_unknown_fields_are_kept(api: Api, server: Server)
     assert top.other_variants[0].color == "blue"
     assert top.other_variants[0].extra == {"new_variant_field": 1}
     assert got.relaxed == ["color"] and got.inferred == {"mode": "boost"}
+    assert got.full_matches == 0
     assert got.took_ms == 1.5 and got.extra == {"trace_id": "x"}
 
 
@@ -464,6 +483,7 @@ def test_the_api_routes_parse_what_the_client_sends(routes: tuple[AsyncClient, R
     filters = {"category": ["dress", "coat"], "color": "red", "min_price": 5, "max_price": 50}
     expected = StoreFilters(categories=("dress", "coat"), colors=("red",), min_price=5.0,
                             max_price=50.0)
+    commas = {"category": ["tops, shirts"], "size": "M"}
 
     async def run() -> None:
         async with client:
@@ -473,13 +493,14 @@ def test_the_api_routes_parse_what_the_client_sends(routes: tuple[AsyncClient, R
                                 filters=filters, crop=(0, 0, 0.5, 0.5), image_weight=0.8)
             await client.similar("p1", top_k=3, filters=filters, other_color=True)
             await client.recommend(["p1", "p2"], negative="p3", top_k=2, filters=filters)
+            await client.search(image=jpeg(), filters=commas)
             await client.put({"product_id": "n1", "title": "New", "price": 3, "season": "x"},
                              [jpeg(), jpeg((0, 0, 200))])
             await client.delete("n1")
 
     asyncio.run(run())
-    (_, text), (_, photo), (_, (pid, similar)), (_, rec), (_, (product, images)), (_, gone) = \
-        service.calls
+    (_, text), (_, photo), (_, (pid, similar)), (_, rec), (_, comma_photo), \
+        (_, (product, images)), (_, gone) = service.calls
     assert (text.text, text.image, text.top_k, text.filters) == ("red dress", None, 7, expected)
     assert (text.exclude_ids, text.drop_inferred, text.infer, text.collapse_variants) == \
         (("p9",), ("color",), "off", False)
@@ -489,6 +510,49 @@ def test_the_api_routes_parse_what_the_client_sends(routes: tuple[AsyncClient, R
         ("p1", 3, expected, Relative(other_color=True))
     assert (rec["positive"], rec["negative"], rec["top_k"], rec["filters"]) == \
         (("p1", "p2"), ("p3",), 2, expected)
+    assert (comma_photo.kind, comma_photo.filters) == \
+        ("image", StoreFilters(categories=("tops, shirts",), sizes=("M",)))
     assert (product.product_id, product.title, product.price, product.attributes) == \
         ("n1", "New", 3.0, {"season": "x"})
     assert len(images) == 2 and gone == "n1"
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+def page_answer(pids: list[str], offset: int, next_offset: int | None) -> httpx.Response:
+    return httpx.Response(200, json={**SEARCH_OK, "results": [hit(p) for p in pids],
+                                     "offset": offset, "next_offset": next_offset})
+
+
+def test_offset_goes_with_every_result_list(api: Api, server: Server) -> None:
+    server.answers = [page_answer(["p3"], 2, 3)]
+    got = api.search("red", top_k=1, offset=2)
+    assert json.loads(server.last.content)["offset"] == 2 and got.next_offset == 3
+    api.search("red", image=jpeg(), offset=4)
+    assert ("offset", "4") in fields(server.last)
+    api.similar("p1", offset=6, collapse_variants=False)
+    assert server.last.url.params.multi_items()[-2:] == [("offset", "6"),
+                                                         ("collapse_variants", "false")]
+    api.recommend("p1", offset=8, collapse_variants=True)
+    assert json.loads(server.last.content) == {"positive": ["p1"], "top_k": 10, "offset": 8,
+                                               "collapse_variants": True}
+
+
+def test_pages_follow_next_offset_until_none(kind: str, server: Server) -> None:
+    server.answers = [page_answer(["p1", "p2"], 0, 2), page_answer(["p3", "p4"], 2, 4),
+                      page_answer(["p5"], 4, None)]
+    transport = httpx.MockTransport(server)
+
+    async def walk_async() -> list[SearchResult]:
+        async with AsyncClient(URL, transport=transport) as client:
+            return [page async for page in client.pages("similar", "p0", top_k=2)]
+
+    if kind == "sync":
+        with Client(URL, transport=transport) as client:
+            pages = list(client.pages("similar", "p0", top_k=2))
+    else:
+        pages = asyncio.run(walk_async())
+    assert [p.product_ids for p in pages] == [["p1", "p2"], ["p3", "p4"], ["p5"]]
+    assert [dict(r.url.params)["offset"] for r in server.requests] == ["0", "2", "4"]
+    with Client(URL, transport=transport) as client, pytest.raises(ValueError):
+        next(client.pages("facets"))

@@ -91,7 +91,8 @@ def test_the_key_never_shows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
 
 
 @pytest.mark.parametrize("bad", [{"model_runtime": "onnx", "device": "cuda"},
-                                 {"text_quantize": "int8"},  # torch runtime: no int8
+                                 {"text_quantize": "int8", "model_runtime": "torch"},
+                                 {"text_quantize": "int8", "device": "cuda"},  # auto: torch
                                  {"model_runtime": "openvino"},
                                  {"write_flush_rows": 0}, {"write_flush_idle_s": -1}])
 def test_bad_runtime_and_flush_settings_fail_fast(bad: dict) -> None:
@@ -103,9 +104,20 @@ def test_model_runtime_from_env_and_cache_under_the_data_dir(monkeypatch: pytest
                                                              tmp_path: Path) -> None:
     monkeypatch.setenv("LOOKALIKE_MODEL_RUNTIME", "onnx")
     monkeypatch.setenv("LOOKALIKE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("LOOKALIKE_MODEL_CACHE_DIR", raising=False)  # tests/conftest.py sets one
     s = Settings()
     assert s.model_runtime == "onnx" and s.resolved_model_cache_dir == tmp_path / "models"
     assert Settings(model_cache_dir=tmp_path / "m").resolved_model_cache_dir == tmp_path / "m"
+@pytest.mark.parametrize(("runtime", "device", "resolved"), [
+    ("auto", "cpu", "onnx"), ("auto", "cuda", "torch"), ("torch", "cpu", "torch"),
+    ("onnx", "cpu", "onnx"), ("torch", "cuda", "torch")])
+def test_the_default_runtime_is_onnx_on_the_cpu_and_torch_on_cuda(
+        runtime: str, device: str, resolved: str) -> None:
+    s = Settings(model_runtime=runtime, device=device)
+    assert s.resolved_model_runtime == resolved
+    assert Settings().model_runtime == "auto"
+
+
 def test_shards_and_replicas_need_a_real_milvus(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="need a real Milvus"):
         Settings(milvus_shards=2)

@@ -92,6 +92,20 @@ def test_a_price_in_the_words_keeps_its_products_first_then_the_nearest_prices()
     assert got.hits[2].explain["breaks"] == ["price"]
 
 
+def test_no_product_with_everything_asked_for_is_said_though_every_limit_holds() -> None:
+    # "red bag under 50": the one bag is black. Under 50 holds (the bag, 20; a red dress, 30),
+    # so nothing is relaxed, yet nothing is a red bag under 50: the page must not pretend.
+    inferred = Inferred(categories=("bag",), colors=("red",), max_price=50.0)
+    got = rank(FakeSearch(), explicit=Filters(), infer=lambda _: inferred, mode="boost", top_k=2)
+    assert got.relaxed == [] and got.full_matches == 0
+    assert all(h.product.price <= 50 for h in got.hits) and ids(got.hits)[0] == "e"
+    dress = Inferred(categories=("dress",), colors=("red",))
+    assert rank(FakeSearch(), explicit=Filters(), infer=lambda _: dress, mode="boost",
+                top_k=5).full_matches == 2  # "a" and "d"; the page shows 3 more after them
+    assert rank(FakeSearch(), explicit=Filters(), infer=lambda _: Inferred(), mode="boost",
+                top_k=5).full_matches is None  # nothing asked for: nothing to say
+
+
 def test_both_searches_read_the_pool_whatever_the_page_size() -> None:
     """The pool and the full matches are sized by the pool, never by top_k: a page of two and
     a page of five come from the same candidates (the old code searched top_k and stopped
@@ -147,6 +161,17 @@ def test_cheap_prefers_lower_prices() -> None:
     assert weight["a"] > weight["d"] > weight["b"] > 0  # 30, 45, 80
     assert weight["a"] == CHEAP_WEIGHT  # the cheapest gets the whole weight
     assert all(h.explain["boosts"][0]["value"] == "cheap" for h in got)
+
+
+def test_cheap_is_measured_against_what_the_words_ask_for() -> None:
+    # "cheap dresses": the €20 bag and the €120 coat are candidates too, but the cheapest
+    # dress (30) gets the whole weight and the dearest (80) is measured against the dresses.
+    hits = FakeSearch()(Filters(), 10)
+    got = order(hits, inferred=Inferred(categories=("dress",), cheap=True), mode="boost").hits
+    cheap = {h.product.product_id: next(b["weight"] for b in h.explain["boosts"]
+                                        if b["value"] == "cheap") for h in got}
+    assert cheap["a"] == CHEAP_WEIGHT and cheap["e"] == CHEAP_WEIGHT  # both at the dresses' lowest
+    assert cheap["a"] > cheap["d"] > cheap["b"] > cheap["c"] > 0
 
 
 def test_photo_inference_sees_the_pool() -> None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lookalike.catalog.product import Product
 from lookalike.rank.attributes import BOOST_BOUND
 from lookalike.rank.inferred import MODES, Inferred
+from lookalike.rank.mmr import mmr
 from lookalike.rank.ranking import POOL_FLOOR, Ranked, order, pool_size
 from lookalike.rank.retrieval import retrieve
 from lookalike.store.base import Filters, Hit
@@ -66,8 +68,9 @@ products = st.tuples(st.sampled_from(CATEGORIES), st.sampled_from(COLORS), st.sa
 
 
 @st.composite
-def catalogues(draw: st.DrawFn, kind: str | None = None, min_size: int = 1) -> Catalogue:
-    rows = draw(st.lists(products, min_size=min_size, max_size=40))
+def catalogues(draw: st.DrawFn, kind: str | None = None, min_size: int = 1,
+               max_size: int = 40) -> Catalogue:
+    rows = draw(st.lists(products, min_size=min_size, max_size=max_size))
     modality = kind or draw(st.sampled_from(("image", "text")))
     hits = []
     for i, (category, color, size, price, score, group) in enumerate(rows):
@@ -112,6 +115,32 @@ page_sizes = st.integers(1, POOL_FLOOR)
 def test_a_smaller_page_is_a_prefix_of_a_larger_one(cat: Catalogue, inferred: Inferred,
                                                     explicit: Filters, mode: str, collapse: bool,
                                                     a: int, b: int) -> None:
+    k, big = sorted((a, b))
+    small = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=k, collapse=collapse)
+    large = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=big, collapse=collapse)
+    assert ids(small) == ids(large)[:k]
+
+
+def _deep_keepers() -> Catalogue:
+    """300 coats by falling score: the best 150 at 100 (they break "under 50"), the rest at 10."""
+    return Catalogue(tuple(
+        Hit(Product(f"p{i}", category="coat", color="red", size="M",
+                    price=100.0 if i < 150 else 10.0), 1.0 - i / 300, scores={"text": 1.0 - i / 300})
+        for i in range(300)))
+
+
+# A pool that grew with the page would find the coats under 50 for top_k 50 (pool 250) and not
+# for top_k 10 (pool 100): they would lead the larger page only.
+@example(_deep_keepers(), Inferred(categories=("dress",), max_price=50.0), Filters(), "boost",
+         False, 10, 50)
+@settings(max_examples=60, deadline=None)
+@given(catalogues(min_size=POOL_FLOOR + 1, max_size=3 * POOL_FLOOR), inferences(),
+       explicit_filters(), st.sampled_from(MODES), st.booleans(), page_sizes, page_sizes)
+def test_pages_up_to_the_floor_are_prefixes_in_a_catalogue_larger_than_the_pool(
+        cat: Catalogue, inferred: Inferred, explicit: Filters, mode: str, collapse: bool,
+        a: int, b: int) -> None:
+    """The catalogue holds more products than a pool reads, so a page size that changed the
+    pool (the old max(100, 5 x top_k)) would change the candidates: top_k 10 and 50 differ."""
     k, big = sorted((a, b))
     small = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=k, collapse=collapse)
     large = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=big, collapse=collapse)
@@ -207,6 +236,26 @@ def test_understood_limits_are_kept_or_reported(cat: Catalogue, inferred: Inferr
             assert detail[limit] == sum(limit in held.matching(p) for p in candidates)
 
 
+@settings(max_examples=300, deadline=None)
+@given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), page_sizes)
+def test_the_full_match_count_is_what_the_page_can_promise(
+        cat: Catalogue, inferred: Inferred, explicit: Filters, mode: str, top_k: int) -> None:
+    got = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=top_k)
+    held = inferred.under(explicit) if mode != "off" else Inferred()
+    asked = held.attributes()
+    if not asked:
+        assert got.full_matches is None
+        return
+    # Every candidate with all of them at once, whatever the page size: what the page says
+    # ("No black bags under €50", "Only 2 …") is about the catalogue, not about top_k.
+    candidates = [h.product for h in cat.hits if keeps(h.product, explicit)]
+    assert got.full_matches == sum(len(held.matching(p)) == len(asked) for p in candidates)
+    shown = sum(len(held.matching(h.product)) == len(asked) for h in got.hits)
+    assert shown <= got.full_matches
+    if mode == "filter":  # relaxing starts only after the last full match
+        assert shown == min(got.full_matches, len(got.hits))
+
+
 @settings(max_examples=200, deadline=None)
 @given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), st.booleans(),
        page_sizes)
@@ -217,3 +266,22 @@ def test_explicit_filters_always_hold(cat: Catalogue, inferred: Inferred, explic
     if collapse:  # one product per variant group
         groups = [h.group_id or h.product.product_id for h in got.hits]
         assert len(groups) == len(set(groups))
+
+
+@settings(max_examples=200, deadline=None)
+@given(catalogues(min_size=2), inferences(), explicit_filters(), st.sampled_from(MODES),
+       st.floats(0.05, 1.0), page_sizes, st.integers(0, 2**16))
+def test_diversity_reorders_within_a_tier_only(cat: Catalogue, inferred: Inferred,
+                                                explicit: Filters, mode: str, diversity: float,
+                                                top_k: int, seed: int) -> None:
+    """MMR never lifts a product that breaks an understood limit (or needed more relaxing) above
+    one that keeps it, nor anything above the exact photo match: the tiers stay in order."""
+    found = retrieve(cat.search, explicit=explicit, infer=lambda _: inferred, mode=mode,
+                     pool=pool_size(top_k))
+    ordering = order(found.hits, inferred=found.inferred, mode=mode, explicit=explicit)
+    rng = np.random.default_rng(seed)
+    vectors = {h.product.product_id: rng.normal(size=4).astype(np.float32) for h in ordering.hits}
+    mixed = mmr(ordering.hits, vectors, top_k=top_k, diversity=diversity, tiers=ordering.tiers)
+    assert len(mixed) == min(top_k, len(ordering.hits))
+    shown = [ordering.tiers[h.product.product_id] for h in mixed]
+    assert shown == sorted(shown)
