@@ -17,8 +17,8 @@ winners in a query of its own (skipped for winners in the read cache, read_cache
 same request again is shown too) and the variant groups in another (the store's
 newest_with_groups hidden), "after" the path with fields from the searches and one read per
 page. Also what runs beside the searches: one facets scan
-(in the background, once per facets_ttl_s per replica) and one alias resolve (once per second
-per router replica while requests come in, live.py).
+(in the background, once per facets_ttl_s per replica) and one alias resolve (at start and on
+refresh, live.py).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.images import decode_image
 from lookalike.indexing import batched, embed_products
-from lookalike.live import RESOLVE_TTL_S
+from lookalike.live import ALIAS_RECHECK_S
 from lookalike.ports import free_port
 from lookalike.search import SearchQuery, SearchService
 from lookalike.store import Filters, MilvusStore, aliases
@@ -129,8 +129,8 @@ def count_table(store: MilvusStore, products: list[Product], ie: ImageEmbedder,
     print(f"| facets scan (background, every facets_ttl_s: default "
           f"{Settings.model_fields['facets_ttl_s'].default:g} s per replica) | {_show(scan)} | | |")
     resolve = _calls(store, lambda: aliases.resolve(store.client, store.collection))
-    print(f"| alias resolve (every {RESOLVE_TTL_S:g} s at most, per router replica) | "
-          f"{_show(resolve)} | | |")
+    print(f"| alias resolve (at start and on refresh; the background re-check is one "
+          f"describe_alias per {ALIAS_RECHECK_S:g} s per replica) | {_show(resolve)} | | |")
 
 
 def main() -> int:
