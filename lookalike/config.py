@@ -189,9 +189,6 @@ class Settings(BaseSettings):
     variant_reshoot_cosine: float = Field(0.93, ge=-1, le=1)
     variant_reshoot_hash_distance: int = Field(12, ge=0, le=64)
     variant_neighbours: int = Field(16, ge=1, le=1000)  # candidates per product and signal
-    # Unused by search since it collapses over the whole candidate pool (lookalike/rank/
-    # ranking.py); kept so configurations that set LOOKALIKE_VARIANT_OVERFETCH still load.
-    variant_overfetch: int = Field(3, ge=1, le=20)
 
     @field_validator("milvus_uri")
     @classmethod

@@ -221,7 +221,6 @@ class LiveService:
             media_dir=self.settings.media_dir, media=self._media, model_version=m.version,
             facets_ttl_s=self.settings.facets_ttl_s, shrink_image=m.shrink_image,
             min_short_side=m.min_short_side, cross_modal=m.cross_modal,
-            variant_overfetch=self.settings.variant_overfetch,
             query_vector_cache_size=self.settings.query_vector_cache_size))
 
     async def _live(self, *, fresh: bool = False) -> tuple[SearchService, str | None]:

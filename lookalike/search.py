@@ -137,7 +137,6 @@ class SearchService:
         shrink_image: Callable[[Image.Image], Image.Image] | None = None,
         min_short_side: int | None = None,
         cross_modal: bool = False,
-        variant_overfetch: int = 3,
         query_vector_cache_size: int = 0,
     ) -> None:
         """`shrink_image`: the embedders' resize step (ImagePreprocessor.shrink), applied here
@@ -160,9 +159,6 @@ class SearchService:
         self._min_short_side = min_short_side
         self.understanding = QueryUnderstanding()
         self.cross_modal = cross_modal
-        # Unused since collapsing runs over the whole candidate pool (lookalike/rank/ranking.py);
-        # kept so existing configurations (LOOKALIKE_VARIANT_OVERFETCH) still start.
-        self.variant_overfetch = variant_overfetch
 
     def _prepare(self, data: bytes, crop: Box | None = None) -> Image.Image:
         img = decode_image(data, formats=UPLOAD_FORMATS, min_short_side=self._min_short_side,
