@@ -162,13 +162,21 @@ class LocalMedia:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         # flock: one lock for the threads of this process and the other router replicas.
-        self.root.mkdir(parents=True, exist_ok=True)
+        _private_dirs(self.root)
         with open(self.root / LOCK_NAME, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _private_dirs(path: Path) -> None:
+    """Make `path` and its missing parents 0700. The default root is data_dir/media, and the
+    data directory also holds the admin key and the store's token: a first upload on a process
+    that no CLI prepared (`serve run`, an external Milvus) must not create it open to all."""
+    for missing in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        missing.mkdir(mode=0o700, exist_ok=True)
 
 
 def open_media(settings: Settings) -> MediaStore:

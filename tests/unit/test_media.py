@@ -35,6 +35,13 @@ def test_the_reference_is_known_before_the_file_and_names_the_content(tmp_path: 
     assert media.owns(ref)
 
 
+def test_a_first_upload_makes_the_data_directory_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh" / "data"
+    MediaDir(data_dir / "media").save(png(1, 16))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (data_dir.parent, data_dir, data_dir / "media")}
+    assert modes == {"fresh": 0o700, "data": 0o700, "media": 0o700}
+
+
 def file_of(root: Path, ref: str) -> Path:
     return root / ref[len(MEDIA):]
 
