@@ -18,20 +18,7 @@ from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.search import MediaUnavailable, SearchQuery, SearchService
 from lookalike.store import MilvusStore, StoredProduct
 from lookalike.store.base import StoreError
-
-
-def make_service(store: MilvusStore, embedders: tuple[ImageEmbedder, TextEmbedder],
-                 media_dir: Path, **kwargs: object) -> SearchService:
-    ie, te = embedders
-
-    async def embed_image(img: Image.Image) -> np.ndarray:
-        return ie.embed([img])[0]
-
-    async def embed_text(text: str) -> np.ndarray:
-        return te.embed([text])[0]
-
-    return SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
-                         media_dir=media_dir, **kwargs)
+from tests.integration.services import make_service
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.indexing import embed_products
 from lookalike.search import SearchQuery, SearchService
 from lookalike.store import Filters, MilvusStore, StoredProduct
+from tests.integration.services import make_service
 
 N = 150
 
@@ -37,15 +38,7 @@ def service(settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder],
     store = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
     store.ensure_collection()
     store.upsert(items)
-
-    async def embed_image(img: Image.Image) -> np.ndarray:
-        return ie.embed([img])[0]
-
-    async def embed_text(text: str) -> np.ndarray:
-        return te.embed([text])[0]
-
-    yield SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
-                        media_dir=tmp_path / "media")
+    yield make_service(store, embedders, tmp_path / "media")
     store.drop()
     store.close()
 

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -27,6 +26,7 @@ from lookalike.indexing import embed_products
 from lookalike.search import SearchOutcome, SearchQuery, SearchService
 from lookalike.store import Filters, MilvusStore, StoredProduct
 from lookalike.store.call_count import count_calls
+from tests.integration.services import make_service
 
 N = 60
 GROUPED = 3  # the first products share one explicit variant group
@@ -49,15 +49,7 @@ def service(settings: Settings, embedders: tuple[ImageEmbedder, TextEmbedder],
     store = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
     store.ensure_collection()
     store.upsert(items)
-
-    async def embed_image(img: Image.Image) -> np.ndarray:
-        return ie.embed([img])[0]
-
-    async def embed_text(text: str) -> np.ndarray:
-        return te.embed([text])[0]
-
-    svc = SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
-                        media_dir=tmp_path / "media", facets_ttl_s=3600)
+    svc = make_service(store, embedders, tmp_path / "media", facets_ttl_s=3600)
     asyncio.run(svc.facets())  # the first scan; counted on its own below
     yield svc
     svc._facets.close()
