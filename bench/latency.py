@@ -25,6 +25,7 @@ Writes bench/results/latency_one_client.json.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import sys
@@ -98,6 +99,7 @@ def main() -> int:
     # 1. The catalogue, on every core.
     server = LiteServer(work / "data", free_port())
     server.ensure_running()
+    atexit.register(server.stop)  # also on a failed set-up (p9_floor.py says why)
     settings = Settings(data_dir=work / "data", lite_port=server.port, port=free_port(),
                         collection="latency", admin_key="bench-admin-key-0123")
     cores = os.cpu_count() or 2

@@ -13,6 +13,7 @@ Writes bench/results/p1_p2.json.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 import tempfile
@@ -98,6 +99,7 @@ def main() -> int:
     # 2. Store + catalogue.
     server = LiteServer(work / "data", free_port())
     server.ensure_running()
+    atexit.register(server.stop)  # also on a failed set-up (p9_floor.py says why)
     settings = Settings(data_dir=work / "data", lite_port=server.port, port=free_port(),
                         collection="bench", admin_key="bench-admin-key-0123")
     store = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)

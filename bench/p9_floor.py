@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import sys
 import tempfile
@@ -181,6 +182,10 @@ def main() -> int:
     payloads = [Path(p.images[0]).read_bytes() for p in products]
     server = LiteServer(work / "data", free_port())
     server.ensure_running()
+    # The server outlives this process by design (a shared store): stop it on every exit, a
+    # failed set-up included (a Ray start that timed out once left it running). stop() is
+    # idempotent, so the normal path's stop below is harmless.
+    atexit.register(server.stop)
     settings = Settings(data_dir=work / "data", lite_port=server.port, collection="floor")
     ie, te = ImageEmbedder(), TextEmbedder()
     store = MilvusStore.from_settings(settings, image_dim=ie.dim, text_dim=te.dim)
