@@ -120,6 +120,9 @@ def explain(hit: Hit, *, base: float, boosts: list[dict[str, Any]], inferred: In
            "lexical": round(hit.scores["lexical"], 6) if "lexical" in hit.scores else None,
            "boosts": boosts, "matched_image": hit.image_index,
            "inferred": {k: v for k, v in inferred.as_dict().items() if k != "why"}}
+    if "rrf" in hit.scores:
+        # Text and BM25 fused in the store by rank (store/milvus.py): the parts are not known.
+        out["fusion"] = "rrf"
     if broken:
         out["breaks"] = list(broken.attributes)
     if exact:

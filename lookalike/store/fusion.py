@@ -75,5 +75,13 @@ def rrf(*rankings: list[str], k: int = RRF_K) -> dict[str, float]:
     for ranking in rankings:
         for rank, pid in enumerate(ranking, start=1):
             out[pid] = out.get(pid, 0.0) + 1.0 / (k + rank)
-    top = len(rankings) / (k + 1)
-    return {pid: s / top for pid, s in out.items()} if rankings else {}
+    if not rankings:
+        return {}
+    scale = rrf_scale(len(rankings), k)
+    return {pid: s * scale for pid, s in out.items()}
+
+
+def rrf_scale(lists: int, k: int = RRF_K) -> float:
+    """What turns a sum of 1 / (k + rank) over `lists` lists (ranks from 1, as Milvus'
+    RRFRanker counts them) into 0..1: 1 for the first in every list."""
+    return (k + 1) / lists

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pymilvus import MilvusClient, MilvusException
+from pymilvus import AnnSearchRequest, MilvusClient, MilvusException, RRFRanker, WeightedRanker
 from pymilvus.exceptions import DescribeCollectionException
 
 from lookalike import variants
@@ -53,6 +53,10 @@ WRITE_BATCH_ROWS = 1000
 ID_CHUNK = 1000  # product ids per `in [...]` filter
 STALE_RETRIES = 3  # searches re-run at most this often to drop older versions they met
 KEY_FIELDS = ["product_id", "image_index", "write_version"]
+# Each product version's first row: the text vector and the words are the same on every row of
+# a version, so text and BM25 searches take these rows and need no grouping by product (which
+# costs milvus-lite several times a plain search; bench/store_calls.py).
+MAIN_ROW = "image_index == 0"
 # gRPC backs off 1, 1.6, 2.6 ... s between reconnects (up to 120 s): after a store restart the
 # client stayed away ~9 s, longer than the restart. Retry every 0.2-1 s instead (loopback or a
 # cluster address: a cheap connect attempt).
@@ -117,6 +121,21 @@ def _older_than(cutoffs: dict[str, int]) -> str:
         by_cutoff[version].append(pid)
     return " or ".join(f"({_in('product_id', pids)} and write_version < {int(v)})"
                        for v, pids in by_cutoff.items())
+
+
+def _and(*exprs: str) -> str:
+    return " and ".join(f"({e})" for e in exprs if e)
+
+
+def _best_per_product(hits: Any) -> dict[str, tuple[float, dict[str, Any]]]:
+    """{product_id: (its best score, that row's entity)} over one list of search hits."""
+    best: dict[str, tuple[float, dict[str, Any]]] = {}
+    for hit in hits:
+        entity = hit.get("entity", hit)
+        score = float(hit["distance"])
+        if entity["product_id"] not in best or score > best[entity["product_id"]][0]:
+            best[entity["product_id"]] = (score, entity)
+    return best
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -407,7 +426,7 @@ class MilvusStore:
                 out[row["product_id"]].append(int(row["write_version"]))
         return out
 
-    def _retire_older(self, product_ids: Sequence[str], version: int) -> None:
+    def _retire_older(self, product_ids: Sequence[str], version: int) -> int:
         """Delete every version older than the newest stored one. If a racing write stored a
         newer version than ours, ours is the one retired: the newest write wins either way,
         whichever request reached the store first (the caller holds the write lock).
@@ -522,8 +541,8 @@ class MilvusStore:
         `version`, so the caller's check finds it.
 
         `lexical_query` (text-only searches): BM25 over the product's words joins the dense
-        text search, fused by reciprocal rank (fusion.rrf; scores 0..1), when the collection
-        has the BM25 fields.
+        text search in the same request, fused by reciprocal rank (Milvus' RRFRanker, scaled
+        to 0..1 as fusion.rrf), when the collection has the BM25 fields.
 
         Several `image_vectors` (a product's photos, for "similar") search at once: each
         product scores by its best match over them. Scores: with one modality, the raw cosine;
@@ -584,9 +603,11 @@ class MilvusStore:
         if queries and text_vector is not None:
             return self._hybrid(queries, np.asarray(text_vector, np.float32).tolist(),
                                 image_weight, expr, top_k, fields)
-        field, data = (("image_vector", queries) if queries
-                       else ("text_vector", [np.asarray(text_vector, np.float32).tolist()]))
-        best = self._grouped(field, data, expr, top_k, fields)
+        if queries:
+            field, best = "image_vector", self._grouped("image_vector", queries, expr, top_k, fields)
+        else:
+            field = "text_vector"
+            best = self._main_rows(np.asarray(text_vector, np.float32).tolist(), expr, top_k, fields)
         modality = field.removesuffix("_vector")
         return sorted((_Scored(pid, score, int(row.get("image_index") or 0), int(row["write_version"]),
                                {modality: score}, row)
@@ -603,14 +624,20 @@ class MilvusStore:
                                      consistency_level=CONSISTENCY)
         except MilvusException as exc:
             raise _store_error(f"search failed: {exc}", exc) from exc
-        best: dict[str, tuple[float, dict[str, Any]]] = {}
-        for per_query in res or []:
-            for hit in per_query:
-                entity = hit.get("entity", hit)
-                score = float(hit["distance"])
-                if entity["product_id"] not in best or score > best[entity["product_id"]][0]:
-                    best[entity["product_id"]] = (score, entity)
-        return best
+        return _best_per_product(hit for per_query in res or [] for hit in per_query)
+
+    def _main_rows(self, text: list[float], expr: str, limit: int,
+                   fields: list[str] = KEY_FIELDS) -> dict[str, tuple[float, dict[str, Any]]]:
+        """{product_id: (text cosine, its row's `fields`)}: the text search over main rows."""
+        main = _and(MAIN_ROW, expr)
+        try:
+            res = self.client.search(self.collection, data=[text], anns_field="text_vector",
+                                     filter=main, limit=limit, output_fields=fields,
+                                     search_params=self._filtered_params,
+                                     consistency_level=CONSISTENCY)
+        except MilvusException as exc:
+            raise _store_error(f"search failed: {exc}", exc) from exc
+        return _best_per_product((res or [[]])[0])
 
     def _hybrid(self, queries: list[list[float]], text: list[float], w: float, expr: str,
                 top_k: int, fields: list[str] = KEY_FIELDS) -> list[_Scored]:
@@ -618,13 +645,14 @@ class MilvusStore:
         limit = fusion.candidate_limit(top_k)
         for round_ in range(fusion.WIDEN_ROUNDS + 1):
             image = self._grouped("image_vector", queries, expr, limit, fields)
-            texts = self._grouped("text_vector", [text], expr, limit, fields)
+            texts = self._main_rows(text, expr, limit, fields)
             floors = {name: (min(s for s, _ in got.values()) if len(got) >= limit else None)
                       for name, got in (("image", image), ("text", texts))}
-            image.update(self._complete("image_vector", queries,
-                                        [p for p in texts if p not in image], expr, fields))
-            texts.update(self._complete("text_vector", [text],
-                                        [p for p in image if p not in texts], expr, fields))
+            more_image, more_text = self._complete(
+                queries, text, image_of=[p for p in texts if p not in image],
+                text_of=[p for p in image if p not in texts], expr=expr, fields=fields)
+            image.update(more_image)
+            texts.update(more_text)
             scores = fusion.fuse({p: s for p, (s, _) in image.items()},
                                  {p: s for p, (s, _) in texts.items()}, w)
             ranked = sorted(scores, key=lambda p: -scores[p])[:top_k]
@@ -640,52 +668,63 @@ class MilvusStore:
 
     def _text_and_lexical(self, text: list[float], words: str, expr: str, top_k: int,
                           fields: list[str] = KEY_FIELDS) -> list[_Scored]:
-        """Dense text and BM25 candidates (key fields only), fused by reciprocal rank
-        (fusion.rrf); each winner keeps its text cosine and, if BM25 found it, its BM25 score."""
+        """Dense text and BM25 in one request, fused by the store's RRFRanker: the formula of
+        fusion.rrf, over each modality's best `candidate_limit` main rows. The store returns
+        the fused score only, so a winner's parts (its text cosine, its BM25 score) are not
+        known: reading them would take a request more. Their `scores` say how they were scored
+        ({"rrf": the fused score}), and explanations say so."""
         limit = fusion.candidate_limit(top_k)
-        dense = self._grouped("text_vector", [text], expr, limit, fields)
+        main = _and(MAIN_ROW, expr)
+        requests = [
+            AnnSearchRequest(data=[text], anns_field="text_vector", limit=limit, expr=main,
+                             param=self._filtered_params),
+            AnnSearchRequest(data=[words], anns_field="lexical", limit=limit, expr=main,
+                             param={"metric_type": "BM25"})]
         try:
-            res = self.client.search(self.collection, data=[words], anns_field="lexical",
-                                     filter=expr, limit=limit, output_fields=fields,
-                                     group_by_field="product_id",
-                                     search_params={"metric_type": "BM25"},
-                                     consistency_level=CONSISTENCY)
+            # Two versions of a product (an interrupted write) are two main rows: a few more.
+            res = self.client.hybrid_search(self.collection, requests, RRFRanker(fusion.RRF_K),
+                                            limit=top_k + STALE_RETRIES, output_fields=fields,
+                                            consistency_level=CONSISTENCY)
         except MilvusException as exc:
-            raise _store_error(f"full-text search failed: {exc}", exc) from exc
-        # Best first; milvus-lite reports BM25 scores negated, Milvus positive.
-        lexical: dict[str, tuple[float, dict[str, Any]]] = {}
-        for h in (res or [[]])[0]:
-            entity = h.get("entity", h)
-            lexical.setdefault(entity["product_id"], (abs(float(h["distance"])), entity))
-        fused = fusion.rrf(sorted(dense, key=lambda p: -dense[p][0]), list(lexical))
-        ranked = sorted(fused, key=lambda p: -fused[p])[:top_k]
-        # Exact text cosines of the BM25-only winners (from their stored vectors).
-        dense.update(self._complete("text_vector", [text], [p for p in ranked if p not in dense],
-                                    expr, fields))
-        out = []
-        for p in ranked:
-            row = dense[p][1] if p in dense else lexical[p][1]
-            versions = [int(r[1]["write_version"]) for r in (dense.get(p), lexical.get(p)) if r]
-            out.append(_Scored(p, fused[p], int(row.get("image_index") or 0), min(versions),
-                               {"text": dense[p][0] if p in dense else 0.0,
-                                **({"lexical": lexical[p][0]} if p in lexical else {})}, row))
-        return out
+            raise _store_error(f"text search failed: {exc}", exc) from exc
+        best = _best_per_product((res or [[]])[0])
+        scale = fusion.rrf_scale(2)
+        return [_Scored(p, score * scale, 0, int(row["write_version"]), {"rrf": score * scale}, row)
+                for p, (score, row) in sorted(best.items(), key=lambda kv: -kv[1][0])][:top_k]
 
-    def _complete(self, field: str, data: list[list[float]], pids: list[str], expr: str,
-                  fields: list[str] = KEY_FIELDS) -> dict[str, tuple[float, dict[str, Any]]]:
-        """Exact best cosine on `field` of candidates the other modality found: computed from
-        their stored vectors (one read of that vector field)."""
-        if not pids:
-            return {}
-        rows = self._query(" and ".join(f"({e})" for e in (_in("product_id", pids), expr) if e),
-                           list(dict.fromkeys([*KEY_FIELDS, *fields, field])))
-        q = np.asarray(data, np.float32)
-        found: dict[str, tuple[float, dict[str, Any]]] = {}
-        for r in rows:
-            score = float(np.max(q @ np.asarray(r[field], np.float32)))
-            if r["product_id"] not in found or score > found[r["product_id"]][0]:
-                found[r["product_id"]] = (score, {k: r[k] for k in fields if k in r})
-        return found
+    def _complete(self, queries: list[list[float]], text: list[float], *, image_of: list[str],
+                  text_of: list[str], expr: str, fields: list[str] = KEY_FIELDS
+                  ) -> tuple[dict[str, tuple[float, dict[str, Any]]],
+                             dict[str, tuple[float, dict[str, Any]]]]:
+        """The exact missing cosines of candidates that one modality found: the image cosines
+        of `image_of` (best over their photos) and the text cosines of `text_of`, in one
+        request. The store computes them (searches restricted to those products) rather than
+        sending their vectors, which costs milvus-lite far more. The two searches cover
+        disjoint products, so a WeightedRanker(1, 1) without normalisation passes each row's
+        own cosine through unchanged."""
+        if not image_of and not text_of:
+            return {}, {}
+        requests = []
+        if image_of:
+            requests.append(AnnSearchRequest(
+                data=queries, anns_field="image_vector", limit=len(image_of),
+                param=self._filtered_params, expr=_and(_in("product_id", image_of), expr)))
+        if text_of:  # hybrid_search takes as many query vectors in every request
+            requests.append(AnnSearchRequest(
+                data=[text] * len(queries), anns_field="text_vector", limit=len(text_of),
+                param=self._filtered_params, expr=_and(_in("product_id", text_of), expr)))
+        try:
+            # Grouped by product: each sub-search returns each product's best row.
+            res = self.client.hybrid_search(
+                self.collection, requests, WeightedRanker(*[1.0] * len(requests), norm_score=False),
+                limit=len(image_of) + len(text_of), output_fields=fields,
+                group_by_field="product_id", consistency_level=CONSISTENCY)
+        except MilvusException as exc:
+            raise _store_error(f"search failed: {exc}", exc) from exc
+        best = _best_per_product(hit for per_query in res or [] for hit in per_query)
+        wanted = set(image_of)
+        return ({p: b for p, b in best.items() if p in wanted},
+                {p: b for p, b in best.items() if p not in wanted})
 
     def _winner_rows(self, scored: Sequence[_Scored]) -> dict[str, dict[str, Any]]:
         """Each winner's newest row: from the read cache when it holds the version the search
