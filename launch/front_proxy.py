@@ -54,8 +54,15 @@ import threading
 import time
 from pathlib import Path
 
-from lookalike.launch.replica_routes import (BACKEND, PHOTOS, SLOTS, AdminSocket, Ports,
-                                             RouteSync, slot_name)
+from lookalike.launch.replica_routes import (
+    BACKEND,
+    PHOTOS,
+    SLOTS,
+    AdminSocket,
+    Ports,
+    RouteSync,
+    slot_name,
+)
 from lookalike.store.lite_server import port_open
 
 log = logging.getLogger(__name__)

@@ -254,7 +254,7 @@ def decode_image(data: bytes, *, formats: Collection[str] | None = None,
         raise TooManyPixels("the image has too many pixels") from exc
     except MemoryError as exc:
         raise TooManyPixels("the image is too large to decode") from exc
-    except Exception as exc:  # noqa: BLE001 - whatever a plugin raises, the bytes are bad
+    except Exception as exc:  # whatever a plugin raises, the bytes are bad
         # (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, and also
         # struct.error, TypeError, NotImplementedError... from a malformed header or EXIF)
         raise InvalidImageError(

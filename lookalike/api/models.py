@@ -209,7 +209,7 @@ class SearchForm(_Strict):
     or separate values by commas, for "any of these"."""
 
     image: bytes | None = Field(None, json_schema_extra={"format": "binary"},
-                                description=f"the photo; at most LOOKALIKE_MAX_UPLOAD_BYTES")
+                                description="the photo; at most LOOKALIKE_MAX_UPLOAD_BYTES")
     text: SearchText | None = None
     top_k: Annotated[int, Field(ge=1, le=limits.TOP_K_CAP)] = 10
     image_weight: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.5

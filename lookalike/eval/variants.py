@@ -30,12 +30,12 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from lookalike.catalog import demo, load_manifest  # noqa: E402
-from lookalike.catalog.product import Product  # noqa: E402
-from lookalike.variants import Thresholds, detect, group_key  # noqa: E402
+from lookalike.catalog import demo, load_manifest
+from lookalike.catalog.product import Product
+from lookalike.variants import Thresholds, detect, group_key
 
 
 def reshoot(image: Image.Image, rng: np.random.Generator) -> Image.Image:

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ def plurals(word: str) -> set[str]:
     return {prefix + f for f in forms}
 
 
-@lru_cache(maxsize=None)
+@cache
 def curated(name: str) -> dict[str, Any]:
     data = json.loads((DATA / f"{name}.json").read_text())
     data.pop("_about", None)

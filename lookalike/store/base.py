@@ -10,7 +10,6 @@ import numpy as np
 
 from lookalike.catalog.product import Product
 
-
 API_SOURCE = "api"  # the source of products written through PUT /v1/products/...
 
 

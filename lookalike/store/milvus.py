@@ -104,7 +104,7 @@ def filter_expression(filters: Filters, exclude_ids: Sequence[str] = ()) -> str:
     if filters.max_price is not None:
         parts.append(f"price <= {float(filters.max_price)!r}")
     if filters.min_price is not None or filters.max_price is not None:
-        parts.append(f"price >= 0")  # products without a price never match a price range
+        parts.append("price >= 0")  # products without a price never match a price range
     if exclude_ids:
         parts.append(f"not ({_in('product_id', exclude_ids)})")
     return " and ".join(parts)

@@ -46,8 +46,8 @@ import yaml
 
 from lookalike.catalog import demo, load_manifest
 from lookalike.catalog.product import Product
-from lookalike.store.lite_server import LiteServer
 from lookalike.ports import free_port
+from lookalike.store.lite_server import LiteServer
 from tests.e2e import fault_load
 from tests.e2e.loopback_cluster import LoopbackCluster
 

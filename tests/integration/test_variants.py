@@ -10,8 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from lookalike.catalog import Product, load_manifest
-from lookalike.catalog import demo
+from lookalike.catalog import Product, demo, load_manifest
 from lookalike.config import Settings
 from lookalike.eval import variants as variants_eval
 from lookalike.indexing import embed_products

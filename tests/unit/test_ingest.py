@@ -18,7 +18,15 @@ from PIL import Image
 
 from lookalike.catalog.product import Product
 from lookalike.ingest.fetch import FetchLimits, ImageFetchError, fetch, image_digest
-from lookalike.ingest.plan import NoRoom, Plan, Room, check, fits_on_nodes, plan_resources, wait_for_plan
+from lookalike.ingest.plan import (
+    NoRoom,
+    Plan,
+    Room,
+    check,
+    fits_on_nodes,
+    plan_resources,
+    wait_for_plan,
+)
 from lookalike.ingest.stages import (
     EMBED,
     FAILED,
@@ -26,9 +34,9 @@ from lookalike.ingest.stages import (
     _LazyStage,
     prepare_batch,
     prepare_product,
-    read_images,
     product_from_json,
     product_to_json,
+    read_images,
 )
 from lookalike.ingest.summary import ErrorSink, IngestError, Summary
 from lookalike.ingest.worklist import iter_chunks
@@ -174,7 +182,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     calls: dict[str, int] = {}
     body = _jpeg()
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         n = self.calls[self.path] = self.calls.get(self.path, 0) + 1
         if self.path.startswith("/flaky") and n == 1:
             self.send_error(503)
