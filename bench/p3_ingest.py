@@ -132,7 +132,7 @@ def run_job(manifest: Path, env: dict[str, str], collection: str, extra: list[st
                             stderr=subprocess.PIPE, text=True)
     sampler = Sampler(proc.pid)
     sampler.start()
-    out, err = proc.communicate()
+    _out, err = proc.communicate()
     sampler.stop.set()
     sampler.join()
     if proc.returncode != 0:

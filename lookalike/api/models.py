@@ -8,6 +8,7 @@ The limits live in lookalike/api/limits.py so the schema and the checks share on
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -134,7 +135,7 @@ def parse_crop(value: str | None) -> tuple[float, float, float, float] | None:
         x, y, w, h = (float(v) for v in parts)
     except ValueError:
         raise ValueError("crop values must be numbers") from None
-    if any(v != v or v in (float("inf"), float("-inf")) for v in (x, y, w, h)):
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
         raise ValueError("crop values must be finite numbers")
     try:
         return Crop(x=x, y=y, w=w, h=h).box()

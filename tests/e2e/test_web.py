@@ -132,13 +132,13 @@ def test_text_query_with_colour_filter_shows_only_that_colour(page, products: li
     shown = cards.count()
     assert 1 <= shown <= min(n_colour, 12)
     assert set(cards.evaluate_all("cs => cs.map(c => c.dataset.color)")) == {colour}
-    assert set(t.strip().lower() for t in cards.locator(".card-color").all_inner_texts()) == {colour}
+    assert {t.strip().lower() for t in cards.locator(".card-color").all_inner_texts()} == {colour}
 
     # Changing a filter after a search re-runs it: a second colour widens the results.
     other = next(c for c, _ in Counter(p.color for p in products).most_common() if c != colour)
     page.get_by_role("group", name="Colour").get_by_role(
         "checkbox", name=re.compile(rf"^{re.escape(other)}\b", re.IGNORECASE)).check()
-    expect(page.locator("#results .card[data-color='%s']" % other).first).to_be_visible()
+    expect(page.locator(f"#results .card[data-color='{other}']").first).to_be_visible()
     assert set(cards.evaluate_all("cs => cs.map(c => c.dataset.color)")) <= {colour, other}
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -179,7 +180,7 @@ def test_catalog_refs_are_read_under_this_nodes_catalog_root(tmp_path: Path) -> 
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    calls: dict[str, int] = {}
+    calls: ClassVar[dict[str, int]] = {}
     body = _jpeg()
 
     def do_GET(self) -> None:  # http.server's naming
@@ -295,7 +296,7 @@ def test_a_stage_told_to_load_now_loads_in_a_thread_and_a_failed_load_raises_on_
     assert len(made) == 1  # nothing loaded until a batch needs it
     assert lazy.embedder == "model" and len(made) == 2
     with pytest.raises(RuntimeError, match="no weights here"):
-        Broken(None, 1, 4, load_now=True).embedder
+        _ = Broken(None, 1, 4, load_now=True).embedder
 
 
 def test_prepare_batch_one_row_per_image_and_markers(tmp_path: Path) -> None:
