@@ -45,7 +45,7 @@ def plurals(word: str) -> set[str]:
 
 @cache
 def curated(name: str) -> dict[str, Any]:
-    data = json.loads((DATA / f"{name}.json").read_text())
+    data: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text())
     data.pop("_about", None)
     return data
 
@@ -81,7 +81,7 @@ class Vocabulary:
                 shades[value] = tuple(colour_data[key]["rgb"])
             elif cols.get(key) and normalise(cols[key]) in colour_data:
                 shades[value] = tuple(colour_data[normalise(cols[key])]["rgb"])
-        return cls(cats, cols, size_words, bare, shades)  # type: ignore[arg-type]
+        return cls(cats, cols, size_words, bare, shades)
 
 
 def _phrases(values: list[str], synonyms: Mapping[str, list[str]], *,
