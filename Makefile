@@ -34,6 +34,13 @@ browser:
 demo: setup
 	$(PY) -m lookalike.cli demo
 
+# ruff over the repo, mypy strict on the pure core; both configured in pyproject.toml
+# (docs/testing.md, "Lint and types").
+.PHONY: lint
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 test: setup browser
 	$(PY) -m pytest -q
 
