@@ -24,6 +24,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# ruff over the repo, mypy strict on the pure core; both configured in pyproject.toml
+# (docs/testing.md, "Lint and types").
+.PHONY: lint
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 # Headless Chromium for the browser tests (Debian packages; playwright never downloads one).
 # Installs them as root; otherwise says what to install, and fails under CI=true.
 browser:
@@ -33,13 +40,6 @@ browser:
 # run as a module: the same code, whatever is on PATH.
 demo: setup
 	$(PY) -m lookalike.cli demo
-
-# ruff over the repo, mypy strict on the pure core; both configured in pyproject.toml
-# (docs/testing.md, "Lint and types").
-.PHONY: lint
-lint: setup
-	$(PY) -m ruff check .
-	$(PY) -m mypy
 
 test: setup browser
 	$(PY) -m pytest -q
