@@ -24,6 +24,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# ruff over the repo, mypy strict on the pure core; both configured in pyproject.toml
+# (docs/testing.md, "Lint and types").
+.PHONY: lint
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 # Headless Chromium for the browser tests (Debian packages; playwright never downloads one).
 # Installs them as root; otherwise says what to install, and fails under CI=true.
 browser:

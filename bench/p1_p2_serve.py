@@ -25,25 +25,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import httpx
+import torch
+from PIL import Image
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     machine,
     raw_image_processes,
     saturation,
     summary_ms,
     write_result,
 )
-from lookalike.catalog import demo, load_manifest  # noqa: E402
-from lookalike.config import Settings  # noqa: E402
-from lookalike.embedding import ImageEmbedder, TextEmbedder  # noqa: E402
-from lookalike.images import decode_image  # noqa: E402
-from lookalike.indexing import batched, embed_products  # noqa: E402
-from lookalike.ports import free_port  # noqa: E402
-from lookalike.store import MilvusStore  # noqa: E402
-from lookalike.store.lite_server import LiteServer  # noqa: E402
+from lookalike.catalog import demo, load_manifest
+from lookalike.config import Settings
+from lookalike.embedding import ImageEmbedder, TextEmbedder
+from lookalike.images import decode_image
+from lookalike.indexing import batched, embed_products
+from lookalike.ports import free_port
+from lookalike.store import MilvusStore
+from lookalike.store.lite_server import LiteServer
 
 
 def raw_image_throughput(embedder: ImageEmbedder, images: list[Image.Image]) -> dict[int, float]:

@@ -27,10 +27,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, machine, raw_image_processes, write_result  # noqa: E402
-from lookalike.ports import free_port  # noqa: E402
-from lookalike.catalog import demo  # noqa: E402
-from lookalike.store.lite_server import LiteServer  # noqa: E402
+from bench.common import RESULTS, machine, raw_image_processes, write_result
+from lookalike.catalog import demo
+from lookalike.ports import free_port
+from lookalike.store.lite_server import LiteServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +132,7 @@ def run_job(manifest: Path, env: dict[str, str], collection: str, extra: list[st
                             stderr=subprocess.PIPE, text=True)
     sampler = Sampler(proc.pid)
     sampler.start()
-    out, err = proc.communicate()
+    _out, err = proc.communicate()
     sampler.stop.set()
     sampler.join()
     if proc.returncode != 0:

@@ -30,8 +30,9 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
@@ -376,12 +377,12 @@ def main() -> int:
 
 def table(r: dict[str, Any]) -> str:
     ix = r["index"]
-    lines = [f"\nP4 store: {r['queries']} queries, HNSW M={ix['M']} efC={ix['efConstruction']} "
-             f"ef={ix['ef']}, {r['cpus']} CPUs, load avg {r['load_avg_start'][0]:.1f} at start\n",
-             "| set | insert rows/s | index ready after flush s | path | p50 ms | p99 ms | "
-             "recall@10 | QPS 1 | QPS 4 |",
+    lines = [(f"\nP4 store: {r['queries']} queries, HNSW M={ix['M']} efC={ix['efConstruction']} "
+              f"ef={ix['ef']}, {r['cpus']} CPUs, load avg {r['load_avg_start'][0]:.1f} at start\n"),
+             ("| set | insert rows/s | index ready after flush s | path | p50 ms | p99 ms | "
+              "recall@10 | QPS 1 | QPS 4 |"),
              "|---|---|---|---|---|---|---|---|---|"]
-    for name, s in r["sets"].items():
+    for s in r["sets"].values():
         for path in ("patched", "unpatched", "faiss_server_files", "faiss_fresh"):
             m = s.get(path)
             if not m:

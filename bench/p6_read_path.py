@@ -27,14 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, host  # noqa: E402
-from lookalike.ports import free_port  # noqa: E402
-from lookalike.catalog import Product  # noqa: E402
-from lookalike.config import Settings  # noqa: E402
-from lookalike.store import MilvusStore, StoredProduct  # noqa: E402
-from lookalike.store.lite_server import LiteServer  # noqa: E402
-from lookalike.store.milvus import CONSISTENCY  # noqa: E402
-from lookalike.store.schema import PRODUCT_FIELDS  # noqa: E402
+from bench.common import RESULTS, host
+from lookalike.catalog import Product
+from lookalike.config import Settings
+from lookalike.ports import free_port
+from lookalike.store import MilvusStore, StoredProduct
+from lookalike.store.lite_server import LiteServer
+from lookalike.store.milvus import CONSISTENCY
+from lookalike.store.schema import PRODUCT_FIELDS
 
 
 def one_call(store: MilvusStore, query: dict[str, np.ndarray]) -> Any:

@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
                 await service.search(SearchQuery(text=texts[0], infer=mode))
             for _ in range(args.rounds):
                 for text in texts:
-                    for mode in total:
+                    for mode, times in total.items():
                         started = time.perf_counter()
                         out = await service.search(SearchQuery(text=text, infer=mode))
-                        total[mode].append(time.perf_counter() - started)
+                        times.append(time.perf_counter() - started)
                         store_s[mode].append(out.timings.search_ms / 1000.0)
 
         asyncio.run(run())

@@ -24,14 +24,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from bench.common import machine, write_result  # noqa: E402
-from lookalike.catalog import demo, load_manifest  # noqa: E402
-from lookalike.embedding import ImageEmbedder, TextEmbedder  # noqa: E402
-from lookalike.embedding.onnx_runtime import OnnxOptions  # noqa: E402
-from lookalike.images import decode_image  # noqa: E402
+from bench.common import machine, write_result
+from lookalike.catalog import demo, load_manifest
+from lookalike.embedding import ImageEmbedder, TextEmbedder
+from lookalike.embedding.onnx_runtime import OnnxOptions
+from lookalike.images import decode_image
 
 IMAGE_BATCHES = (1, 2, 4, 8, 16)
 TEXT_BATCHES = (1, 16, 64)

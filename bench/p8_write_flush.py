@@ -37,15 +37,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.common import host, write_result  # noqa: E402
-from lookalike.catalog.product import Product  # noqa: E402
-from lookalike.config import Settings  # noqa: E402
-from lookalike.ports import free_port  # noqa: E402
-from lookalike.store.base import StoredProduct  # noqa: E402
-from lookalike.store.lite_server import LiteServer  # noqa: E402
-from lookalike.store.milvus import MilvusStore  # noqa: E402
+from bench.common import host, write_result
+from lookalike.catalog.product import Product
+from lookalike.config import Settings
+from lookalike.ports import free_port
+from lookalike.store.base import StoredProduct
+from lookalike.store.lite_server import LiteServer
+from lookalike.store.milvus import MilvusStore
 
 IMG, TXT = 1280, 384
 CATS = ["tops", "dresses", "shoes", "bags", "coats", "trousers", "knitwear", "skirts"]

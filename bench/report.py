@@ -74,9 +74,9 @@ def machine() -> dict[str, Any]:
     from bench.common import host
 
     versions = subprocess.run(
-        [sys.executable, "-c", "import json, platform, torch, ray; print(json.dumps({"
-         "'python': platform.python_version(), 'torch': torch.__version__, "
-         "'ray': ray.__version__}))"],
+        [sys.executable, "-c", ("import json, platform, torch, ray; print(json.dumps({"
+                                "'python': platform.python_version(), 'torch': torch.__version__, "
+                                "'ray': ray.__version__}))")],
         capture_output=True, text=True, timeout=120)
     info = json.loads(versions.stdout) if versions.returncode == 0 else {}
     return {**host(), **info,
@@ -131,13 +131,13 @@ def headline(key: str, r: dict[str, Any]) -> list[str]:
     """The few numbers each benchmark is judged by (read defensively: schemas are the owners')."""
     if key == "p1_p2":
         best = max(r.get("image_saturation", []), key=lambda run: run.get("qps", 0), default={})
-        return [f"P1 = {r.get('P1')} (target {r.get('P1_target')}; ceiling "
-                f"{r.get('raw_best_img_per_s')} img/s, {r.get('raw_best_config')})",
-                f"CPU per image search outside the model = {best.get('cpu_ms_outside_model')} ms "
-                f"at c={best.get('concurrency')} (target <= 8 ms)",
-                f"P2 = {r.get('P2_ms')} ms (target {r.get('P2_target')}); a repeated text "
-                f"{(r.get('text_search_http_repeated') or {}).get('p50_ms')} ms p50 against "
-                f"{(r.get('text_search_http') or {}).get('p50_ms')} first time"]
+        return [(f"P1 = {r.get('P1')} (target {r.get('P1_target')}; ceiling "
+                 f"{r.get('raw_best_img_per_s')} img/s, {r.get('raw_best_config')})"),
+                (f"CPU per image search outside the model = {best.get('cpu_ms_outside_model')} ms "
+                 f"at c={best.get('concurrency')} (target <= 8 ms)"),
+                (f"P2 = {r.get('P2_ms')} ms (target {r.get('P2_target')}); a repeated text "
+                 f"{(r.get('text_search_http_repeated') or {}).get('p50_ms')} ms p50 against "
+                 f"{(r.get('text_search_http') or {}).get('p50_ms')} first time")]
     if key == "p3":
         return [f"{run.get('products')} products: {run.get('ingest_images_per_s')} img/s end to end "
                 f"({run.get('ratio_vs_image_model')} of the raw ceiling), steady "
@@ -146,11 +146,11 @@ def headline(key: str, r: dict[str, Any]) -> list[str]:
                 for run in r.get("runs", [])]
     if key == "p5":
         lk, bl = r.get("lookalike", {}), r.get("baseline", {})
-        return [f"lookalike {lk.get('qps')} QPS, p99 {lk.get('latency_ms', {}).get('p99')} ms; "
-                f"baseline {bl.get('qps')} QPS, p99 {bl.get('latency_ms', {}).get('p99')} ms",
-                f"QPS ratio {r.get('qps_ratio')}, lookalike p99/p50 {r.get('p99_over_p50')} "
-                f"(target >= 1.3, p99 no worse, p99/p50 <= 1.5): "
-                f"{'met' if r.get('meets_target') else 'not met'}"]
+        return [(f"lookalike {lk.get('qps')} QPS, p99 {lk.get('latency_ms', {}).get('p99')} ms; "
+                 f"baseline {bl.get('qps')} QPS, p99 {bl.get('latency_ms', {}).get('p99')} ms"),
+                (f"QPS ratio {r.get('qps_ratio')}, lookalike p99/p50 {r.get('p99_over_p50')} "
+                 f"(target >= 1.3, p99 no worse, p99/p50 <= 1.5): "
+                 f"{'met' if r.get('meets_target') else 'not met'}")]
     if key == "p9":
         return [f"{level}: {run.get('cpu_ms_outside_model')} ms of CPU per image search outside "
                 f"the model at {run.get('qps')} QPS (target for the app <= 8 ms)"
@@ -195,8 +195,8 @@ def markdown(report: dict[str, Any]) -> str:
                   + (f" - {r['detail']}" if r.get("detail") else ""), ""]
         if r["status"] == "missing":
             continue
-        lines += [f"Command: `{r['command']}` ({r['seconds']} s); load average before "
-                  f"{r['load_avg_before']}, after {r['load_avg_after']}.", ""]
+        lines += [(f"Command: `{r['command']}` ({r['seconds']} s); load average before "
+                   f"{r['load_avg_before']}, after {r['load_avg_after']}."), ""]
         if r["status"] == "ok":
             lines += [f"* {h}" for h in headline(b.key, r["result"])] + [""]
         lines += ["Output (tail):", "", "```", r["log_tail"], "```", ""]

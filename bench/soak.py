@@ -26,8 +26,8 @@ from typing import Any
 try:
     import psutil
 except ImportError:  # not a project dependency; Ray vendors it and puts it on sys.path
-    import ray  # noqa: F401
     import psutil
+    import ray  # noqa: F401
 
 from bench.p5_compare import RESULTS, ROOT, prepare_store, stop, wait_ready
 from bench.stress import LoadConfig, format_table, parse_mix, run_load

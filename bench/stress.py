@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import itertools
 import json
 import math
 import random
@@ -81,7 +82,7 @@ def latency_summary(values: list[float]) -> dict[str, float | None]:
 def longest_gap(success_times: list[float], start: float, end: float) -> float:
     """Longest interval in [start, end] without a success (the whole run if none succeeded)."""
     edges = [start, *sorted(t for t in success_times if start <= t <= end), end]
-    return max(b - a for a, b in zip(edges, edges[1:]))
+    return max(b - a for a, b in itertools.pairwise(edges))
 
 
 @dataclass
@@ -296,9 +297,9 @@ def format_table(report: dict[str, Any]) -> str:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    lines = [f"{report['requests']} requests in {report['elapsed_s']:.1f} s: "
-             f"{report['qps']:.1f} ok/s, 5xx {report['status_5xx']}, "
-             f"downtime {report['downtime_s']:.2f} s",
+    lines = [(f"{report['requests']} requests in {report['elapsed_s']:.1f} s: "
+              f"{report['qps']:.1f} ok/s, 5xx {report['status_5xx']}, "
+              f"downtime {report['downtime_s']:.2f} s"),
              f"{'type':<8} {'reqs':>6} {'ok':>6} {'qps':>7} {'p50':>7} {'p95':>7} {'p99':>7}"]
     rows = [("all", {"requests": report["requests"], "ok": report["ok"], "qps": report["qps"],
                      **report["latency_ms"]})] + list(report["by_type"].items())

@@ -18,8 +18,7 @@ from typing import Any
 import ray
 from ray.util.metrics import Counter, Gauge, Histogram
 
-from lookalike.observability import (NoopMetrics, RequestObserver, request_log_path,
-                                     request_observer)
+from lookalike.observability import NoopMetrics, RequestObserver, request_log_path, request_observer
 
 # Milliseconds; covers a cache-warm Milvus query (~1 ms) up to a cold, queued embed (seconds).
 LATENCY_MS_BOUNDARIES = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000]

@@ -73,7 +73,7 @@ class SearchRouter:
                 log.warning("%s embedder replica gone, retrying once: %s", what, exc)
             except asyncio.TimeoutError as exc:
                 raise EmbedderUnavailable(f"the {what} embedder did not answer") from exc
-            except Exception as exc:  # noqa: BLE001 - a failing model is an outage, not a 500
+            except Exception as exc:  # a failing model is an outage, not a 500
                 raise EmbedderUnavailable(f"the {what} embedder failed: {exc}") from exc
         raise AssertionError("unreachable")
 

@@ -54,8 +54,15 @@ import threading
 import time
 from pathlib import Path
 
-from lookalike.launch.replica_routes import (BACKEND, PHOTOS, SLOTS, AdminSocket, Ports,
-                                             RouteSync, slot_name)
+from lookalike.launch.replica_routes import (
+    BACKEND,
+    PHOTOS,
+    SLOTS,
+    AdminSocket,
+    Ports,
+    RouteSync,
+    slot_name,
+)
 from lookalike.store.lite_server import port_open
 
 log = logging.getLogger(__name__)
@@ -374,7 +381,10 @@ class FrontProxy:
                         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                         # Its own session: a terminal's Ctrl-C (to the whole group) would end
                         # it at once and this thread would restart it; `stop` ends it gently.
-                        start_new_session=True, preexec_fn=_die_with_parent)
+                        start_new_session=True,
+                        # Only prctl(2) runs between fork and exec (no locks, no Python
+                        # allocation to speak of); Popen has no parent-death signal option.
+                        preexec_fn=_die_with_parent)  # noqa: PLW1509
                     if self.routes:
                         self.routes.reset()  # a new HAProxy starts with every slot unset
                 code = self._proc.wait()

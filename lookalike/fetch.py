@@ -31,12 +31,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
 
 from lookalike.workers import run_in
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+; only the checker reads it
 
 MAX_HOST_CHARS = 253
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -211,7 +214,7 @@ class Fetcher:
         self._pools: OrderedDict[tuple[str, str, int, str], httpcore.AsyncConnectionPool] = \
             OrderedDict()
 
-    async def __aenter__(self) -> Fetcher:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -375,7 +378,7 @@ class SyncFetcher:
         for worker in self._loops:
             worker.close()
 
-    def __enter__(self) -> SyncFetcher:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

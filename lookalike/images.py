@@ -130,8 +130,8 @@ def crop_pixels(size: tuple[int, int], box: Box, *, min_side: int = MIN_CROP_SID
     x, y, w, h = box
     left = min(int(x * width), width - 1)
     top = min(int(y * height), height - 1)
-    right = max(left + 1, min(width, int(round((x + w) * width))))
-    bottom = max(top + 1, min(height, int(round((y + h) * height))))
+    right = max(left + 1, min(width, round((x + w) * width)))
+    bottom = max(top + 1, min(height, round((y + h) * height)))
     cw, ch = right - left, bottom - top
     if cw < min(min_side, width) or ch < min(min_side, height):
         raise BadCrop(f"the crop keeps {cw}x{ch} pixels of the {width}x{height} photo; at "
@@ -254,7 +254,7 @@ def decode_image(data: bytes, *, formats: Collection[str] | None = None,
         raise TooManyPixels("the image has too many pixels") from exc
     except MemoryError as exc:
         raise TooManyPixels("the image is too large to decode") from exc
-    except Exception as exc:  # noqa: BLE001 - whatever a plugin raises, the bytes are bad
+    except Exception as exc:  # whatever a plugin raises, the bytes are bad
         # (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, and also
         # struct.error, TypeError, NotImplementedError... from a malformed header or EXIF)
         raise InvalidImageError(
@@ -293,6 +293,6 @@ def crop_fraction(img: Image.Image, box: tuple[float, float, float, float]) -> I
     x, y, w, h = box
     left = min(int(x * img.width), img.width - 1)
     top = min(int(y * img.height), img.height - 1)
-    right = max(left + 1, min(img.width, int(round((x + w) * img.width))))
-    bottom = max(top + 1, min(img.height, int(round((y + h) * img.height))))
+    right = max(left + 1, min(img.width, round((x + w) * img.width)))
+    bottom = max(top + 1, min(img.height, round((y + h) * img.height)))
     return img.crop((left, top, right, bottom))

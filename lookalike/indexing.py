@@ -7,11 +7,9 @@ and the same StoredProduct, so their vectors match.
 from __future__ import annotations
 
 import hashlib
-from itertools import islice
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
-
-import numpy as np
 
 from lookalike.catalog.product import Product
 from lookalike.embedding import ImageEmbedder, TextEmbedder

@@ -7,12 +7,15 @@ ask on every load.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.config import Settings
 from lookalike.ingest.record import load_last_ingest
 from lookalike.store import lite_version
 from lookalike.workers import store_call
+
+if TYPE_CHECKING:
+    from lookalike.store.base import ProductStore
 
 
 def model_names(model_version: str) -> dict[str, str]:
@@ -31,7 +34,8 @@ def store_warnings(settings: Settings) -> list[str]:
     return [unsupported] if unsupported else []
 
 
-async def catalogue_info(*, store: Any, settings: Settings, model_version: str) -> dict[str, Any]:
+async def catalogue_info(*, store: ProductStore, settings: Settings,
+                         model_version: str) -> dict[str, Any]:
     products, last_ingest = await asyncio.gather(store_call(store.count),
                                                  store_call(load_last_ingest, store))
     return {"products": products, "collection": settings.collection,

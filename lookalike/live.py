@@ -36,7 +36,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -48,6 +48,9 @@ from lookalike.search import EmbedImage, EmbedText, SearchOutcome, SearchQuery, 
 from lookalike.store import MilvusStore, aliases
 from lookalike.store.base import Filters, StoredProduct, StoreError
 from lookalike.workers import store_call
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +74,7 @@ class Models:
 LoadModels = Callable[[dict[str, str]], Awaitable[Models]]
 
 
-def in_process_models(settings: Any) -> LoadModels:
+def in_process_models(settings: Settings) -> LoadModels:
     """Models loaded in this process from a collection's recorded settings (factory.py)."""
     from lookalike.embedding.factory import image_embedder, text_embedder
 
@@ -93,7 +96,7 @@ def in_process_models(settings: Any) -> LoadModels:
 
 
 class LiveService:
-    def __init__(self, *, settings: Any, primary: Models, load_models: LoadModels) -> None:
+    def __init__(self, *, settings: Settings, primary: Models, load_models: LoadModels) -> None:
         self.settings = settings
         self.alias = settings.collection
         self.primary = primary

@@ -26,9 +26,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lookalike.store.base import ProductStore
 
 GROUP_ATTRIBUTE = "group_id"
 PHASH_BITS = 64
@@ -168,7 +171,8 @@ def assign(fresh: Iterable[str], existing: dict[str, str], edges: Iterable[tuple
     return labels, merged
 
 
-def detect(store: Any, product_ids: Sequence[str], thresholds: Thresholds) -> dict[str, int]:
+def detect(store: ProductStore, product_ids: Sequence[str],
+           thresholds: Thresholds) -> dict[str, int]:
     """Group `product_ids` (just written) with their near-duplicates anywhere in the store;
     writes the changed labels. Returns {"products": changed labels, "groups": groups touched}."""
     if not store.variants or not product_ids:

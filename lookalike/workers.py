@@ -10,7 +10,7 @@ import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 DECODE_THREADS = 2  # shopper images decoded at once per process (each up to ~64 MB, CPU-bound)
 STORE_THREADS = 8  # blocking store calls at once per process (gRPC waits, little CPU)
@@ -21,8 +21,9 @@ class Pools:
     """The process's worker threads by kind of work, made on first use (after any fork)."""
 
     _lock = threading.Lock()
-    _pools: dict[str, ThreadPoolExecutor] = {}
-    SIZES = {"decode": DECODE_THREADS, "store": STORE_THREADS, "dns": DNS_THREADS}
+    _pools: ClassVar[dict[str, ThreadPoolExecutor]] = {}
+    SIZES: ClassVar[dict[str, int]] = {"decode": DECODE_THREADS, "store": STORE_THREADS,
+                                       "dns": DNS_THREADS}
 
     @classmethod
     def get(cls, kind: str) -> ThreadPoolExecutor:

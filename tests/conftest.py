@@ -22,10 +22,10 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("LOOKALIKE_MODEL_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"lookalike-test-models-{os.getuid()}"))
 
-from lookalike.config import Settings  # noqa: E402
-from lookalike.ports import free_port  # noqa: E402
-from lookalike.store.lite_server import LiteServer  # noqa: E402
-from tests.prerequisites import pytest_sessionfinish  # noqa: E402,F401  (a hook: CI fails on skips)
+from lookalike.config import Settings
+from lookalike.ports import free_port
+from lookalike.store.lite_server import LiteServer
+from tests.prerequisites import pytest_sessionfinish  # noqa: F401 - a hook: CI fails on skips
 
 
 @pytest.fixture(scope="session")

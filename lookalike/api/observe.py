@@ -88,5 +88,5 @@ class ObserveMiddleware:
         }
         try:
             self.observer(record)
-        except Exception:  # noqa: BLE001 - observability must never break a request
+        except Exception:  # observability must never break a request
             log.exception("request observer failed")

@@ -6,7 +6,8 @@ import hmac
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
@@ -165,7 +166,7 @@ async def put_product(request: Request, ctx: Ctx, product_id: ProductId) -> JSON
                                   max_part_size=limits.MAX_METADATA_BYTES)
     except ApiError:
         raise
-    except Exception as exc:  # noqa: BLE001 - malformed multipart is a client error
+    except Exception as exc:  # malformed multipart is a client error
         raise ApiError(400, "invalid_form", f"malformed multipart body: {exc}") from exc
     unknown = sorted(set(form) - {"metadata", "image"})
     if unknown:

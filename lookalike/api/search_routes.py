@@ -256,7 +256,7 @@ async def form_query(request: Request, ctx: ApiContext) -> SearchQuery:
         form = await request.form(max_files=1, max_fields=FORM_MAX_FIELDS)
     except ApiError:
         raise
-    except Exception as exc:  # noqa: BLE001 - malformed multipart is a client error
+    except Exception as exc:  # malformed multipart is a client error
         raise ApiError(400, "invalid_form", f"malformed multipart body: {exc}") from exc
     values: dict[str, Any] = {}
     upload = None

@@ -57,7 +57,8 @@ DEMO_VARIANT_SHARE = 0.25  # articles also sold in other colours, in the demo ca
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (big-endian dims after a 4-byte magic whose last byte is the rank)."""
-    raw = gzip.open(path).read()
+    with gzip.open(path) as f:
+        raw = f.read()
     ndim = raw[3]
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
@@ -142,7 +143,7 @@ def build(out_dir: Path, n_products: int = 2000, *, seed: int = 7, second_image_
             if i >= n_products:
                 break
             category = CATEGORIES[int(label)]
-            color = color_names[int(rng.integers(len(color_names)))]
+            base_color = color_names[int(rng.integers(len(color_names)))]
             style = STYLES[int(rng.integers(len(STYLES)))]
             lo, hi = PRICE_RANGE[category]
             sizes = SIZES[_size_group(category)]
@@ -151,7 +152,8 @@ def build(out_dir: Path, n_products: int = 2000, *, seed: int = 7, second_image_
             size = sizes[int(rng.integers(len(sizes)))]
             price = round(float(rng.uniform(lo, hi)) - 0.01, 2)
             brand = ["Zalando Demo", "Lookalike Basics", "Northwind"][int(rng.integers(3))]
-            for k, color in enumerate(_variant_colors(rng, color, variant_share)[:n_products - i]):
+            colors = _variant_colors(rng, base_color, variant_share)[:n_products - i]
+            for k, color in enumerate(colors):
                 size = size if k == 0 else sizes[int(rng.integers(len(sizes)))]
                 pid = f"fm-{i:05d}"
                 i += 1

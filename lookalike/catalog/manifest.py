@@ -71,7 +71,8 @@ def _price(v: Any) -> float | None:
     if _empty(v):
         return None
     if isinstance(v, bool):  # float(True) is 1.0: a JSON true is no price
-        raise ValueError(f"not a number: {v!r}")
+        # pydantic reports ValueError as a validation error; a TypeError would escape it.
+        raise ValueError(f"not a number: {v!r}")  # noqa: TRY004
     try:
         p = float(v)
     except (TypeError, ValueError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from lookalike.embedding.common import (
 )
 from lookalike.embedding.errors import ModelUnavailableError
 from lookalike.images import to_rgb
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 
 def _load(kind: str, name: str) -> Any:
@@ -105,7 +108,8 @@ class ClipImageEmbedder:
             self.clip.digest, self.preprocess.config, self.clip.dtype)
 
     @classmethod
-    def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> ClipImageEmbedder:
+    def from_settings(cls, settings: Settings, *,
+                      num_threads: int | None = None) -> ClipImageEmbedder:
         return cls(settings.clip_model, device=settings.device, num_threads=num_threads)
 
     @torch.inference_mode()
@@ -147,7 +151,8 @@ class ClipTextEmbedder:
             self.max_length, self.clip.dtype)
 
     @classmethod
-    def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> ClipTextEmbedder:
+    def from_settings(cls, settings: Settings, *,
+                      num_threads: int | None = None) -> ClipTextEmbedder:
         return cls(settings.clip_model, device=settings.device, num_threads=num_threads)
 
     @torch.inference_mode()

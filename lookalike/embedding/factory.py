@@ -8,10 +8,13 @@ model and the transformers text model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 
-def image_embedder(settings: Any, *, num_threads: int | None = None) -> Any:
+def image_embedder(settings: Settings, *, num_threads: int | None = None) -> Any:
     if settings.clip_model:
         from lookalike.embedding.clip import ClipImageEmbedder
 
@@ -21,7 +24,7 @@ def image_embedder(settings: Any, *, num_threads: int | None = None) -> Any:
     return ImageEmbedder.from_settings(settings, num_threads=num_threads)
 
 
-def text_embedder(settings: Any, *, num_threads: int | None = None) -> Any:
+def text_embedder(settings: Settings, *, num_threads: int | None = None) -> Any:
     if settings.clip_model:
         from lookalike.embedding.clip import ClipTextEmbedder
 

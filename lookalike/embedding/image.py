@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import timm
@@ -28,6 +28,9 @@ from lookalike.embedding.onnx_runtime import (
     options_from_settings,
 )
 from lookalike.images import to_rgb
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 PACKAGED = "packaged"
 HUB = "hub"
@@ -108,7 +111,7 @@ class ImageEmbedder:
             self.version += onnx.tag
 
     @classmethod
-    def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> ImageEmbedder:
+    def from_settings(cls, settings: Settings, *, num_threads: int | None = None) -> ImageEmbedder:
         return cls(settings.image_model, weights=settings.image_weights, device=settings.device,
                    num_threads=num_threads, onnx=options_from_settings(settings, "image"))
 

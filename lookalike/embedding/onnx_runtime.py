@@ -28,13 +28,16 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from lookalike.embedding.common import fingerprint
 from lookalike.embedding.errors import ModelUnavailableError
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ class OnnxOptions:
         return "" if self.quantize == "none" else f"+onnx-{self.quantize}"
 
 
-def options_from_settings(settings: Any, role: str) -> OnnxOptions | None:
+def options_from_settings(settings: Settings, role: str) -> OnnxOptions | None:
     """None for the torch runtime; the ONNX options of `role` ("image" or "text") otherwise.
     Only the text model has an int8 option (settings.text_quantize)."""
     if settings.resolved_model_runtime != ONNX:

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from lookalike.embedding.onnx_runtime import (
     text_feeds,
     text_graph,
 )
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 PACKAGED = "packaged"
 
@@ -101,7 +104,7 @@ class TextEmbedder:
             self.runtime += onnx.tag.removeprefix("+onnx")  # "onnx-int8"
 
     @classmethod
-    def from_settings(cls, settings: Any, *, num_threads: int | None = None) -> TextEmbedder:
+    def from_settings(cls, settings: Settings, *, num_threads: int | None = None) -> TextEmbedder:
         return cls(settings.text_model, device=settings.device, num_threads=num_threads,
                    onnx=options_from_settings(settings, "text"))
 

@@ -25,17 +25,20 @@ from collections import defaultdict
 from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from lookalike.catalog import demo, load_manifest  # noqa: E402
-from lookalike.catalog.product import Product  # noqa: E402
-from lookalike.variants import Thresholds, detect, group_key  # noqa: E402
+from lookalike.catalog import demo, load_manifest
+from lookalike.catalog.product import Product
+from lookalike.variants import Thresholds, detect, group_key
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 
 def reshoot(image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -106,7 +109,7 @@ def pair_kinds(products: list[Product]) -> dict[tuple[str, str], str]:
 
 
 def run(n_products: int, *, variant_share: float, reshoot_share: float, runs: int,
-        work_dir: Path, settings: Any = None) -> dict[str, Any]:
+        work_dir: Path, settings: Settings | None = None) -> dict[str, Any]:
     from lookalike.config import Settings
     from lookalike.embedding import ImageEmbedder, TextEmbedder
     from lookalike.indexing import batched, embed_products

@@ -15,9 +15,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lookalike.fetch import OPERATOR, FetchError, FetchPolicy, SyncFetcher
 from lookalike.image_refs import CATALOG, catalog_path
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 
 class ImageFetchError(Exception):
@@ -35,7 +39,7 @@ class FetchLimits:
     catalog_root: str | None = None  # where `catalog:` references resolve (on this node)
 
     @classmethod
-    def from_settings(cls, settings: object) -> FetchLimits:
+    def from_settings(cls, settings: Settings) -> FetchLimits:
         root = getattr(settings, "catalog_root", None)
         return cls(max_bytes=settings.max_upload_bytes, timeout_s=settings.image_fetch_timeout_s,
                    retries=settings.image_fetch_retries,

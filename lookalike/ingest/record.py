@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.store.base import StoreError
+
+if TYPE_CHECKING:
+    from lookalike.store.base import ProductStore
 
 log = logging.getLogger("lookalike.ingest")
 LAST_INGEST_KEY = "lookalike.last_ingest"
@@ -30,7 +33,7 @@ def ingest_record(summary: dict[str, Any], *, manifest: str, source: str,
             **{k: summary[k] for k in SUMMARY_FIELDS if k in summary}}
 
 
-def save_last_ingest(store: Any, record: dict[str, Any]) -> None:
+def save_last_ingest(store: ProductStore, record: dict[str, Any]) -> None:
     """Best effort: the products are written already; a store refusing the property (an old
     Milvus) must not fail the job, only leave "last ingest" unknown."""
     try:
@@ -39,7 +42,7 @@ def save_last_ingest(store: Any, record: dict[str, Any]) -> None:
         log.warning("could not record the ingest in the collection: %s", exc)
 
 
-def load_last_ingest(store: Any) -> dict[str, Any] | None:
+def load_last_ingest(store: ProductStore) -> dict[str, Any] | None:
     raw = store.get_property(LAST_INGEST_KEY)
     if not raw:
         return None

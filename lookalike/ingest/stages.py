@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lookalike.catalog.product import Product
 from lookalike.ingest.fetch import FetchLimits, ImageFetchError, fetch, image_digest, new_client
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 # RELINK: same pixels and fields, images moved: keep the vectors, rewrite the references.
 EMBED, UNCHANGED, RELINK, FAILED = "embed", "unchanged", "relink", "failed"
@@ -167,7 +170,8 @@ class _LazyStage:
     actors' start-up and first photos, and the text model for the image stage's first output:
     three start-ups in a row (4-7 s of a 2-core box's warm-up)."""
 
-    def __init__(self, settings: Any, num_threads: int, dim: int, load_now: bool = False) -> None:
+    def __init__(self, settings: Settings, num_threads: int, dim: int,
+                 load_now: bool = False) -> None:
         self.settings, self.num_threads, self.dim = settings, num_threads, dim
         self._embedder: Any = None
         self._loading = ThreadPoolExecutor(1).submit(self._make) if load_now else None
@@ -224,7 +228,7 @@ class TextStage(_LazyStage):
         return batch
 
 
-def probe_models(settings: Any) -> dict[str, Any]:
+def probe_models(settings: Settings) -> dict[str, Any]:
     """Versions, dims and the image model's resize (for the prepare stage) of the configured
     models (run once as a short-lived Ray task, so the driver never loads torch)."""
     from lookalike.embedding.factory import image_embedder, text_embedder

@@ -106,8 +106,8 @@ class Summary:
                  f"  failed               {d['failed']:>9}",
                  f"  deleted              {d['deleted']:>9}",
                  f"  time                 {d['seconds']:>9.1f} s",
-                 f"  throughput           {d['products_per_s']:>9.1f} products/s, "
-                 f"{d['images_per_s']:.1f} images/s"]
+                 (f"  throughput           {d['products_per_s']:>9.1f} products/s, "
+                  f"{d['images_per_s']:.1f} images/s")]
         if d["warmup_s"] is not None:
             lines.append(f"  warm-up              {d['warmup_s']:>9.1f} s  (model probe {self.probe_s:.1f} s, "
                          f"collection {self.collection_s:.1f} s, manifest pass {self.worklist_s:.1f} s, pipeline start "

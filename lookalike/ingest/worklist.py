@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -20,12 +20,15 @@ from lookalike.catalog.product import Product
 from lookalike.ingest.stages import product_to_json
 from lookalike.ingest.summary import ErrorSink, IngestError, Summary
 
+if TYPE_CHECKING:
+    from lookalike.store.base import ProductStore
+
 CHUNK_ROWS = 1000
 # ids -> {product_id: (content_hash, model_version, image refs)} of what the store holds
 Lookup = Callable[[Sequence[str]], dict[str, tuple[str, str, tuple[str, ...]]]]
 
 
-def store_lookup(store: Any, source: str) -> Lookup:
+def store_lookup(store: ProductStore, source: str) -> Lookup:
     """What the store holds that a re-run may trust. A product whose stored rows do not match
     a completed write (an older version left beside it, or fewer rows than its images) or that
     another source wrote gets no hash, so it is re-embedded and rewritten whole: that is how a

@@ -37,7 +37,7 @@ def _to_lab(rgb: np.ndarray) -> np.ndarray:
 
 def dominant_rgb(image: Image.Image) -> tuple[int, int, int] | None:
     """The photo's article colour, or None when nothing stands out from the background."""
-    px = np.asarray(image.convert("RGB").resize((THUMB, THUMB), Image.BILINEAR), dtype=np.float32)
+    px = np.asarray(image.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BILINEAR), dtype=np.float32)
     border = np.concatenate([px[0], px[-1], px[:, 0], px[:, -1]])
     background = np.median(border, axis=0)
     flat = px.reshape(-1, 3)

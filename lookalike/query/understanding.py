@@ -48,7 +48,9 @@ def combine(parsed: ParsedQuery | None, *, photo_color: str | None = None,
             neighbours: Sequence[Hit] | None = None) -> Inferred:
     """The query's inferences: its words first, then what its photo adds."""
     why: dict[str, str] = {}
-    cats = cols = sizes = ()
+    cats: tuple[str, ...] = ()
+    cols: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()
     lo = hi = None
     cheap = False
     if parsed is not None:

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,9 @@ def plurals(word: str) -> set[str]:
     return {prefix + f for f in forms}
 
 
-@lru_cache(maxsize=None)
+@cache
 def curated(name: str) -> dict[str, Any]:
-    data = json.loads((DATA / f"{name}.json").read_text())
+    data: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text())
     data.pop("_about", None)
     return data
 
@@ -81,7 +81,7 @@ class Vocabulary:
                 shades[value] = tuple(colour_data[key]["rgb"])
             elif cols.get(key) and normalise(cols[key]) in colour_data:
                 shades[value] = tuple(colour_data[normalise(cols[key])]["rgb"])
-        return cls(cats, cols, size_words, bare, shades)  # type: ignore[arg-type]
+        return cls(cats, cols, size_words, bare, shades)
 
 
 def _phrases(values: list[str], synonyms: Mapping[str, list[str]], *,

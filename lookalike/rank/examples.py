@@ -40,18 +40,20 @@ def average_query(positive: Sequence[Example], negative: Sequence[Example]
         raise ValueError("give at least one positive example")
 
     def avg(examples: Sequence[Example], text: bool) -> np.ndarray | None:
-        vs = [e.text if text else _unit(e.images.mean(axis=0)) for e in examples]
-        vs = [v for v in vs if v is not None]
+        found = [e.text if text else _unit(e.images.mean(axis=0)) for e in examples]
+        vs = [v for v in found if v is not None]
         return np.mean(vs, axis=0) if vs else None
 
-    out = []
-    for text in (False, True):
+    def query(text: bool) -> np.ndarray | None:
         pos, neg = avg(positive, text), avg(negative, text)
         if pos is None:
-            out.append(None)
-            continue
-        out.append(_unit(pos + (pos - neg) if neg is not None else pos).astype(np.float32))
-    return out[0], out[1]  # type: ignore[return-value]
+            return None
+        return _unit(pos + (pos - neg) if neg is not None else pos).astype(np.float32)
+
+    image = query(False)
+    # Every example has images and there is a positive one: the image query always exists.
+    assert image is not None
+    return image, query(True)
 
 
 def similarity(a: Example, b: Example) -> float:

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lookalike.catalog.product import Product
 from lookalike.rank.attributes import LIMITS, Breaks, boosts, breaks, cheap_decay, explain
 from lookalike.rank.inferred import RELAX_ORDER, Inferred
 from lookalike.store.base import Filters, Hit
@@ -55,16 +56,18 @@ def pool_size(top_k: int) -> int:
     return min(POOL_MAX, max(POOL_FLOOR, top_k * POOL_PER_RESULT) + LOOKAHEAD)
 
 
-def passes(product: Any, f: Filters) -> bool:
+def passes(product: Product, f: Filters) -> bool:
     """The store's filter semantics (store/milvus.py filter_expression), in Python."""
     price = product.price
-    if (f.min_price is not None or f.max_price is not None) and (price is None or price < 0):
-        return False
+    if f.min_price is not None or f.max_price is not None:
+        if price is None or price < 0:
+            return False
+        if not ((f.min_price is None or price >= f.min_price)
+                and (f.max_price is None or price <= f.max_price)):
+            return False
     return ((not f.categories or product.category in f.categories)
             and (not f.colors or product.color in f.colors)
-            and (not f.sizes or product.size in f.sizes)
-            and (f.min_price is None or price >= f.min_price)
-            and (f.max_price is None or price <= f.max_price))
+            and (not f.sizes or product.size in f.sizes))
 
 
 def is_exact(hit: Hit) -> bool:

@@ -22,9 +22,12 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymilvus import MilvusException
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ PENDING_KEY = "lookalike.pending"
 SPEC_FIELDS = ("image_model", "image_weights", "text_model", "clip_model")
 
 
-def model_spec(settings: Any) -> dict[str, str]:
+def model_spec(settings: Settings) -> dict[str, str]:
     """The settings that decide which model embeds (and so which vectors a collection holds)."""
     return {k: str(getattr(settings, k)) for k in SPEC_FIELDS}
 

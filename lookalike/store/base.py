@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from lookalike.catalog.product import Product
 
+if TYPE_CHECKING:  # variants.py is heavier and needs nothing from here
+    from lookalike.variants import Photo
 
 API_SOURCE = "api"  # the source of products written through PUT /v1/products/...
 
@@ -108,6 +110,23 @@ class Record:
 
 
 class ProductStore(Protocol):
+    """What the store's callers use: SearchService and recommend (lookalike/search.py,
+    recommend.py), the ingest writer, worklist and record (lookalike/ingest/), variant
+    detection (lookalike/variants.py) and the catalogue info route. MilvusStore implements it.
+
+    SearchService reaches `newest_with_groups`, `group_members` and `collection` through
+    getattr with a fallback: the unit tests' in-memory stores (tests/unit/test_api.py) lack
+    them. Code that owns a MilvusStore (eval, status, upgrade, the ingest pipeline) also uses
+    what only Milvus has (`client`, `drop`, `close`); those stay off this interface.
+    """
+
+    collection: str  # the collection's name (reported by an operator's refresh)
+
+    @property
+    def variants(self) -> bool:
+        """Whether the collection has the variant-group fields."""
+        ...
+
     def ensure_collection(self) -> None: ...
     def upsert(self, items: Sequence[StoredProduct]) -> int: ...
     def search(
@@ -130,4 +149,16 @@ class ProductStore(Protocol):
     def iter_product_ids(self, *, source: str | None = None) -> Iterator[str]: ...
     def facets(self) -> dict[str, dict[str, int]]: ...
     def flush(self) -> None: ...
+    def wait_index_ready(self, timeout_s: float = 600.0, poll_s: float = 0.5) -> bool: ...
     def referenced_images(self, refs: Sequence[str]) -> set[str]: ...
+    # Collection properties: the last ingest's record (lookalike/ingest/record.py).
+    def get_property(self, key: str) -> str | None: ...
+    def set_property(self, key: str, value: str) -> None: ...
+    # Variant groups (lookalike/variants.py) and a result page's one read (lookalike/search.py).
+    def variant_photos(self, product_ids: Sequence[str]) -> dict[str, Photo]: ...
+    def photo_neighbours(self, field: str, vectors: Sequence[np.ndarray | list[float]],
+                         limit: int) -> list[list[str]]: ...
+    def group_members(self, group_ids: Sequence[str]) -> dict[str, list[Product]]: ...
+    def newest_with_groups(self, product_ids: Sequence[str], group_ids: Sequence[str]
+                           ) -> tuple[dict[str, int], dict[str, list[Product]]]: ...
+    def set_groups(self, labels: dict[str, str]) -> int: ...

@@ -10,7 +10,8 @@ DeltaIndex. See docs/milvus-lite-patch.md. Imported only by lite_patch.apply() (
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from milvus_lite.engine.projection import _INTERNAL_FIELDS, decode_meta
@@ -77,16 +78,16 @@ def _unpack_meta(row: dict) -> dict:
 
 
 class _SegmentCache:
-    __slots__ = ("serial", "pk_arrow", "sets", "deletes", "memtable", "inv_norms", "columns")
+    __slots__ = ("columns", "deletes", "inv_norms", "memtable", "pk_arrow", "serial", "sets")
 
     def __init__(self, serial: int) -> None:
         self.serial = serial
         self.pk_arrow: Any = None
-        self.sets: Dict[Tuple[int, ...], Optional[np.ndarray]] = {}
-        self.deletes: Tuple[Any, Optional[np.ndarray]] = (None, None)
-        self.memtable: Tuple[Any, Optional[np.ndarray]] = (None, None)
-        self.inv_norms: Dict[str, np.ndarray] = {}
-        self.columns: Dict[str, list] = {}  # scalar columns as Python values (_query_row)
+        self.sets: dict[tuple[int, ...], np.ndarray | None] = {}
+        self.deletes: tuple[Any, np.ndarray | None] = (None, None)
+        self.memtable: tuple[Any, np.ndarray | None] = (None, None)
+        self.inv_norms: dict[str, np.ndarray] = {}
+        self.columns: dict[str, list] = {}  # scalar columns as Python values (_query_row)
 
 
 def _seg_cache(seg: Any) -> _SegmentCache:
@@ -102,10 +103,10 @@ def _pk_arrow(seg: Any, pk_field: str, cache: _SegmentCache) -> Any:
 
 # -- projection -------------------------------------------------------------------------------
 
-_SCHEMAS: Dict[int, Tuple[Any, frozenset, str]] = {}
+_SCHEMAS: dict[int, tuple[Any, frozenset, str]] = {}
 
 
-def _schema_names(schema: Any) -> Tuple[frozenset, str]:
+def _schema_names(schema: Any) -> tuple[frozenset, str]:
     """(every schema field's name, the primary key's), computed once per schema object."""
     hit = _SCHEMAS.get(id(schema))
     if hit is None or hit[0] is not schema:
@@ -114,7 +115,7 @@ def _schema_names(schema: Any) -> Tuple[frozenset, str]:
     return hit[1], hit[2]
 
 
-def project_record(record: Dict[str, Any], schema: Any, plan: Any) -> Dict[str, Any]:
+def project_record(record: dict[str, Any], schema: Any, plan: Any) -> dict[str, Any]:
     """milvus-lite 3.2.2's projection.project_record, same output: it rescanned the schema's
     fields for every field of every hit (a third of a grouped search's server CPU)."""
     names, pk_name = _schema_names(schema)
@@ -124,7 +125,7 @@ def project_record(record: Dict[str, Any], schema: Any, plan: Any) -> Dict[str, 
     for name in names.intersection(dynamic):
         del dynamic[name]
     if plan.include_all_dynamic:
-        result: Dict[str, Any] = dict(dynamic)
+        result: dict[str, Any] = dict(dynamic)
     else:
         result = {name: dynamic[name] for name in plan.explicit_dynamic_fields if name in dynamic}
     search = plan.api_kind == "search"
@@ -142,7 +143,7 @@ def project_record(record: Dict[str, Any], schema: Any, plan: Any) -> Dict[str, 
 # -- visibility masks -------------------------------------------------------------------------
 
 
-def _segment_set_masks(segs: List[Any], pk_field: str) -> List[Optional[np.ndarray]]:
+def _segment_set_masks(segs: list[Any], pk_field: str) -> list[np.ndarray | None]:
     """Newest-copy masks among the in-scope segments, cached per set of segments."""
     caches = [_seg_cache(s) for s in segs]
     key = tuple(c.serial for c in caches)
@@ -162,8 +163,8 @@ def _segment_set_masks(segs: List[Any], pk_field: str) -> List[Optional[np.ndarr
     return masks
 
 
-def _shadow(seg: Any, pk_field: str, slot: str, key: Any, newer: Tuple[list, np.ndarray]
-            ) -> Optional[np.ndarray]:
+def _shadow(seg: Any, pk_field: str, slot: str, key: Any, newer: tuple[list, np.ndarray]
+            ) -> np.ndarray | None:
     """Rows of *seg* whose pk has a newer entry in *newer* (keys, seqs), cached in the
     segment's *slot* ("deletes" or "memtable") for as long as *key* (the write version) holds."""
     cache = _seg_cache(seg)
@@ -178,23 +179,23 @@ def _shadow(seg: Any, pk_field: str, slot: str, key: Any, newer: Tuple[list, np.
     return mask
 
 
-def _delete_shadow(seg: Any, pk_field: str, delta_index: Any, delete_keys: Tuple[list, np.ndarray]
-                   ) -> Optional[np.ndarray]:
+def _delete_shadow(seg: Any, pk_field: str, delta_index: Any, delete_keys: tuple[list, np.ndarray]
+                   ) -> np.ndarray | None:
     """Rows of *seg* with a flushed delete of larger seq (cached per frozen delete map)."""
     return _shadow(seg, pk_field, "deletes", getattr(delta_index, "_lk_serial", None), delete_keys)
 
 
-def _memtable_shadow(seg: Any, pk_field: str, mt_key: Any, mt_keys: Tuple[list, np.ndarray]
-                     ) -> Optional[np.ndarray]:
+def _memtable_shadow(seg: Any, pk_field: str, mt_key: Any, mt_keys: tuple[list, np.ndarray]
+                     ) -> np.ndarray | None:
     """Rows of *seg* shadowed by a newer memtable insert or delete (cached per memtable write)."""
     return _shadow(seg, pk_field, "memtable", mt_key, mt_keys)
 
 
-def _delete_map_arrays(delta_index: Any) -> Tuple[list, np.ndarray]:
+def _delete_map_arrays(delta_index: Any) -> tuple[list, np.ndarray]:
     cached = getattr(delta_index, "_lk_arrays", None)
     if cached is not None:
         return cached
-    m = delta_index._map  # noqa: SLF001 - read-only use of the frozen copy
+    m = delta_index._map  # private: read-only use of the frozen copy
     out = (list(m.keys()), np.fromiter(m.values(), dtype=np.uint64, count=len(m)))
     if getattr(delta_index, "_lk_serial", None) is not None:
         delta_index._lk_arrays = out
@@ -207,32 +208,43 @@ def _delete_map_arrays(delta_index: Any) -> Tuple[list, np.ndarray]:
 class _MemtableView:
     """Everything the executor needs from the memtable, computed once per memtable write."""
 
-    __slots__ = ("pks", "seqs", "vecs", "row_refs", "table", "deletes", "shadow_keys",
-                 "pk_arrow", "pk_index", "masks", "inv_norms")
+    __slots__ = (
+        "deletes",
+        "inv_norms",
+        "masks",
+        "pk_arrow",
+        "pk_index",
+        "pks",
+        "row_refs",
+        "seqs",
+        "shadow_keys",
+        "table",
+        "vecs",
+    )
 
     def __init__(self, pks: list, seqs: np.ndarray, vecs: np.ndarray, row_refs: list,
-                 table: Any, deletes: Dict[Any, Tuple[int, str]]) -> None:
+                 table: Any, deletes: dict[Any, tuple[int, str]]) -> None:
         self.pks, self.seqs, self.vecs, self.row_refs, self.table = pks, seqs, vecs, row_refs, table
         self.deletes = deletes
         # Newest memtable seq per pk, from live rows and local deletes alike: what shadows a
         # segment row. (A pk is never both live and locally deleted in a MemTable.)
-        newest: Dict[Any, int] = {pk: int(s) for pk, s in zip(pks, seqs.tolist())}
+        newest: dict[Any, int] = {pk: int(s) for pk, s in zip(pks, seqs.tolist())}
         for pk, (dseq, _part) in deletes.items():
             if dseq > newest.get(pk, -1):
                 newest[pk] = dseq
         self.shadow_keys = (list(newest), np.fromiter(newest.values(), dtype=np.uint64,
                                                       count=len(newest)))
         self.pk_arrow: Any = None
-        self.pk_index: Optional[Dict[Any, int]] = None
-        self.masks: Dict[Any, Optional[np.ndarray]] = {}
-        self.inv_norms: Optional[np.ndarray] = None
+        self.pk_index: dict[Any, int] | None = None
+        self.masks: dict[Any, np.ndarray | None] = {}
+        self.inv_norms: np.ndarray | None = None
 
 
-def _memtable_view(memtable: Any, vector_field: str, partition_names: Optional[List[str]],
-                   include_table: bool) -> Tuple[Any, _MemtableView]:
+def _memtable_view(memtable: Any, vector_field: str, partition_names: list[str] | None,
+                   include_table: bool) -> tuple[Any, _MemtableView]:
     """(cache key, view) for the memtable's current contents; key None when not trackable."""
     serial = getattr(memtable, "_lk_serial", None)
-    with memtable._lock:  # noqa: SLF001 - version and contents read together
+    with memtable._lock:  # private: version and contents read together
         if serial is None:
             pks, seqs, vecs, refs, table = memtable.to_search_snapshot(
                 vector_field=vector_field, partition_names=partition_names,
@@ -257,16 +269,16 @@ def _memtable_view(memtable: Any, vector_field: str, partition_names: Optional[L
         return key, view
 
 
-def _search_snapshot(memtable: Any, vector_field: Optional[str],
-                     partition_names: Optional[List[str]], include_table: bool) -> tuple:
+def _search_snapshot(memtable: Any, vector_field: str | None,
+                     partition_names: list[str] | None, include_table: bool) -> tuple:
     """MemTable.to_search_snapshot with the vectors gathered by numpy, not one as_py per row.
 
     Falls back to milvus-lite's own method for nullable vector columns with nulls.
     """
     import pyarrow as pa
 
-    batches = tuple(memtable._insert_batches)  # noqa: SLF001 - caller holds the memtable lock
-    items = list(memtable._pk_index.items())  # noqa: SLF001
+    batches = tuple(memtable._insert_batches)  # private: caller holds the memtable lock
+    items = list(memtable._pk_index.items())
     if vector_field is not None and any(
             b.column(vector_field).null_count for b in batches):
         return memtable.to_search_snapshot(vector_field=vector_field,
@@ -274,7 +286,7 @@ def _search_snapshot(memtable: Any, vector_field: Optional[str],
                                            include_table=include_table)
     if partition_names is not None:
         wanted = set(partition_names)
-        parts: Dict[int, list] = {}
+        parts: dict[int, list] = {}
         kept = []
         for item in items:
             b, r, _ = item[1]
@@ -303,7 +315,7 @@ def _search_snapshot(memtable: Any, vector_field: Optional[str],
     table = None
     if include_table:
         if not m or not batches:
-            table = memtable._data_schema.empty_table()  # noqa: SLF001
+            table = memtable._data_schema.empty_table()
         else:
             offsets = np.cumsum([0] + [b.num_rows for b in batches])
             table = pa.Table.from_batches(batches).take(pa.array(offsets[b_idx] + r_idx))
@@ -312,21 +324,21 @@ def _search_snapshot(memtable: Any, vector_field: Optional[str],
     return pks, seqs, vecs, row_refs, table
 
 
-def _visibility(in_scope: List[Any], mt_key: Any, mt: _MemtableView, delta_index: Any,
-                pk_field: str) -> Tuple[List[Optional[np.ndarray]], Optional[np.ndarray]]:
+def _visibility(in_scope: list[Any], mt_key: Any, mt: _MemtableView, delta_index: Any,
+                pk_field: str) -> tuple[list[np.ndarray | None], np.ndarray | None]:
     """Which rows are the newest live copy of their pk: one mask per in-scope segment and one
     for the memtable (None: all rows), as milvus-lite's build_valid_mask decides it row by row."""
     set_masks = _segment_set_masks(in_scope, pk_field)
     delete_keys = _delete_map_arrays(delta_index)
     delta_token = getattr(delta_index, "_lk_serial", None)
-    seg_visible: List[Optional[np.ndarray]] = []
+    seg_visible: list[np.ndarray | None] = []
     for seg, set_mask in zip(in_scope, set_masks):
         seg_visible.append(lm.combine(
             set_mask,
             _delete_shadow(seg, pk_field, delta_index, delete_keys),
             _memtable_shadow(seg, pk_field, mt_key, mt.shadow_keys),
             invert=(False, True, True)))
-    mt_visible: Optional[np.ndarray] = None
+    mt_visible: np.ndarray | None = None
     if mt.pks:
         mkey = (tuple(_seg_cache(s).serial for s in in_scope), delta_token)
         cacheable = mt_key is not None and delta_token is not None and all(mkey[0])
@@ -353,13 +365,13 @@ def execute_search_with_index(
     metric_type: str,
     pk_field: str,
     vector_field: str,
-    partition_names: Optional[List[str]] = None,
+    partition_names: list[str] | None = None,
     compiled_filter: Any = None,
-    output_fields: Optional[List[str]] = None,
+    output_fields: list[str] | None = None,
     indexed_filter_plan: Any = None,
-    project_record_fn: Optional[Callable[[dict], dict]] = None,
-    search_params: Optional[Dict[str, Any]] = None,
-) -> List[List[dict]]:
+    project_record_fn: Callable[[dict], dict] | None = None,
+    search_params: dict[str, Any] | None = None,
+) -> list[list[dict]]:
     """Drop-in for milvus_lite.search.executor_indexed.execute_search_with_index (3.2.2).
 
     Same signature, same results; steps 1-3 (visibility + recall) are vectorised and cached,
@@ -388,8 +400,8 @@ def execute_search_with_index(
     seg_visible, mt_visible = _visibility(in_scope, mt_key, mt, delta_index, pk_field)
 
     # ── 2. optional per-source filter masks (milvus-lite's own evaluation) ──
-    seg_filter_masks: Dict[int, np.ndarray] = {}
-    mt_filter_mask: Optional[np.ndarray] = None
+    seg_filter_masks: dict[int, np.ndarray] = {}
+    mt_filter_mask: np.ndarray | None = None
     if compiled_filter is not None:
         from milvus_lite.search.filter import evaluate_mask
         from milvus_lite.search.indexed_filter import evaluate_segment_filter
@@ -400,10 +412,10 @@ def execute_search_with_index(
             mt_filter_mask = evaluate_mask(compiled_filter, mt.table)
 
     # ── 3. per-source recall ──
-    per_query: List[List[Tuple[float, int, int]]] = [[] for _ in range(nq)]
-    sources: List[Any] = []
+    per_query: list[list[tuple[float, int, int]]] = [[] for _ in range(nq)]
+    sources: list[Any] = []
 
-    def recall(source_idx: int, n: int, visible: Optional[np.ndarray], vectors: np.ndarray,
+    def recall(source_idx: int, n: int, visible: np.ndarray | None, vectors: np.ndarray,
                index: Any, inv_norms: Callable[[], np.ndarray]) -> None:
         if n == 0:
             return
@@ -479,8 +491,8 @@ def execute_search_with_index(
     needed = None
     if output_fields is not None and "*" not in output_fields:
         needed = set(output_fields) | {pk_field, "$meta"}
-    winners: List[List[Tuple[float, int, int]]] = []
-    by_segment: Dict[int, set] = {}
+    winners: list[list[tuple[float, int, int]]] = []
+    by_segment: dict[int, set] = {}
     for q in range(nq):
         candidates = per_query[q]
         candidates.sort(key=lambda c: (c[0], c[1], c[2]))
@@ -488,7 +500,7 @@ def execute_search_with_index(
         for _dist, source_idx, local_id in winners[-1]:
             if source_idx < n_segments:
                 by_segment.setdefault(source_idx, set()).add(local_id)
-    records: Dict[Tuple[int, int], dict] = {}
+    records: dict[tuple[int, int], dict] = {}
     for source_idx, ids in by_segment.items():
         ordered = sorted(ids)
         for local_id, rec in zip(ordered, _segment_rows(in_scope[source_idx], ordered, needed)):
@@ -503,9 +515,9 @@ def execute_search_with_index(
     def source_pk(source_idx: int, local_id: int) -> Any:
         return in_scope[source_idx].pks[local_id] if source_idx < n_segments else mt_pks[local_id]
 
-    results: List[List[dict]] = []
+    results: list[list[dict]] = []
     for q in range(nq):
-        hits: List[dict] = []
+        hits: list[dict] = []
         for dist, source_idx, local_id in winners[q]:
             record = materialize(source_idx, local_id)
             pk = record.get(pk_field) if pk_field in record else source_pk(source_idx, local_id)
@@ -514,10 +526,10 @@ def execute_search_with_index(
     return results
 
 
-def query(self: Any, expr: Optional[str] = None, output_fields: Optional[List[str]] = None,
-          partition_names: Optional[List[str]] = None, limit: Optional[int] = None,
-          offset: int = 0, timezone: Optional[str] = None, order_by_pk: bool = False
-          ) -> List[dict]:
+def query(self: Any, expr: str | None = None, output_fields: list[str] | None = None,
+          partition_names: list[str] | None = None, limit: int | None = None,
+          offset: int = 0, timezone: str | None = None, order_by_pk: bool = False
+          ) -> list[dict]:
     """Drop-in for milvus-lite 3.2.2's Collection.query (a scalar query).
 
     milvus-lite's walks every stored row in Python per query to decide visibility (and
@@ -554,7 +566,7 @@ def query(self: Any, expr: Optional[str] = None, output_fields: Optional[List[st
     seg_visible, mt_visible = _visibility(in_scope, mt_key, mt, delta_snap, pk_field)
 
     # (source, row) of every live matching row, in milvus-lite's order.
-    live: List[Tuple[Any, Any]] = []
+    live: list[tuple[Any, Any]] = []
     for seg, visible in zip(in_scope, seg_visible):
         if compiled is not None:
             visible = lm.combine(visible, evaluate_segment_filter(seg, compiled, indexed_plan)
@@ -572,7 +584,7 @@ def query(self: Any, expr: Optional[str] = None, output_fields: Optional[List[st
     if limit is not None:
         live = live[:offset + limit]
 
-    out: List[dict] = []
+    out: list[dict] = []
     for seg, i in live:
         if seg is None:
             record = memtable.materialize_row(*mt.row_refs[i])
@@ -582,7 +594,7 @@ def query(self: Any, expr: Optional[str] = None, output_fields: Optional[List[st
     return out[offset:]
 
 
-def _segment_rows(seg: Any, row_ids: List[int], needed: Optional[set]) -> List[dict]:
+def _segment_rows(seg: Any, row_ids: list[int], needed: set | None) -> list[dict]:
     """Segment.row_to_dict for several rows at once, limited to *needed* columns (None: all)."""
     import pyarrow as pa
 
@@ -592,8 +604,8 @@ def _segment_rows(seg: Any, row_ids: List[int], needed: Optional[set]) -> List[d
     return [_unpack_meta(row) for row in rows]
 
 
-def _memtable_visible(mt: _MemtableView, segs: List[Any], pk_field: str,
-                      delete_keys: Tuple[list, np.ndarray]) -> Optional[np.ndarray]:
+def _memtable_visible(mt: _MemtableView, segs: list[Any], pk_field: str,
+                      delete_keys: tuple[list, np.ndarray]) -> np.ndarray | None:
     """Memtable rows not shadowed by a newer segment copy, flushed delete or local delete."""
     if mt.pk_arrow is None:
         import pyarrow as pa
@@ -617,10 +629,10 @@ def _memtable_visible(mt: _MemtableView, segs: List[Any], pk_field: str,
 # -- sparse (BM25) search ---------------------------------------------------------------------
 
 
-def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
-                  metric_type: str, partition_names: Optional[List[str]], expr: Optional[str],
-                  output_fields: Optional[List[str]], timezone: Optional[str] = None
-                  ) -> List[List[dict]]:
+def search_sparse(self: Any, query_vectors: list, vector_field: str, top_k: int,
+                  metric_type: str, partition_names: list[str] | None, expr: str | None,
+                  output_fields: list[str] | None, timezone: str | None = None
+                  ) -> list[list[dict]]:
     """Drop-in for milvus-lite 3.2.2's Collection._search_sparse (BM25 full-text search).
 
     milvus-lite's own walks every stored row in Python per search to decide visibility, and
@@ -657,7 +669,7 @@ def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
     mt_key, mt = _memtable_view(memtable, None, None, include_table=False)
     seg_visible, mt_visible = _visibility(segs, mt_key, mt, delta_snap, pk_field)
 
-    per_query: List[List[Tuple[float, Any, Any]]] = [[] for _ in range(nq)]
+    per_query: list[list[tuple[float, Any, Any]]] = [[] for _ in range(nq)]
     for seg, visible in zip(segs, seg_visible):
         if partition_filter is not None and seg.partition not in partition_filter:
             continue
@@ -714,9 +726,9 @@ def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
                     break
                 per_query[qi].append((float(dists[qi, j]), mt_pks[lid], mt_refs[lid]))
 
-    results: List[List[dict]] = []
+    results: list[list[dict]] = []
     for qi in range(nq):
-        best: Dict[Any, Tuple[int, Tuple[float, Any, Any]]] = {}  # newest copy of each pk
+        best: dict[Any, tuple[int, tuple[float, Any, Any]]] = {}  # newest copy of each pk
         for cand in per_query[qi]:
             _dist, pk, source = cand
             if isinstance(source[0], dict):  # a memtable (record, seq)
@@ -727,7 +739,7 @@ def search_sparse(self: Any, query_vectors: List, vector_field: str, top_k: int,
             if pk not in best or seq > best[pk][0]:
                 best[pk] = (seq, cand)
         ordered = sorted((c for _, c in best.values()), key=lambda c: c[0])
-        hits: List[dict] = []
+        hits: list[dict] = []
         for dist, pk, source in ordered[:top_k]:
             if isinstance(source[0], dict):
                 record = source[0]

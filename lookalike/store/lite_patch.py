@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +115,7 @@ def _track_memtable(cls: Any) -> None:
         init(self, *a, **kw)
         self._lk_serial = next(lite_executor.serials)
         self._lk_version = 0
-        self._lk_cache: Dict[Any, Any] = {}
+        self._lk_cache: dict[Any, Any] = {}
 
     def apply_insert(self: Any, batch: Any) -> None:
         with self._lock:
@@ -245,14 +245,14 @@ def _patch_faiss_hnsw(cls: Any) -> None:
 # -- index readiness ----------------------------------------------------------------------------
 
 
-def index_progress(col: Any, field_name: str) -> Tuple[int, int]:
+def index_progress(col: Any, field_name: str) -> tuple[int, int]:
     """(indexed_rows, total_rows) over flushed segments for one indexed field.
 
     Memtable rows are not counted: milvus-lite never indexes them (they are brute-forced
     until a flush turns them into a segment, whose index the background worker then builds).
     """
     total = indexed = 0
-    for seg in col._segments_snapshot():  # noqa: SLF001
+    for seg in col._segments_snapshot():
         if seg.num_rows == 0:
             continue
         total += seg.num_rows
@@ -280,7 +280,7 @@ def _patch_describe_index(cls: Any) -> None:
             if col.load_state != "loaded":
                 return response
             for desc in response.index_descriptions:
-                spec = col._index_specs.get(desc.field_name)  # noqa: SLF001
+                spec = col._index_specs.get(desc.field_name)
                 if spec is None or spec.index_type == "SPARSE_INVERTED_INDEX":
                     continue  # built lazily at search time: nothing to wait for
                 indexed, total = index_progress(col, desc.field_name)

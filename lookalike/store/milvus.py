@@ -21,7 +21,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymilvus import AnnSearchRequest, MilvusClient, MilvusException, RRFRanker, WeightedRanker
@@ -46,6 +46,9 @@ from lookalike.store.schema import (
     row_pk,
     search_params,
 )
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 log = logging.getLogger(__name__)
 CONSISTENCY = "Strong"
@@ -108,7 +111,7 @@ def filter_expression(filters: Filters, exclude_ids: Sequence[str] = ()) -> str:
     if filters.max_price is not None:
         parts.append(f"price <= {float(filters.max_price)!r}")
     if filters.min_price is not None or filters.max_price is not None:
-        parts.append(f"price >= 0")  # products without a price never match a price range
+        parts.append("price >= 0")  # products without a price never match a price range
     if exclude_ids:
         parts.append(f"not ({_in('product_id', exclude_ids)})")
     return " and ".join(parts)
@@ -188,7 +191,7 @@ class MilvusStore:
         collection: str,
         image_dim: int,
         text_dim: int,
-        settings: Any,
+        settings: Settings,
         token: str = "",
         timeout_s: float = 30.0,
     ) -> None:
@@ -220,7 +223,7 @@ class MilvusStore:
         self._cache = ReadCache(float(getattr(settings, "read_cache_ttl_s", 0.0) or 0.0))
 
     @classmethod
-    def from_settings(cls, settings: Any, *, image_dim: int, text_dim: int,
+    def from_settings(cls, settings: Settings, *, image_dim: int, text_dim: int,
                       auto_flush: bool = False) -> MilvusStore:
         """`auto_flush`: flush this store's own writes by the write-flush policy (the API's
         write path; settings.write_flush_rows / write_flush_idle_s, off with write_flush=False).

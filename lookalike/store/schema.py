@@ -16,9 +16,12 @@ readers keep only the newest version of each product (see MilvusStore).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
 
 PK_MAX = 160
 TEXT_MAX = 16384  # bytes; the manifest caps title/description at 4,000 characters
@@ -86,7 +89,7 @@ def lexical_text(product: Any) -> str:
     return text.encode()[:TEXT_MAX].decode(errors="ignore")
 
 
-def index_build_params(settings: Any) -> dict[str, Any]:
+def index_build_params(settings: Settings) -> dict[str, Any]:
     if settings.index_type == "HNSW":
         return {"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction}
     if settings.index_type in ("IVF_FLAT", "IVF_SQ8"):
@@ -94,7 +97,7 @@ def index_build_params(settings: Any) -> dict[str, Any]:
     return {}
 
 
-def search_params(settings: Any) -> dict[str, Any]:
+def search_params(settings: Settings) -> dict[str, Any]:
     if settings.index_type == "HNSW":
         return {"ef": settings.search_ef}
     if settings.index_type in ("IVF_FLAT", "IVF_SQ8"):
@@ -102,7 +105,7 @@ def search_params(settings: Any) -> dict[str, Any]:
     return {}
 
 
-def build_index_params(client: MilvusClient, settings: Any) -> Any:
+def build_index_params(client: MilvusClient, settings: Settings) -> Any:
     params = client.prepare_index_params()
     for field in ("image_vector", "text_vector"):
         # Nested {"params": {...}}: Milvus' proxy flattens it, and it is the only form that

@@ -26,8 +26,8 @@ import pytest
 
 from lookalike.catalog import demo, load_manifest
 from lookalike.catalog.product import Product
-from lookalike.store.lite_server import LiteServer
 from lookalike.ports import free_port
+from lookalike.store.lite_server import LiteServer
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -14,6 +14,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -21,6 +22,9 @@ import pytest
 from lookalike.launch.front_proxy import FrontProxy
 from tests import hostile
 from tests.e2e.conftest import ADMIN_KEY
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+; only the checker reads it
 
 ANSWER_WITHIN_S = 10.0
 HEALTHZ_DELAY_S = 1.0  # the most a /healthz may take while a hostile request is handled
@@ -83,7 +87,7 @@ class Probe:
                 if self._stop.is_set():
                     return
 
-    def __enter__(self) -> Probe:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -46,10 +46,13 @@ import yaml
 
 from lookalike.catalog import demo, load_manifest
 from lookalike.catalog.product import Product
-from lookalike.store.lite_server import LiteServer
 from lookalike.ports import free_port
+from lookalike.store.lite_server import LiteServer
 from tests.e2e import fault_load
 from tests.e2e.loopback_cluster import LoopbackCluster
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+; only the checker reads it
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -138,7 +141,7 @@ def running(cluster: LoopbackCluster) -> dict[str, list[str]]:
     """{deployment: the node of each RUNNING replica}."""
     replicas = {name: [r["pid"] for r in reps if r.get("state") == "RUNNING"]
                 for name, reps in cluster.serve_replicas().items()}
-    nodes = iter(cluster.nodes_of(sum(replicas.values(), [])))
+    nodes = iter(cluster.nodes_of([p for pids in replicas.values() for p in pids]))
     return {name: sorted(next(nodes) or "?" for _ in pids) for name, pids in replicas.items()}
 
 
@@ -186,7 +189,7 @@ class Searches:
                 except httpx.HTTPError:
                     self.statuses.append(0)
 
-    def __enter__(self) -> Searches:
+    def __enter__(self) -> Self:
         for t in self.threads:
             t.start()
         return self
@@ -223,7 +226,8 @@ def test_embedder_replicas_run_on_both_workers(cluster: LoopbackCluster, app_url
     FIGURES["placement"] = placed
     for name in (IMAGE, "TextEmbedderDeployment"):
         assert set(placed[name]) == set(WORKERS), placed  # spread over both workers
-    assert "head" not in sum(placed.values(), []), placed  # the head runs no replica (0 CPUs)
+    # The head runs no replica (0 CPUs).
+    assert "head" not in {n for nodes in placed.values() for n in nodes}, placed
 
 
 @pytest.mark.timeout(fault_load.KILL_AT_S + LOAD_AFTER_KILL_S + RESCHEDULE_TIMEOUT_S + 60)
@@ -286,7 +290,7 @@ def test_losing_a_worker_under_load(cluster: LoopbackCluster, app_url: str,
     assert before[IMAGE].count(victim) >= 1, before  # the node lost held embedder replicas
     assert figures["failed_pct"] <= 1.0, FIGURES["node_loss"]
     assert after is not None, f"not rescheduled in {RESCHEDULE_TIMEOUT_S}s: {FIGURES['node_loss']}"
-    assert set(sum(after[1].values(), [])) == {"a"}, after[1]
+    assert {n for nodes in after[1].values() for n in nodes} == {"a"}, after[1]
 
 
 @pytest.mark.timeout(JOB_TIMEOUT_S + 60)

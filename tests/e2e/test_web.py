@@ -31,7 +31,7 @@ require(CHROMIUM.exists(), f"{CHROMIUM} is missing",
         "run `make browser` as root, or `sudo apt-get install chromium fonts-dejavu-core`")
 require(importlib.util.find_spec("playwright") is not None, "playwright is not installed",
         "`make setup` installs it: pip install -c constraints.txt -e '.[test]'")
-from playwright import sync_api  # noqa: E402
+from playwright import sync_api
 
 expect = sync_api.expect
 expect.set_options(timeout=TIMEOUT_MS)
@@ -120,7 +120,7 @@ def test_image_upload_finds_that_product_first(page, products: list[Product]) ->
 def test_text_query_with_colour_filter_shows_only_that_colour(page, products: list[Product]) -> None:
     colour, n_colour = Counter(p.color for p in products).most_common(1)[0]
     box = page.get_by_role("group", name="Colour").get_by_role(
-        "checkbox", name=re.compile(rf"^{re.escape(colour)}\b", re.I))
+        "checkbox", name=re.compile(rf"^{re.escape(colour)}\b", re.IGNORECASE))
     box.check()
     expect(page.locator("#filter-count")).to_have_text("1 active")
     page.get_by_label("Description", exact=True).fill("comfortable everyday clothes")
@@ -132,13 +132,13 @@ def test_text_query_with_colour_filter_shows_only_that_colour(page, products: li
     shown = cards.count()
     assert 1 <= shown <= min(n_colour, 12)
     assert set(cards.evaluate_all("cs => cs.map(c => c.dataset.color)")) == {colour}
-    assert set(t.strip().lower() for t in cards.locator(".card-color").all_inner_texts()) == {colour}
+    assert {t.strip().lower() for t in cards.locator(".card-color").all_inner_texts()} == {colour}
 
     # Changing a filter after a search re-runs it: a second colour widens the results.
     other = next(c for c, _ in Counter(p.color for p in products).most_common() if c != colour)
     page.get_by_role("group", name="Colour").get_by_role(
-        "checkbox", name=re.compile(rf"^{re.escape(other)}\b", re.I)).check()
-    expect(page.locator("#results .card[data-color='%s']" % other).first).to_be_visible()
+        "checkbox", name=re.compile(rf"^{re.escape(other)}\b", re.IGNORECASE)).check()
+    expect(page.locator(f"#results .card[data-color='{other}']").first).to_be_visible()
     assert set(cards.evaluate_all("cs => cs.map(c => c.dataset.color)")) <= {colour, other}
 
 
@@ -262,7 +262,7 @@ def test_inferred_filters_show_as_chips_that_can_be_removed(page, products: list
     expect(chips).to_have_count(2)
     expect(page.locator("#inferred-chips")).to_contain_text("Colour: Red")
     expect(page.locator("#inferred-chips")).to_contain_text(f"Category: {category}", ignore_case=True)
-    page.get_by_role("button", name=re.compile(r"^Remove colour red$", re.I)).click()
+    page.get_by_role("button", name=re.compile(r"^Remove colour red$", re.IGNORECASE)).click()
     expect(chips).to_have_count(1)
     expect(page.locator("#inferred-chips")).not_to_contain_text("Colour")
     # The removal travels with the search: the URL keeps it.
@@ -302,7 +302,7 @@ def test_not_like_this_hides_a_product_from_the_next_searches(page) -> None:
 def test_the_search_is_in_the_url_and_a_reload_restores_it(page, products: list[Product]) -> None:
     colour = Counter(p.color for p in products).most_common(1)[0][0]
     page.get_by_role("group", name="Colour").get_by_role(
-        "checkbox", name=re.compile(rf"^{re.escape(colour)}\b", re.I)).check()
+        "checkbox", name=re.compile(rf"^{re.escape(colour)}\b", re.IGNORECASE)).check()
     text_search(page, "comfortable shoes")
     assert "q=comfortable+shoes" in page.url and f"color={colour}" in page.url.replace("%20", "+")
     shown = result_cards(page).evaluate_all("cs => cs.map(c => c.dataset.productId)")
@@ -313,7 +313,7 @@ def test_the_search_is_in_the_url_and_a_reload_restores_it(page, products: list[
         expect(result_cards(other).first).to_be_visible()
         expect(other.get_by_label("Description", exact=True)).to_have_value("comfortable shoes")
         assert other.get_by_role("group", name="Colour").get_by_role(
-            "checkbox", name=re.compile(rf"^{re.escape(colour)}\b", re.I)).is_checked()
+            "checkbox", name=re.compile(rf"^{re.escape(colour)}\b", re.IGNORECASE)).is_checked()
         assert result_cards(other).evaluate_all("cs => cs.map(c => c.dataset.productId)") == shown
     finally:
         other.context.close()

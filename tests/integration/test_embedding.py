@@ -106,7 +106,7 @@ def test_model_version_follows_the_weights_not_their_label(tmp_path: Path,
     torch.save(state, same)
     state["conv_stem.weight"][0, 0, 0, 0] += 0.5  # one weight differs
     torch.save(state, changed)
-    fingerprint = lambda e: e.version.rsplit("@", 1)[1]  # noqa: E731
+    fingerprint = lambda e: e.version.rsplit("@", 1)[1]
     assert fingerprint(ImageEmbedder(weights=str(same))) == fingerprint(image_embedder)
     assert fingerprint(ImageEmbedder(weights=str(changed))) != fingerprint(image_embedder)
     assert image_embedder.version.startswith("tf_efficientnet_lite0:packaged@")

@@ -22,16 +22,16 @@ import pytest
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback-only local Ray
 
-import ray  # noqa: E402
+import ray
 
-from lookalike.catalog import demo  # noqa: E402
-from lookalike.catalog.product import Product  # noqa: E402
-from lookalike.config import Settings  # noqa: E402
-from lookalike.launch.local_ray import init_local  # noqa: E402
-from lookalike.pipelines.ingest import IngestOptions, run_ingest  # noqa: E402
-from lookalike.ports import free_port  # noqa: E402
-from lookalike.store.base import API_SOURCE, StoredProduct, catalog_source  # noqa: E402
-from lookalike.store.milvus import MilvusStore  # noqa: E402
+from lookalike.catalog import demo
+from lookalike.catalog.product import Product
+from lookalike.config import Settings
+from lookalike.launch.local_ray import init_local
+from lookalike.pipelines.ingest import IngestOptions, run_ingest
+from lookalike.ports import free_port
+from lookalike.store.base import API_SOURCE, StoredProduct, catalog_source
+from lookalike.store.milvus import MilvusStore
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from lookalike.catalog import demo
-from lookalike.store.lite_server import LiteServer, port_open
 from lookalike.ports import free_port
+from lookalike.store.lite_server import LiteServer, port_open
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

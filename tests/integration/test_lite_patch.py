@@ -19,11 +19,11 @@ from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 from lookalike.catalog.product import Product
 from lookalike.config import Settings
+from lookalike.ports import free_port
 from lookalike.store import lite_executor
 from lookalike.store.base import StoredProduct
 from lookalike.store.lite_server import LiteServer
 from lookalike.store.milvus import MilvusStore
-from lookalike.ports import free_port
 
 DIM = 16
 SEARCH = {"metric_type": "COSINE", "params": {"ef": 4096}}  # ef >= segment size: exact HNSW
@@ -84,7 +84,7 @@ class Writer:
         self.client.flush(self.name)
 
     def history(self) -> None:
-        self.upsert(range(0, 1200))
+        self.upsert(range(1200))
         self.flush()
         self.upsert(range(100, 400))          # upserts of flushed ids: old copies stay behind
         self.flush()
@@ -241,7 +241,7 @@ def lexical_history(client: MilvusClient, name: str) -> dict[str, str]:
         for i in ids:
             live.pop(f"d{i}", None)
 
-    upsert(range(0, 400))
+    upsert(range(400))
     client.flush(name)
     upsert(range(50, 150))   # flushed ids rewritten: their old copies stay in the first segment
     delete(range(120, 170))
@@ -397,12 +397,12 @@ def test_search_params_reach_the_server_side_index(tmp_path: Path) -> None:
             store.upsert(items)
             store.flush()
             col = db.get_collection(name)
-            col._wait_for_bg()  # noqa: SLF001 - in-process: wait for the background build
+            col._wait_for_bg()  # in-process: wait for the background build
             hits = store.search(image_vector=items[0].image_vectors[0], top_k=5)
             assert hits and hits[0].product.product_id == "sku0"
-            segments = col._segments_snapshot()  # noqa: SLF001
+            segments = col._segments_snapshot()
             indexes = [seg.indexes["image_vector"] for seg in segments]
-            assert indexes and all(check(ix._index) for ix in indexes)  # noqa: SLF001
+            assert indexes and all(check(ix._index) for ix in indexes)
             store.close()
     finally:
         server.stop(grace=1)
@@ -461,11 +461,11 @@ def test_memtable_snapshot_matches_milvus_lite(tmp_path: Path) -> None:
         col.insert(rows(range(40, 70)), partition_name="p2")
         col.upsert(rows(range(10, 20)))
         col.delete(["k3", "k45", "k99"])
-        mt = col._memtable  # noqa: SLF001
+        mt = col._memtable
         for parts in (None, ["_default"], ["p2"]):
             for include_table in (False, True):
                 want = mt.to_search_snapshot("v", parts, include_table)
-                got = lite_executor._search_snapshot(mt, "v", parts, include_table)  # noqa: SLF001
+                got = lite_executor._search_snapshot(mt, "v", parts, include_table)
                 assert got[0] == want[0] and got[3] == want[3]
                 np.testing.assert_array_equal(got[1], want[1])
                 np.testing.assert_array_equal(got[2], want[2])
@@ -480,7 +480,7 @@ def test_patched_query_survives_a_flush_between_its_view_and_its_rows(
     with in_process_collection(tmp_path, dim=4) as col:
         col.insert([{"pk": f"k{i}", "cat": "ab"[i % 2], "v": [1.0, i, 0.0, 0.0]}
                     for i in range(10)])
-        view = lite_executor._memtable_view  # noqa: SLF001
+        view = lite_executor._memtable_view
 
         def view_then_flush(*args, **kwargs):
             out = view(*args, **kwargs)

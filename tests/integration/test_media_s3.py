@@ -23,9 +23,9 @@ from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.media import MEDIA, open_media
 from lookalike.media_s3 import S3Media
+from lookalike.ports import free_port
 from lookalike.search import SearchService
 from lookalike.store import MilvusStore
-from lookalike.ports import free_port
 
 ADMIN = "s3-test-admin-key-0123"
 

@@ -81,7 +81,7 @@ def routes_are(front: FrontProxy, ports: set[int]) -> Callable[[], bool]:
 def test_requests_go_to_the_listed_replicas_and_not_to_serve_proxy(
         routed: tuple[FrontProxy, Listed], servers: tuple[Backend, Backend, Backend]) -> None:
     front, _ = routed
-    a, b, serve_proxy = servers
+    a, b, _serve_proxy = servers
     eventually(routes_are(front, {port(a), port(b)}))
     got = answered_by(front)
     assert set(got) == {port(a), port(b)}, got  # both replicas, never Serve's proxy

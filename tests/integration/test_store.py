@@ -7,9 +7,9 @@ import pytest
 
 from lookalike.catalog import Product
 from lookalike.config import Settings
+from lookalike.ports import free_port
 from lookalike.store import Filters, MilvusStore, StoredProduct
 from lookalike.store.lite_server import LiteServer
-from lookalike.ports import free_port
 
 IMG, TXT = 32, 16
 COLORS = ["red", "blue", "green"]

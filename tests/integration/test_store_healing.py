@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from lookalike.config import Settings
+from lookalike.ports import free_port
 from lookalike.store import Filters, MilvusStore, StoreError, StoreRequestError
 from lookalike.store.lite_server import LiteServer
-from lookalike.ports import free_port
 from tests.integration.test_store import make_items, open_store
 
 HEAL_WITHIN_S = 15.0

@@ -83,7 +83,7 @@ def assert_coherent(store: MilvusStore) -> str:
     assert len(rec.image_vectors) == VARIANTS[name]
     assert np.allclose(np.stack(rec.image_vectors), want.image_vectors, atol=1e-5)
     assert rec.content_hash == f"h-{name}"
-    for other, k in VARIANTS.items():  # a search by any variant's photo sees a whole write
+    for other in VARIANTS:  # a search by any variant's photo sees a whole write
         for photo in variant(other).image_vectors:
             for hit in store.search(image_vector=photo, top_k=3):
                 if hit.product.product_id == "p":

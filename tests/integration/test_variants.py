@@ -10,8 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from lookalike.catalog import Product, load_manifest
-from lookalike.catalog import demo
+from lookalike.catalog import Product, demo, load_manifest
 from lookalike.config import Settings
 from lookalike.eval import variants as variants_eval
 from lookalike.indexing import embed_products
@@ -78,8 +77,8 @@ def test_search_collapses_groups_and_a_deleted_best_member_shows_the_next(
     others = out.variants[best]
     assert sorted(p.product_id for p in others) == sorted(set(group) - {best})  # ... the rest listed
     assert {p.color for p in others} <= {p.color for p in products}
-    assert len(shown) == len(set(group_key(pid, r.group_id) for pid, r in
-                                 store.get([p.product_id for p in products]).items()))
+    assert len(shown) == len({group_key(pid, r.group_id) for pid, r in
+                             store.get([p.product_id for p in products]).items()})
 
     full = [h.product.product_id for h in search(collapse_variants=False).hits]
     assert set(group) <= set(full)  # collapsing off: every variant is a result

@@ -212,7 +212,7 @@ def test_stored_image_references_are_contained(tmp_path: Path) -> None:
     assert ok.status_code == 200 and ok.headers["content-type"] == "image/png"
     assert ok.headers["x-content-type-options"] == "nosniff"
     for n in range(1, len(refs)):
-        resp = client.get("/v1/products/p1/images/%d" % n, follow_redirects=False)
+        resp = client.get(f"/v1/products/p1/images/{n}", follow_redirects=False)
         assert_error(resp, 404, "not_found")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import bench.report as report
+from bench import report
 from bench.report import Bench, markdown, run_bench
 
 WRITER = "import json, sys; open(sys.argv[1], 'w').write(json.dumps({'P1': 0.9, 'P2_ms': 1.5}))"

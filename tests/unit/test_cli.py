@@ -6,8 +6,9 @@ import importlib
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from lookalike import runfile
 from lookalike.cli import parser

@@ -227,7 +227,7 @@ def test_the_app_settings_are_real_and_ask_for_shards_and_replicas(
 
 def test_env_example_lists_every_credential_empty_and_env_is_ignored() -> None:
     example = (ROOT / ".env.example").read_text()
-    assigned = dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", example, re.M))
+    assigned = dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", example, re.MULTILINE))
     assert sorted(assigned) == credentials()
     assert all(v == "" for v in assigned.values()), "no real values in the example"
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import ClassVar
 
 import pytest
 
@@ -101,9 +102,9 @@ def test_malformed_or_forbidden_urls_are_refused(url: str, match: str) -> None:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse can be seen
-    hosts: list[str] = []
-    calls: dict[str, int] = {}
-    peers: set[int] = set()  # client ports: one per connection
+    hosts: ClassVar[list[str]] = []
+    calls: ClassVar[dict[str, int]] = {}
+    peers: ClassVar[set[int]] = set()  # client ports: one per connection
 
     def log_message(self, *args: object) -> None:
         pass

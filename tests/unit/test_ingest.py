@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -18,7 +19,15 @@ from PIL import Image
 
 from lookalike.catalog.product import Product
 from lookalike.ingest.fetch import FetchLimits, ImageFetchError, fetch, image_digest
-from lookalike.ingest.plan import NoRoom, Plan, Room, check, fits_on_nodes, plan_resources, wait_for_plan
+from lookalike.ingest.plan import (
+    NoRoom,
+    Plan,
+    Room,
+    check,
+    fits_on_nodes,
+    plan_resources,
+    wait_for_plan,
+)
 from lookalike.ingest.stages import (
     EMBED,
     FAILED,
@@ -26,9 +35,9 @@ from lookalike.ingest.stages import (
     _LazyStage,
     prepare_batch,
     prepare_product,
-    read_images,
     product_from_json,
     product_to_json,
+    read_images,
 )
 from lookalike.ingest.summary import ErrorSink, IngestError, Summary
 from lookalike.ingest.worklist import iter_chunks
@@ -171,10 +180,10 @@ def test_catalog_refs_are_read_under_this_nodes_catalog_root(tmp_path: Path) -> 
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    calls: dict[str, int] = {}
+    calls: ClassVar[dict[str, int]] = {}
     body = _jpeg()
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         n = self.calls[self.path] = self.calls.get(self.path, 0) + 1
         if self.path.startswith("/flaky") and n == 1:
             self.send_error(503)
@@ -287,7 +296,7 @@ def test_a_stage_told_to_load_now_loads_in_a_thread_and_a_failed_load_raises_on_
     assert len(made) == 1  # nothing loaded until a batch needs it
     assert lazy.embedder == "model" and len(made) == 2
     with pytest.raises(RuntimeError, match="no weights here"):
-        Broken(None, 1, 4, load_now=True).embedder
+        _ = Broken(None, 1, 4, load_now=True).embedder
 
 
 def test_prepare_batch_one_row_per_image_and_markers(tmp_path: Path) -> None:

@@ -14,12 +14,12 @@ import logging
 import re
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import tomllib
 
 from lookalike.store import lite_masks as lm
 from lookalike.store import lite_patch
@@ -184,7 +184,7 @@ def test_the_installed_milvus_lite_is_the_one_the_patch_is_for() -> None:
 
 
 def test_the_pin_in_constraints_is_the_patched_version() -> None:
-    pins = re.findall(r"^milvus-lite==(\S+)", (REPO / "constraints.txt").read_text(), re.M)
+    pins = re.findall(r"^milvus-lite==(\S+)", (REPO / "constraints.txt").read_text(), re.MULTILINE)
     assert pins == [lite_patch.SUPPORTED_VERSION], UPGRADE.format(
         want=lite_patch.SUPPORTED_VERSION, got=pins)
 
@@ -207,7 +207,7 @@ def test_the_upstream_diff_still_applies_to_the_installed_package(tmp_path: Path
     assert spec is not None and spec.origin is not None
     shutil.copytree(Path(spec.origin).parent, tmp_path / "milvus_lite",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.so.*", "lib", "bin"))
-    touched = set(re.findall(r"^\+\+\+ b/(\S+)", diff.read_text(), re.M))
+    touched = set(re.findall(r"^\+\+\+ b/(\S+)", diff.read_text(), re.MULTILINE))
     assert touched and all((tmp_path / f).is_file() for f in touched), touched
     out = subprocess.run(["git", "apply", "--check", "-v", str(diff)], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)

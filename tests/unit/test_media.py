@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from lookalike.config import Settings
-from lookalike.media import MEDIA, LocalMedia as MediaDir, open_media
+from lookalike.media import MEDIA, open_media
+from lookalike.media import LocalMedia as MediaDir
 
 
 def png(seed: int, size: int = 1024) -> bytes:

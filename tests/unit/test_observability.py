@@ -13,8 +13,14 @@ import pytest
 
 from lookalike.deployments.observability import RayMetrics, bounded_endpoint
 from lookalike.logs import JsonFormatter, json_logger
-from lookalike.observability import (FIELDS, REQUEST_LOGGER, NoopMetrics, RequestObserver,
-                                     request_fields, request_observer)
+from lookalike.observability import (
+    FIELDS,
+    REQUEST_LOGGER,
+    NoopMetrics,
+    RequestObserver,
+    request_fields,
+    request_observer,
+)
 
 SEARCH_RECORD = {
     "request_id": "abc123", "method": "POST", "endpoint": "/v1/search", "status": 200,

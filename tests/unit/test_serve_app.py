@@ -45,7 +45,7 @@ def test_every_secret_reaches_the_router_as_its_value_and_never_shows() -> None:
     for args in embedder_args:  # the embedders rebuild their settings, and hold no secret
         embedder = Settings(**args[0])
         assert all(not plain(getattr(embedder, name)) for name in SECRET_NAMES)
-    shown = " ".join(f"{repr(x)} {str(x)}" for x in (router.init_args, router_settings,
+    shown = " ".join(f"{x!r} {x!s}" for x in (router.init_args, router_settings,
                                                       *embedder_args))
     for secret in SECRETS.values():
         if secret not in ("s3", "http://milvus:19530"):

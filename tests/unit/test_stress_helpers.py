@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stress import (LoadConfig, latency_summary, longest_gap, parse_mix, percentile,
-                          require_loopback)
+from bench.stress import (
+    LoadConfig,
+    latency_summary,
+    longest_gap,
+    parse_mix,
+    percentile,
+    require_loopback,
+)
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:1/",
