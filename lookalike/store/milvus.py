@@ -102,10 +102,10 @@ def _in(field: str, values: Sequence[str]) -> str:
 def filter_expression(filters: Filters, exclude_ids: Sequence[str] = ()) -> str:
     """Build a boolean expression from typed values only (never from user-written syntax)."""
     parts: list[str] = []
-    for field, values in (("category", filters.categories), ("color", filters.colors),
-                          ("size", filters.sizes)):
+    for name, values in (("category", filters.categories), ("color", filters.colors),
+                         ("size", filters.sizes)):
         if values:
-            parts.append(_in(field, values))
+            parts.append(_in(name, values))
     if filters.min_price is not None:
         parts.append(f"price >= {float(filters.min_price)!r}")
     if filters.max_price is not None:
