@@ -26,6 +26,13 @@ from lookalike.config import Settings  # noqa: E402
 from lookalike.ports import free_port  # noqa: E402
 from lookalike.store.lite_server import LiteServer  # noqa: E402
 from tests.prerequisites import pytest_sessionfinish  # noqa: E402,F401  (a hook: CI fails on skips)
+from tests.tiers import (  # noqa: F401  (hooks: what each tier may use, and its markers)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_call,
+    pytest_runtest_protocol,
+    pytest_runtest_setup,
+)
 
 
 @pytest.fixture(scope="session")
