@@ -34,6 +34,9 @@ from tests.tiers import (  # noqa: F401  (hooks: what each tier may use, and its
     pytest_runtest_setup,
 )
 
+# In-process pytest runs for the tests of our own pytest plugins (tests/unit/test_prerequisites.py).
+pytest_plugins = ("pytester",)
+
 
 @pytest.fixture(scope="session")
 def lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteServer]:
