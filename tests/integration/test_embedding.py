@@ -12,6 +12,8 @@ from PIL import Image
 from lookalike.embedding import ImageEmbedder, ModelUnavailableError, TextEmbedder
 from lookalike.embedding.efficientnet_lite import convert_state_dict, packaged_checkpoint
 
+pytestmark = pytest.mark.weights  # the packaged models (a few tests use random weights)
+
 ESPRESSO = 967
 CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.checks import all_of
 
+pytestmark = pytest.mark.weights  # its child loads the packaged models (the hook sees no child)
 ROOT = Path(__file__).resolve().parents[2]
 
 # Runs the script as `python bench/gpu_embedder.py ...` would, after blocking the imports.
