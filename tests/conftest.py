@@ -26,6 +26,16 @@ from lookalike.config import Settings
 from lookalike.ports import free_port
 from lookalike.store.lite_server import LiteServer
 from tests.prerequisites import pytest_sessionfinish  # noqa: F401 - a hook: CI fails on skips
+from tests.tiers import (  # noqa: F401  (hooks: what each tier may use, and its markers)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_call,
+    pytest_runtest_protocol,
+    pytest_runtest_setup,
+)
+
+# In-process pytest runs for the tests of our own pytest plugins (tests/unit/test_prerequisites.py).
+pytest_plugins = ("pytester",)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.eval.runner import evaluate
 
+pytestmark = pytest.mark.weights  # the harness embeds with the packaged models
+
 
 @pytest.fixture(scope="module")
 def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -24,6 +24,7 @@ from lookalike.store import lite_executor
 from lookalike.store.base import StoredProduct
 from lookalike.store.lite_server import LiteServer
 from lookalike.store.milvus import MilvusStore
+from tests.checks import all_of
 
 DIM = 16
 SEARCH = {"metric_type": "COSINE", "params": {"ef": 4096}}  # ef >= segment size: exact HNSW
@@ -118,7 +119,7 @@ def search(client: MilvusClient, name: str, queries: np.ndarray, k: int,
     res = client.search(name, data=queries.tolist(), anns_field="v", limit=k, filter=expr,
                         search_params=SEARCH, output_fields=["cat"], consistency_level="Strong")
     for hits in res:  # entities are materialised for the returned rows
-        assert all(h["entity"]["cat"] == "ab"[int(h["pk"][1:]) % 2] for h in hits)
+        all_of(hits, lambda h: h["entity"]["cat"] == "ab"[int(h["pk"][1:]) % 2], "hits")
     return [[(h["pk"], float(h["distance"])) for h in hits] for hits in res]
 
 

@@ -26,6 +26,7 @@ from lookalike.media_s3 import S3Media
 from lookalike.ports import free_port
 from lookalike.search import SearchService
 from lookalike.store import MilvusStore
+from tests.checks import all_of
 
 ADMIN = "s3-test-admin-key-0123"
 
@@ -111,7 +112,7 @@ def test_two_routers_on_two_nodes_serve_each_others_uploads(
                            ("image", ("b.png", blue, "image/png"))])
         assert put.status_code == 200, put.text
         stored = store.get(["p1"])["p1"].product.images
-        assert all(r.startswith(MEDIA) for r in stored)  # logical, no node's path
+        all_of(stored, lambda r: r.startswith(MEDIA), "stored images")  # logical, no node's path
         for n, data in enumerate((red, blue)):
             got = b.get(f"/v1/products/p1/images/{n}")
             assert got.status_code == 200 and got.content == data

@@ -17,6 +17,8 @@ from lookalike.config import Settings
 from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.images import decode_image
 
+pytestmark = pytest.mark.weights  # the packaged models, exported
+
 MIN_COSINE = 0.999
 N_PRODUCTS = 40
 TORCH = {"model_runtime": "torch"}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.checks import all_of
 from tests.wheel import REPO, build_wheel, venv_with
 
 # The Ray side keeps its checkout layout and installs under the lookalike namespace.
@@ -99,7 +100,7 @@ print(json.dumps({
     import json
 
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert all(f.startswith(site) for f in got["files"]), got["files"]
+    all_of(got["files"], lambda f: f.startswith(site), "package files")
     assert got["generic"] == []
     for key in ("config", "page", "grafana"):
         assert got[key].startswith(site) and Path(got[key]).is_file(), got[key]

@@ -15,6 +15,7 @@ from lookalike.rank.relative import Relative
 from lookalike.recommend import UnknownProducts, recommend
 from lookalike.search import SearchService
 from lookalike.store import Filters, MilvusStore, StoredProduct
+from tests.checks import all_of
 
 DIM = 8
 
@@ -173,7 +174,7 @@ def test_recommend_is_one_per_article_and_prefix_stable(shelf: MilvusStore, tmp_
         assert recommend(top_k=k) == full[:k]
     out = asyncio.run(service.recommend(positive=["art1-0"], negative=[], image=None,
                                         strategy=strategy, top_k=2, filters=Filters()))
-    assert all(h.explain["strategy"] == strategy for h in out.hits)  # kept through the ranking
+    all_of(out.hits, lambda h: h.explain["strategy"] == strategy, "hits")  # kept through ranking
 
 
 @pytest.mark.parametrize("collapse", [True, False])

@@ -18,6 +18,7 @@ from lookalike.embedding import ImageEmbedder, TextEmbedder
 from lookalike.indexing import embed_products
 from lookalike.search import SearchQuery, SearchService
 from lookalike.store import Filters, MilvusStore, StoredProduct
+from tests.checks import all_of
 from tests.integration.services import make_service
 
 N = 150
@@ -65,7 +66,7 @@ def test_everyday_words_find_the_right_category_and_colour(service: SearchServic
 def test_price_and_size_words_constrain_in_filter_mode(service: SearchService,
                                                         items: list[StoredProduct]) -> None:
     got = run(service, text="dress under 60", top_k=5, infer="filter")
-    assert got.hits and all(h.product.category == "dress" and h.product.price <= 60 for h in got.hits)
+    all_of(got.hits, lambda h: h.product.category == "dress" and h.product.price <= 60, "hits")
     assert got.inferred.max_price == 60
 
 
@@ -75,12 +76,12 @@ def test_relaxation_drops_inferred_attributes_and_says_so(service: SearchService
     got = run(service, text="red sandals size 42 under 20", top_k=5, infer="filter",
               filters=Filters(categories=("sandal",)))
     assert got.relaxed and got.relaxed[0] == "size"
-    assert got.hits and all(h.product.category == "sandal" for h in got.hits)
+    all_of(got.hits, lambda h: h.product.category == "sandal", "hits")
 
 
 def test_explicit_filters_win(service: SearchService) -> None:
     got = run(service, text="crimson gown", top_k=5, filters=Filters(colors=("blue",)))
-    assert got.hits and all(h.product.color == "blue" for h in got.hits)
+    all_of(got.hits, lambda h: h.product.color == "blue", "hits")
     assert got.inferred.overridden == ("color",) and got.inferred.categories == ("dress",)
 
 
@@ -143,7 +144,7 @@ def test_a_put_product_searched_by_its_own_photo_is_first_for_every_page_size(
                      filters=Filters(categories=("t-shirt",))) for k in (1, 3, 5, 10)]
         for got in pages:
             assert got.hits[0].product.product_id == "put-tee", (infer, len(got.hits))
-            assert got.hits and all(h.product.category == "t-shirt" for h in got.hits)
+            all_of(got.hits, lambda h: h.product.category == "t-shirt", "hits")
         ids = [[h.product.product_id for h in got.hits] for got in pages]
         assert len(ids) == 4 and all(small == ids[-1][:len(small)] for small in ids)  # prefixes
 
@@ -157,8 +158,7 @@ def test_a_price_in_the_words_holds_or_says_it_cannot(service: SearchService,
     for k in (5, 10, 20):
         got = run(service, text="red dress under 60", top_k=k)
         assert got.inferred.max_price == 60
-        assert got.hits and all(h.product.price <= 60 for h in got.hits), [
-            h.product.price for h in got.hits]
+        all_of(got.hits, lambda h: h.product.price <= 60, "hits")
         assert got.relaxed == [] and got.hits[0].product.category == "dress"
         assert got.full_matches == sum(p.price <= 60 for p in dresses)
     # No bag under 20: said so (none keeps it), and the closest prices come first.

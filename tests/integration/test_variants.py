@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from lookalike.catalog import Product, demo, load_manifest
@@ -18,6 +19,8 @@ from lookalike.search import SearchQuery
 from lookalike.store import Filters, MilvusStore
 from lookalike.variants import Thresholds, detect, group_key
 from tests.integration.test_search_service import make_service
+
+pytestmark = pytest.mark.weights  # the harness and the fixtures embed with the packaged models
 
 
 def test_detection_finds_known_variants_across_two_runs(settings: Settings, tmp_path: Path) -> None:

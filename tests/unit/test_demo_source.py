@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lookalike.catalog import demo
+from tests.checks import all_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +90,8 @@ def test_demo_catalogue_builds_from_the_vendored_source_with_debian_absent(
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     _, labels = demo.load_source(12, source="vendored")
     assert [r["category"] for r in rows] == [demo.CATEGORIES[int(x)] for x in labels]
-    assert all((manifest.parent / ref).is_file() for r in rows for ref in r["images"])
+    all_of([manifest.parent / ref for r in rows for ref in r["images"]], lambda p: p.is_file(),
+           "image references")
 
 
 def test_vendor_script_writes_the_first_n_of_each_split(fake_debian: Path, tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from lookalike.ingest.summary import ErrorSink, IngestError, Summary
 from lookalike.ingest.worklist import iter_chunks
 from lookalike.ingest.writer import StoreWriter, flush_and_wait_for_index
 from lookalike.store.base import StoreError
+from tests.checks import all_of
 
 RESIZE = {"short_side": 256, "interpolation": "bicubic"}  # tf_efficientnet_lite0's first step
 
@@ -271,7 +272,8 @@ def test_the_image_stage_ends_with_the_very_pixels_of_the_models_whole_transform
         Image.fromarray(arr).save(files[-1], fmt)
     p = Product("p", images=tuple(map(str, files)))
     status, _, _, pixels = prepare_product(p, "", read_images(p, FetchLimits()), RESIZE)
-    assert status == EMBED and all(px.dtype == np.uint8 and 256 in px.shape[:2] for px in pixels)
+    assert status == EMBED
+    all_of(pixels, lambda px: px.dtype == np.uint8 and 256 in px.shape[:2], "images")
     expected = pre([decode_image(f.read_bytes()) for f in files])
     np.testing.assert_array_equal(pre(pixels), expected)
 

@@ -1,14 +1,13 @@
-"""The ONNX model cache on tiny modules (real torch export, real onnxruntime): processes that
-export at once leave one whole graph, a graph with other vectors than torch is refused, and a
-failure means torch plus one warning. The real models: tests/integration/test_onnx_runtime.py."""
+"""The ONNX model cache on tiny modules (real torch export, real onnxruntime): a graph with other
+vectors than torch is refused, and a failure means torch plus one warning. Processes racing to
+export: tests/integration/test_onnx_export_race.py; the real models:
+tests/integration/test_onnx_runtime.py."""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -26,34 +25,6 @@ def tiny(seed: int) -> torch.nn.Module:
 def export(module: torch.nn.Module, path: Path) -> None:
     ort_cache._export_once(module, EXAMPLE, input_names=["x"], dynamic_axes={"x": {0: "batch"}},
                            path=path, quantize="none")
-
-
-def _race(path: Path, barrier, out) -> None:
-    barrier.wait()
-    try:
-        export(tiny(0), path)
-        out.put(path.stat().st_ino)  # a second export would rename a new file (new inode) in
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as a failure
-        out.put(f"error: {exc!r}")
-
-
-def test_processes_racing_to_export_leave_one_whole_graph(tmp_path: Path) -> None:
-    path = tmp_path / "onnx" / "tiny-abc.onnx"
-    ctx = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
-    n = 3
-    barrier, out = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_race, args=(path, barrier, out)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    inodes = [out.get(timeout=240) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-    assert len(inodes) == n and len(set(inodes)) == 1, inodes  # exported once, by one of them
-    assert not str(inodes[0]).startswith("error")
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".lock"]
-    got = ort_cache.OnnxGraph(path, num_threads=1).run({"x": EXAMPLE[0].numpy()})
-    with torch.inference_mode():
-        assert np.allclose(got, tiny(0)(*EXAMPLE).numpy(), atol=1e-6)
 
 
 def test_a_graph_with_other_vectors_than_torch_is_refused(tmp_path: Path) -> None:

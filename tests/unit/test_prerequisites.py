@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,71 +21,74 @@ def test_needs_it():
 '''
 
 
-def pytest_run(args: list[str], *, cwd: Path, ci: bool) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env["PYTHONPATH"] = str(REPO)
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+
+
+def pytest_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: list[str], *,
+               ci: bool) -> Run:
+    """A pytest run in this process (pytester): the plugin's hooks on a session of their own,
+    without the second or so that a new interpreter and its plugins cost per run."""
     if ci:
-        env["CI"] = "true"
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                           *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+        monkeypatch.setenv("CI", "true")
+    else:
+        monkeypatch.delenv("CI", raising=False)
+    result = pytester.runpytest_inprocess("-q", "-rs", "-p", "no:cacheprovider", *args)
+    return Run(int(result.ret), result.stdout.str())
 
 
 @pytest.fixture
-def sample(tmp_path: Path) -> Path:
-    (tmp_path / "test_sample.py").write_text(SAMPLE)
-    return tmp_path
+def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
+    return lambda args, *, ci: pytest_run(pytester, monkeypatch, args, ci=ci)
 
 
-def test_missing_prerequisite_skips_with_the_fix_outside_ci(sample: Path) -> None:
-    done = pytest_run(["-p", "tests.prerequisites", "test_sample.py"], cwd=sample, ci=False)
+def test_missing_prerequisite_skips_with_the_fix_outside_ci(pytester: pytest.Pytester,
+                                                           run: Callable[..., Run]) -> None:
+    pytester.makepyfile(test_sample=SAMPLE)
+    done = run(["-p", "tests.prerequisites", "test_sample.py"], ci=False)
     assert done.returncode in (0, 5), done.stdout  # 5: the module's only test was skipped
     assert "1 skipped" in done.stdout and "apt-get install frobnicator" in done.stdout
 
 
-def test_missing_prerequisite_fails_the_run_under_ci(sample: Path) -> None:
-    done = pytest_run(["-p", "tests.prerequisites", "test_sample.py"], cwd=sample, ci=True)
+def test_missing_prerequisite_fails_the_run_under_ci(pytester: pytest.Pytester,
+                                                     run: Callable[..., Run]) -> None:
+    pytester.makepyfile(test_sample=SAMPLE)
+    done = run(["-p", "tests.prerequisites", "test_sample.py"], ci=True)
     assert done.returncode == pytest.ExitCode.INTERRUPTED, done.stdout  # a collection error
     assert "CI=true" in done.stdout and "the frobnicator is missing" in done.stdout
 
 
-def test_any_skip_fails_a_ci_run(tmp_path: Path) -> None:
-    (tmp_path / "test_skips.py").write_text(
+def test_any_skip_fails_a_ci_run(pytester: pytest.Pytester, run: Callable[..., Run]) -> None:
+    pytester.makepyfile(test_skips=(
         "import pytest\n\ndef test_ok():\n    pass\n\n"
-        "def test_skipped():\n    pytest.skip('not today')\n")
-    assert pytest_run(["-p", "tests.prerequisites", "test_skips.py"], cwd=tmp_path, ci=False).returncode == 0
-    done = pytest_run(["-p", "tests.prerequisites", "test_skips.py"], cwd=tmp_path, ci=True)
+        "def test_skipped():\n    pytest.skip('not today')\n"))
+    assert run(["-p", "tests.prerequisites", "test_skips.py"], ci=False).returncode == 0
+    done = run(["-p", "tests.prerequisites", "test_skips.py"], ci=True)
     assert done.returncode == 1, done.stdout
     assert "1 test(s) skipped" in done.stdout
 
 
-def test_only_the_opt_in_external_milvus_target_may_skip_under_ci(tmp_path: Path) -> None:
+def test_only_the_opt_in_external_milvus_target_may_skip_under_ci(
+        pytester: pytest.Pytester, run: Callable[..., Run]) -> None:
     """The one exception: skips of `external_milvus` tests pass a CI run, visibly; a skip of
     anything else in the same run still fails it."""
-    (tmp_path / "test_opt_in.py").write_text(
+    pytester.makeini("[pytest]\nmarkers =\n    external_milvus: the opt-in target\n")
+    pytester.makepyfile(test_opt_in=(
         "import pytest\n\n@pytest.mark.external_milvus\ndef test_far():\n"
-        "    pytest.skip('LOOKALIKE_TEST_MILVUS_URI is not set')\n\ndef test_ok():\n    pass\n")
-    done = pytest_run(["-p", "tests.prerequisites", "test_opt_in.py"], cwd=tmp_path, ci=True)
+        "    pytest.skip('LOOKALIKE_TEST_MILVUS_URI is not set')\n\ndef test_ok():\n    pass\n"))
+    done = run(["-p", "tests.prerequisites", "test_opt_in.py"], ci=True)
     assert done.returncode == 0, done.stdout
     assert "1 skipped" in done.stdout and "LOOKALIKE_TEST_MILVUS_URI is not set" in done.stdout
     assert "1 test(s) of the opt-in external Milvus target skipped" in done.stdout
-    (tmp_path / "test_other.py").write_text(
-        "import pytest\n\ndef test_skipped():\n    pytest.skip('not today')\n")
-    both = pytest_run(["-p", "tests.prerequisites", "test_opt_in.py", "test_other.py"],
-                      cwd=tmp_path, ci=True)
+    pytester.makepyfile(test_other="import pytest\n\ndef test_skipped():\n    pytest.skip('not today')\n")
+    both = run(["-p", "tests.prerequisites", "test_opt_in.py", "test_other.py"], ci=True)
     assert both.returncode == 1 and "CI=true: 1 test(s) skipped" in both.stdout, both.stdout
 
 
-def test_browser_tests_without_chromium_fail_collection_under_ci(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The real module and its real check; only the chromium path points nowhere.
-    monkeypatch.setenv("LOOKALIKE_CHROMIUM", str(tmp_path / "no-chromium"))
-    args = ["--collect-only", "tests/e2e/test_web.py"]
-    # Both at once: each collection imports the e2e tier's whole stack (seconds of imports).
-    with ThreadPoolExecutor(2) as pool:
-        local, ci = pool.map(lambda ci: pytest_run(args, cwd=REPO, ci=ci), (False, True))
-    assert "no-chromium is missing" in local.stdout and local.returncode in (0, 5), local.stdout
-    assert ci.returncode not in (0, 5), ci.stdout
-    assert "CI=true" in ci.stdout and "apt-get install chromium" in ci.stdout
+# The browser modules' own check, collected for real: tests/integration/test_browser_prerequisite.py
+# (each collection imports the e2e tier's whole stack).
 
 
 @pytest.mark.parametrize(("ci", "code"), [(False, 0), (True, 1)])

@@ -33,7 +33,7 @@ from lookalike.ports import free_port
 from lookalike.store.base import API_SOURCE, StoredProduct, catalog_source
 from lookalike.store.milvus import MilvusStore
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.ray, pytest.mark.weights]  # Ray Data with the real models
 REPO = Path(__file__).resolve().parents[2]
 GOOD = 40  # valid products with readable images
 IMAGE_DIM, TEXT_DIM = 1280, 384

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.ray  # starts its own Ray: the e2e tier (tests/tiers.py)
 REPO = Path(__file__).resolve().parents[2]
 
 # The first start is made to fail the way CI's did: the metrics port is held, Ray's dashboard

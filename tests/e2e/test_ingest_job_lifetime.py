@@ -15,7 +15,7 @@ from lookalike.catalog import demo
 from lookalike.ports import free_port
 from lookalike.store.lite_server import LiteServer, port_open
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.ray, pytest.mark.weights]  # Ray Data with the real models
 REPO = Path(__file__).resolve().parents[2]
 N_PRODUCTS = 4
 
