@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup browser demo test test-unit test-integration test-e2e bench report eval stop clean
+.PHONY: setup browser demo test test-unit test-integration test-thorough test-e2e bench report eval stop clean
 
 # The Compose specification's JSON schema for tests/unit/test_compose_file.py (no Docker engine
 # here): the copy inside the docker-compose 1.29.2 wheel, downloaded, never installed (its pins
@@ -52,6 +52,10 @@ test-unit: setup
 
 test-integration: setup
 	$(PY) -m pytest -q tests/integration
+
+# The property tests (ranking, pages) with 1000 examples each instead of make test's 100.
+test-thorough: setup
+	$(PY) -m pytest -q tests/unit --hypothesis-profile=thorough -k "propert or pages"
 
 test-e2e: setup browser
 	$(PY) -m pytest -q tests/e2e

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 # Never wait on an unreachable hub in tests: every model here loads from local files.
@@ -36,6 +37,13 @@ from tests.tiers import (  # noqa: F401  (hooks: what each tier may use, and its
 
 # In-process pytest runs for the tests of our own pytest plugins (tests/unit/test_prerequisites.py).
 pytest_plugins = ("pytester",)
+
+# Property tests: 100 examples each in `make test` (the unit tier's one-minute budget), many
+# more with `pytest --hypothesis-profile=thorough` (`make test-thorough`). A test that sets its
+# own max_examples keeps it.
+hypothesis.settings.register_profile("default", max_examples=100)
+hypothesis.settings.register_profile("thorough", max_examples=1000)
+hypothesis.settings.load_profile("default")
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ def walk(top_k: int, **query: object) -> tuple[list[str], list[Page]]:
     return shown, pages
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), st.booleans(),
        st.integers(1, 7))
 def test_pages_concatenate_to_the_whole_order(cat: Catalogue, inferred: Inferred,
@@ -67,7 +67,7 @@ def test_pages_concatenate_to_the_whole_order(cat: Catalogue, inferred: Inferred
     assert [p.offset for p in pages] == [i * top_k for i in range(len(pages))]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), st.booleans(),
        st.integers(0, 12), st.integers(1, 8))
 def test_a_page_is_a_slice_of_the_larger_page_ending_with_it(
@@ -113,7 +113,7 @@ def test_next_offset_stops_before_the_window_limit() -> None:
         window(-1, 10)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(st.integers(2, 30), st.integers(1, 30), st.floats(0.05, 1.0), st.integers(0, 2**16))
 def test_mmr_picks_are_a_prefix_so_diverse_pages_concatenate(n: int, k: int, diversity: float,
                                                              seed: int) -> None:

@@ -109,7 +109,7 @@ def explicit_filters(draw: st.DrawFn) -> Filters:
 page_sizes = st.integers(1, POOL_FLOOR)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), st.booleans(),
        page_sizes, page_sizes)
 def test_a_smaller_page_is_a_prefix_of_a_larger_one(cat: Catalogue, inferred: Inferred,
@@ -158,7 +158,7 @@ def with_exact_match(cat: Catalogue, explicit: Filters, category: str, color: st
     return Catalogue((*cat.hits, Hit(p, 1.0, scores={"image": 1.0}, group_id="g1")))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(catalogues(kind="image"), inferences(), explicit_filters(), st.sampled_from(MODES),
        st.booleans(), page_sizes, st.sampled_from(CATEGORIES), st.sampled_from(COLORS))
 def test_an_exact_photo_match_is_first(cat: Catalogue, inferred: Inferred, explicit: Filters,
@@ -193,7 +193,7 @@ def _hit(pid: str, category: str, score: float) -> Hit:
 # vector, filled a page of one on its own.
 @example(Catalogue((_hit("dress", "dress", 0.1), _hit("coat", "coat", 0.95))),
          Inferred(categories=("dress",), colors=("red",)), Filters(), 1)
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(catalogues(), inferences(), explicit_filters(), page_sizes)
 def test_inferred_attributes_never_remove_and_lift_at_most_the_bound(
         cat: Catalogue, inferred: Inferred, explicit: Filters, top_k: int) -> None:
@@ -213,7 +213,7 @@ def test_inferred_attributes_never_remove_and_lift_at_most_the_bound(
                         <= BOOST_BOUND + 1e-9)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(catalogues(min_size=3), inferences(), explicit_filters(), page_sizes)
 def test_understood_limits_are_kept_or_reported(cat: Catalogue, inferred: Inferred,
                                                 explicit: Filters, top_k: int) -> None:
@@ -236,7 +236,7 @@ def test_understood_limits_are_kept_or_reported(cat: Catalogue, inferred: Inferr
             assert detail[limit] == sum(limit in held.matching(p) for p in candidates)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), page_sizes)
 def test_the_full_match_count_is_what_the_page_can_promise(
         cat: Catalogue, inferred: Inferred, explicit: Filters, mode: str, top_k: int) -> None:
@@ -256,7 +256,7 @@ def test_the_full_match_count_is_what_the_page_can_promise(
         assert shown == min(got.full_matches, len(got.hits))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(catalogues(), inferences(), explicit_filters(), st.sampled_from(MODES), st.booleans(),
        page_sizes)
 def test_explicit_filters_always_hold(cat: Catalogue, inferred: Inferred, explicit: Filters,
@@ -268,7 +268,7 @@ def test_explicit_filters_always_hold(cat: Catalogue, inferred: Inferred, explic
         assert len(groups) == len(set(groups))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(catalogues(min_size=2), inferences(), explicit_filters(), st.sampled_from(MODES),
        st.floats(0.05, 1.0), page_sizes, st.integers(0, 2**16))
 def test_diversity_reorders_within_a_tier_only(cat: Catalogue, inferred: Inferred,
