@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup browser demo test test-unit test-integration test-e2e bench report eval stop clean
+.PHONY: setup browser demo test test-scale test-unit test-integration test-e2e bench report eval stop clean
 
 # The Compose specification's JSON schema for tests/unit/test_compose_file.py (no Docker engine
 # here): the copy inside the docker-compose 1.29.2 wheel, downloaded, never installed (its pins
@@ -34,8 +34,14 @@ browser:
 demo: setup
 	$(PY) -m lookalike.cli demo
 
+# `make test`: the whole proof but the slow proofs kept whole (marker `scale`), which
+# `make test-scale` runs: the cluster of three nodes with autoscaling onto a new node and back
+# (tests/e2e/test_multi_node.py) and the soak (tests/e2e/test_soak.py). .ci/run runs both.
 test: setup browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not scale"
+
+test-scale: setup
+	$(PY) -m pytest -q -m scale
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -44,7 +50,7 @@ test-integration: setup
 	$(PY) -m pytest -q tests/integration
 
 test-e2e: setup browser
-	$(PY) -m pytest -q tests/e2e
+	$(PY) -m pytest -q -m "not scale" tests/e2e
 
 bench: setup
 	$(PY) bench/p1_p2_serve.py
