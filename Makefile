@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup browser demo test test-unit test-integration test-thorough test-e2e bench report eval stop clean
+.PHONY: setup browser demo test test-scale test-unit test-integration test-thorough test-e2e bench report eval stop clean
 
 # The Compose specification's JSON schema for tests/unit/test_compose_file.py (no Docker engine
 # here): the copy inside the docker-compose 1.29.2 wheel, downloaded, never installed (its pins
@@ -41,8 +41,14 @@ browser:
 demo: setup
 	$(PY) -m lookalike.cli demo
 
+# `make test`: the whole proof but the slow proofs kept whole (marker `scale`), which
+# `make test-scale` runs: the cluster of three nodes with autoscaling onto a new node and back
+# (tests/e2e/test_multi_node.py) and the soak (tests/e2e/test_soak.py). .ci/run runs both.
 test: setup browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not scale"
+
+test-scale: setup
+	$(PY) -m pytest -q -m scale
 
 # The unit tier's promise: under a minute in all (tests/budget.py fails the run past it, and
 # says the machine's load). `make test-unit UNIT_BUDGET_S=` reports without a limit.
@@ -58,7 +64,7 @@ test-thorough: setup
 	$(PY) -m pytest -q tests/unit --hypothesis-profile=thorough -k "propert or pages"
 
 test-e2e: setup browser
-	$(PY) -m pytest -q tests/e2e
+	$(PY) -m pytest -q -m "not scale" tests/e2e
 
 bench: setup
 	$(PY) bench/p1_p2_serve.py

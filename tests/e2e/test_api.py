@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from lookalike.catalog.product import Product
+from tests.checks import all_of
 
 
 def first_image(product: Product) -> bytes:
@@ -136,7 +137,7 @@ def test_hybrid_search_multipart_and_json_filters(client: httpx.Client, products
     assert ids(resp)[0] == p.product_id
     resp = client.post("/v1/search", json={"text": "shoes", "top_k": 20,
                                            "filters": {"color": [p.color], "price": {"lte": 500}}})
-    assert all(r["color"] == p.color for r in resp.json()["results"])
+    all_of(resp.json()["results"], lambda r: r["color"] == p.color)
 
 
 def test_get_product_and_images(client: httpx.Client, products: list[Product]) -> None:
@@ -158,7 +159,7 @@ def test_similar_excludes_the_product(client: httpx.Client, products: list[Produ
     assert len(got) == 8 and p.product_id not in got
     filtered = client.get(f"/v1/products/{p.product_id}/similar",
                           params={"top_k": 8, "category": p.category}).json()["results"]
-    assert all(r["category"] == p.category for r in filtered)
+    all_of(filtered, lambda r: r["category"] == p.category)
     assert_error(client.get("/v1/products/nope/similar"), 404)
 
 

@@ -4,26 +4,28 @@ the kernel says who listens on each routed port, HAProxy's own counters say who 
 
 from __future__ import annotations
 
-import time
+import os
+import signal
 
 import httpx
 import psutil
-import pytest
 
-from lookalike.launch.front_proxy import FrontProxy
-from lookalike.launch.replica_routes import AdminSocket, slot_name
+from lookalike.launch.replica_routes import AdminSocket
+from tests.e2e.served import App, wait_until
 
 ROUTERS = 2  # serve_config.yaml's SearchRouter replicas
+ROUTES_TIMEOUT_S = 15.0
+REPLACED_TIMEOUT_S = 120.0
 
 
-def routed_ports(front: FrontProxy, timeout_s: float = 15.0) -> list[int]:
-    assert front.routes is not None, "no direct routes: is Serve's direct ingress on?"
-    deadline = time.monotonic() + timeout_s
-    while True:
-        ports = [p for p in front.routes.applied if p is not None]
-        if len(ports) == ROUTERS or time.monotonic() > deadline:
-            return ports
-        time.sleep(0.2)
+def routed_ports(app: App) -> list[int]:
+    """The slots in service once there is one per router replica (fails with what it saw)."""
+    def all_routed() -> list[int]:
+        ports = app.routed_ports()
+        return ports if len(ports) == ROUTERS else []
+
+    return wait_until(all_routed, timeout_s=ROUTES_TIMEOUT_S, what=f"{ROUTERS} direct routes",
+                      seen=app.routed_ports)
 
 
 def listener(port: int) -> str:
@@ -55,44 +57,39 @@ def searches_counted(url: str, admin: AdminSocket, n: int, query: str) -> tuple[
     return before, served(admin)
 
 
-def test_each_routed_port_is_a_router_replica_of_its_own(app: tuple[str, FrontProxy | None]) -> None:
-    _, front = app
-    assert front is not None
-    ports = routed_ports(front)
+def replica_slots(counts: dict[str, int]) -> list[str]:
+    return sorted(name for name in counts if name.startswith("replica"))
+
+
+def test_each_routed_port_is_a_router_replica_of_its_own(app: App) -> None:
+    ports = routed_ports(app)
     assert len(set(ports)) == ROUTERS, ports
     assert all("SearchRouter" in listener(p) for p in ports), {p: listener(p) for p in ports}
 
 
-def test_searches_reach_the_replicas_without_serve_proxy(app: tuple[str, FrontProxy | None]) -> None:
-    url, front = app
-    assert front is not None and front.routes is not None
-    routed_ports(front)
-    before, after = searches_counted(url, front.routes.admin, 10, "red dress")
-    replicas = sum(after[slot_name(i)] - before[slot_name(i)] for i in range(len(front.routes.applied)))
+def test_searches_reach_the_replicas_without_serve_proxy(app: App) -> None:
+    routed_ports(app)
+    before, after = searches_counted(app.url, app.admin_socket, 10, "red dress")
+    replicas = sum(after[s] - before[s] for s in replica_slots(after))
     assert replicas == 10 and after["serve"] == before["serve"], (before, after)
 
 
-def test_routes_follow_a_router_replica_that_is_replaced(app: tuple[str, FrontProxy | None]) -> None:
-    import ray
-
-    url, front = app
-    assert front is not None and front.routes is not None
-    before = routed_ports(front)
-    victim = next(a for a in ray.util.list_named_actors(all_namespaces=True)
-                  if "#SearchRouter#" in a["name"])
-    ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
+def test_routes_follow_a_router_replica_that_is_replaced(app: App) -> None:
+    before = routed_ports(app)
+    victims = app.running_pids("SearchRouter")
+    assert victims, app.replicas()
+    os.kill(victims[0], signal.SIGKILL)  # the replica process dies, as on an OOM kill
     # Serve starts a replacement on a port of its own, possibly the dead one's (the case
     # tests/integration/test_replica_routes.py pins).
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ports = [p for p in front.routes.applied if p is not None]
-        if len(ports) == ROUTERS and all("SearchRouter" in listener(p) for p in ports):
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"routes {front.routes.applied} (before the kill {before}) never came back "
-                    f"to {ROUTERS} live router replicas")
-    first, after = searches_counted(url, front.routes.admin, 20, "blue coat")
-    used = [i for i in range(len(front.routes.applied))
-            if after[slot_name(i)] > first[slot_name(i)]]
+
+    def replaced() -> bool:
+        ports = app.routed_ports()
+        return (victims[0] not in app.running_pids("SearchRouter") and len(ports) == ROUTERS
+                and all("SearchRouter" in listener(p) for p in ports))
+
+    wait_until(replaced, timeout_s=REPLACED_TIMEOUT_S,
+               what=f"routes back to {ROUTERS} live router replicas (before the kill {before})",
+               seen=lambda: (app.routed_ports(), app.running_pids("SearchRouter")), every_s=1)
+    first, after = searches_counted(app.url, app.admin_socket, 20, "blue coat")
+    used = [s for s in replica_slots(after) if after[s] > first[s]]
     assert len(used) == ROUTERS, (first, after)  # both replicas serve again

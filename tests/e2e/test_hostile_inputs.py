@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from lookalike.launch.front_proxy import FrontProxy
 from tests import hostile
 from tests.e2e.conftest import ADMIN_KEY
+from tests.e2e.served import App, wait_until
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+; only the checker reads it
@@ -33,17 +33,10 @@ SEARCH = {"q": "red dress", "top_k": 3}
 
 
 @pytest.fixture(scope="module")
-def replica(app: tuple[str, FrontProxy | None]) -> str:
-    """One router replica's own URL (the app's URL where there are no direct routes)."""
-    url, front = app
-    routes = front.routes if front is not None else None
-    deadline = time.monotonic() + 15
-    while routes is not None and time.monotonic() < deadline:
-        ports = [p for p in routes.applied if p is not None]
-        if ports:
-            return f"http://127.0.0.1:{ports[0]}"
-        time.sleep(0.2)
-    return url
+def replica(app: App) -> str:
+    """One router replica's own URL: its direct route's port in the front proxy."""
+    ports = wait_until(app.routed_ports, timeout_s=15, what="a direct route to a router replica")
+    return f"http://127.0.0.1:{ports[0]}"
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from lookalike.ports import free_port
-from tests.e2e.test_cli import READY_TIMEOUT_S, STOP_TIMEOUT_S, App, port_open
+from tests.e2e.served import READY_TIMEOUT_S, STOP_TIMEOUT_S, App, port_open
 from tests.wheel import build_wheel, venv_with
 
 pytestmark = pytest.mark.slow

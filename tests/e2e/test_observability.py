@@ -1,17 +1,16 @@
 """Request logs and Prometheus metrics from the running app (real Serve, real Ray metrics agent).
 
-Logs are read where the router really writes them: the JSON-lines files in Ray's Serve log
-directory of this session. Metrics are scraped from the Ray metrics export port that the
-`ray_local` fixture opened; Ray exports about every 10 s, so both checks poll with a deadline.
+Logs are read where the router really writes them: the JSON-lines files in the Serve log
+directory of the shared app's Ray session. Metrics are scraped from the Ray metrics export port
+`lookalike serve` opened (LOOKALIKE_METRICS_PORT); Ray exports about every 10 s, so both checks
+wait for what they need with a deadline.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,11 @@ import httpx
 import pytest
 
 from lookalike.catalog.product import Product
-from lookalike.deployments.observability import serve_log_dir
 from lookalike.observability import FIELDS
+from tests.e2e.served import App, wait_until
 
 
-def poll(check: Callable[[], Any], timeout_s: float, every_s: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(every_s)
-
-
-def read_request_logs(ids: set[str]) -> dict[str, dict[str, Any]]:
-    log_dir = serve_log_dir()
-    assert log_dir is not None, "this test process is not connected to Ray"
+def read_request_logs(log_dir: Path, ids: set[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for path in log_dir.glob("lookalike_requests_*.jsonl*"):
         for line in path.read_text(errors="replace").splitlines():
@@ -83,14 +71,17 @@ def send_traffic(client: httpx.Client, products: list[Product]) -> dict[str, str
     return out
 
 
-def test_every_request_logs_one_json_line_with_the_fields(traffic: dict[str, str]) -> None:
+def test_every_request_logs_one_json_line_with_the_fields(app: App,
+                                                          traffic: dict[str, str]) -> None:
     want = set(traffic.values())
+    log_dir = app.session_dir() / "logs" / "serve"
+
     def complete() -> dict[str, dict[str, Any]] | None:
-        found = read_request_logs(want)
+        found = read_request_logs(log_dir, want)
         return found if len(found) == len(want) else None
 
-    logs = poll(complete, 30, 0.5)
-    assert logs, f"missing request log lines; found {sorted(read_request_logs(want))}"
+    logs = wait_until(complete, timeout_s=30, what=f"request log lines in {log_dir}",
+                      seen=lambda: sorted(read_request_logs(log_dir, want)))
     by = {name: logs[rid] for name, rid in traffic.items()}
     for rec in by.values():
         assert set(FIELDS) <= set(rec) and rec["logger"] == "lookalike.requests"
@@ -132,9 +123,8 @@ def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
     return samples
 
 
-def test_metrics_reach_the_prometheus_endpoint(traffic: dict[str, str],
-                                               ray_metrics_port: int) -> None:
-    url = f"http://127.0.0.1:{ray_metrics_port}/metrics"
+def test_metrics_reach_the_prometheus_endpoint(app: App, traffic: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{app.env['LOOKALIKE_METRICS_PORT']}/metrics"
 
     def total(samples: list, name: str, **labels: str) -> float:
         return sum(v for n, lab, v in samples
@@ -157,8 +147,9 @@ def test_metrics_reach_the_prometheus_endpoint(traffic: dict[str, str],
         ])
         return samples if ready else None
 
-    samples = poll(scrape, 120, 2)  # Ray's report interval is ~10 s per replica
-    assert samples, "lookalike metrics did not appear on the Ray metrics endpoint within 120 s"
+    # Ray's report interval is ~10 s per replica.
+    samples = wait_until(scrape, timeout_s=120, every_s=2,
+                         what="every lookalike series on the Ray metrics endpoint")
     assert total(samples, "ray_lookalike_requests_total", endpoint="/v1/search", type="text",
                  status="200") >= 1
     assert total(samples, "ray_lookalike_requests_total", endpoint="/v1/products/{product_id}",

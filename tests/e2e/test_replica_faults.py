@@ -1,13 +1,17 @@
 """Fault tests (issue 8b-d): one replica killed under bounded loopback load.
 
-Image, text and hybrid searches run against the real app (concurrency 4, at most 24 s and
-3,000 requests); 4 s in, one replica of a deployment is killed with `ray.kill` (Serve's
-controller starts a replacement). At most 0.5% of requests may fail, every failure must be a
-JSON 503, and full service must be back within 15 s of the kill.
+Image, text and hybrid searches run against the shared app (concurrency 4, tests/e2e/fault_load.py
+bounds the load by counts and events); once it serves, one RUNNING replica of a deployment is
+killed with SIGKILL (its process dies, as on an OOM kill; Serve's controller starts a
+replacement). The load ends once the controller lists a replacement and then HEALED_OK requests
+in a row succeeded, at least MIN_REQUESTS in all. At most 0.5% of requests may fail, every
+failure must be a JSON 503, and none may fail later than 15 s after the kill.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -16,11 +20,13 @@ import pytest
 from lookalike.catalog.product import Product
 from tests.e2e.fault_load import (
     HEAL_WITHIN_S,
+    MIN_REQUESTS,
     Outcome,
     back_to_full_service,
     figures,
     run_with_fault,
 )
+from tests.e2e.served import App
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +34,25 @@ MAX_FAILED_PCT = 0.5
 QUERIES = ["red dress", "black sneaker", "blue coat", "leather bag", "ankle boot"]
 
 
-def kill_one_replica(deployment: str) -> None:
-    import ray
+class ReplicaKill:
+    """SIGKILL one RUNNING replica of `deployment`; healed once the Serve controller lists as
+    many replicas as before, the killed one not among them."""
 
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                if f"#{deployment}#" in a["name"]]
-    assert replicas, f"no replica of {deployment} to kill"
-    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]),
-             no_restart=True)
+    def __init__(self, app: App, deployment: str) -> None:
+        self.app, self.deployment = app, deployment
+        self.before = app.running_pids(deployment)
+        assert self.before, f"no RUNNING replica of {deployment}: {app.replicas()}"
+
+    def kill(self) -> None:
+        os.kill(self.before[0], signal.SIGKILL)
+
+    def healed(self) -> bool:
+        try:
+            replicas = self.app.replicas()[self.deployment]
+        except (httpx.HTTPError, KeyError):  # the dashboard busy: ask again next poll
+            return False
+        pids = [r.get("pid") for r in replicas]
+        return self.before[0] not in pids and len(replicas) >= len(self.before)
 
 
 # A killed router replica: Serve 2.60's proxy answers the requests that were in flight on it
@@ -46,7 +63,7 @@ def kill_one_replica(deployment: str) -> None:
 @pytest.mark.parametrize("deployment", ["ImageEmbedderDeployment", "TextEmbedderDeployment",
                                         "SearchRouter"])
 def test_a_killed_replica_costs_at_most_half_a_percent(
-        app_url: str, catalogue: tuple[Path, list[Product]], deployment: str) -> None:
+        app: App, catalogue: tuple[Path, list[Product]], deployment: str) -> None:
     photos = [Path(p.images[0]).read_bytes() for p in catalogue[1][:8]]
 
     def mixed(client: httpx.AsyncClient, n: int):
@@ -57,7 +74,8 @@ def test_a_killed_replica_costs_at_most_half_a_percent(
         data = {"text": q, "top_k": "5"} if n % 3 == 2 else {"top_k": "5"}
         return client.post("/v1/search", files=files, data=data), Outcome("image")
 
-    run = run_with_fault(app_url, mixed, lambda: kill_one_replica(deployment))
+    fault = ReplicaKill(app, deployment)
+    run = run_with_fault(app.url, mixed, fault.kill, fault.healed)
     report = figures(run)
     print(f"{deployment} killed:", report)
     failed = [o for o in run.outcomes if o.status != 200]
@@ -65,4 +83,6 @@ def test_a_killed_replica_costs_at_most_half_a_percent(
         report, [(o.kind, o.status, o.code, o.error, round(o.started, 2)) for o in failed])
     assert all(o.status == 503 and o.json_body for o in failed), \
         [(o.kind, o.status, o.code, o.json_body, o.error, round(o.started, 2)) for o in failed]
-    assert back_to_full_service(run), f"not back to full service within {HEAL_WITHIN_S} s"
+    assert report["requests"] >= MIN_REQUESTS, report
+    assert run.healed_at is not None, f"no replacement listed within {HEAL_WITHIN_S} s: {report}"
+    assert back_to_full_service(run), f"not back to full service within {HEAL_WITHIN_S} s: {report}"
