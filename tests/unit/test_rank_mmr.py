@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lookalike.catalog.product import Product
@@ -61,8 +61,24 @@ def cases(draw: st.DrawFn) -> tuple[list[Hit], dict[str, list[float]], dict[str,
     return hits, vectors, tiers
 
 
+def case(scores: list[float], vectors: dict[str, list[float]],
+         ) -> tuple[list[Hit], dict[str, list[float]], dict[str, int]]:
+    hits = [Hit(Product(f"p{i}"), s) for i, s in enumerate(scores)]
+    return hits, vectors, {h.product.product_id: 0 for h in hits}
+
+
+DUPLICATES = {"p0": [1.0, 0.0], "p1": [1.0, 0.0], "p2": [0.0, 1.0]}  # p1 repeats p0
+
+
 @settings(max_examples=300, deadline=None)
 @given(cases(), st.sampled_from([0.2, 0.5, 0.8, 1.0]), st.integers(1, 8), st.booleans())
+# Always run, whatever the example budget (the mutation run caps it): equal scores (no spread);
+# relevance on the 0..1 scale, where a near-duplicate barely beats a distinct product (0.45); and
+# vectors shorter than 1, which count by direction only.
+@example(case([0.5, 0.5, 0.5], DUPLICATES), 0.5, 3, False)
+@example(case([1.0, 0.9, 0.1], DUPLICATES), 0.45, 3, False)
+@example(case([1.0, 0.9, 0.5], {"p0": [0.1, 0.0], "p1": [0.1, 0.0], "p2": [0.0, 0.1]}), 0.5, 3,
+         False)
 def test_each_pick_maximises_the_mmr_value_within_the_best_tier_left(
         case: tuple[list[Hit], dict[str, list[float]], dict[str, int]], diversity: float,
         top_k: int, tiered: bool) -> None:
@@ -85,7 +101,7 @@ def test_each_pick_maximises_the_mmr_value_within_the_best_tier_left(
 def test_no_diversity_keeps_the_ranked_order_even_where_scores_do_not_descend() -> None:
     # tiers put a lower score first (a kept limit over a higher-scored break): diversity 0
     # must not re-sort by score
-    hits = [Hit(Product("a"), 0.2), Hit(Product("b"), 0.9), Hit(Product("c"), 0.5)]
+    hits = [Hit(Product("a"), 0.2), Hit(Product("b"), 0.5), Hit(Product("c"), 0.9)]
     vectors = {h.product.product_id: np.ones(2, np.float32) for h in hits}
     assert mmr(hits, vectors, top_k=3, diversity=0.0) == hits
     assert mmr(hits[:1], vectors, top_k=3, diversity=0.5) == hits[:1]
