@@ -112,3 +112,14 @@ def test_plurals(word: str, forms: set[str]) -> None:
 
 def test_normalise() -> None:
     assert normalise("Jet-Black T-Shirt, €20-€30!") == "jet black t shirt € 20 to € 30"
+
+
+@pytest.mark.parametrize(("text", "phrase"), [("red dress under 20 euros", "under 20 euros"),
+                                              ("bag from 10 to 30 dollars", "from 10 to 30 dollars"),
+                                              ("coat over 100 pounds", "over 100 pounds")])
+def test_a_price_phrase_is_taken_whole_with_its_longest_currency_word(text: str,
+                                                                       phrase: str) -> None:
+    # "eur" is a prefix of "euros": a shorter alternative first would leave "os" to the embedder
+    got = PARSER.parse(text)
+    assert [m[1] for m in got.matched if m[0] == "price"] == [phrase]
+    assert not set(got.text.split()) & {"os", "s", "lars"}
