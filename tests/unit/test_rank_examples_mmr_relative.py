@@ -39,6 +39,8 @@ def test_similarity_weighs_text_in_only_where_both_have_text() -> None:
     b = Example(image, np.array([0.0, 1.0], np.float32))  # the same photo, unrelated text
     assert similarity(a, b) == pytest.approx(IMAGE_WEIGHT * 1.0 + (1 - IMAGE_WEIGHT) * 0.0)
     assert similarity(a, a) == pytest.approx(1.0)
+    c = Example(np.array([[0.6, 0.8]], np.float32), a.text)  # another photo, the same text
+    assert similarity(a, c) == pytest.approx(IMAGE_WEIGHT * 0.6 + (1 - IMAGE_WEIGHT) * 1.0)
     assert similarity(a, Example(image)) == similarity(Example(image), b) == pytest.approx(1.0)
 
 
@@ -74,6 +76,7 @@ COLOURS = ["red", "blue", "green"]
     (Relative(), Filters(colors=("red",)), Filters(colors=("red",))),
     (Relative(size="L"), Filters(sizes=("L", "M")), Filters(sizes=("L",))),
     (Relative(size="L"), Filters(sizes=("M",)), Filters(sizes=("\x00none",))),
+    (Relative(cheaper=True), Filters(min_price=10.0), Filters(min_price=10.0, max_price=49.99)),
 ])
 def test_relative_filters(rel: Relative, explicit: Filters, want: Filters) -> None:
     assert relative_filters(PRODUCT, rel, explicit, colors=COLOURS) == want
