@@ -28,18 +28,6 @@ class ParsedQuery:
     text: str = ""  # what the embedder sees
     matched: tuple[tuple[str, str, str], ...] = field(default=())  # (attribute, words, value)
 
-    def as_dict(self) -> dict[str, object]:
-        d: dict[str, object] = {}
-        for name in ("categories", "colors", "sizes"):
-            if getattr(self, name):
-                d[name] = list(getattr(self, name))
-        for name in ("min_price", "max_price"):
-            if getattr(self, name) is not None:
-                d[name] = getattr(self, name)
-        if self.cheap:
-            d["cheap"] = True
-        return d
-
 
 def _alternation(words: list[str]) -> str:
     return "|".join(re.escape(normalise(w)) for w in sorted(words, key=len, reverse=True))

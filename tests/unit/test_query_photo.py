@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from lookalike.catalog.demo import COLORS, load_source, render
-from lookalike.query.photo import dominant_rgb, photo_color, vote_category
+from lookalike.query.photo import _to_lab, dominant_rgb, photo_color, vote_category
 from lookalike.query.vocabulary import Vocabulary
 
 SHADES = Vocabulary.from_values(categories=[], colors=list(COLORS), sizes=[]).shades
@@ -45,3 +45,16 @@ def test_no_catalogue_colours_no_inference() -> None:
 ])
 def test_vote_category(neighbours: list[tuple[str, float]], want: str | None) -> None:
     assert vote_category(neighbours) == want
+
+
+# Every branch of the conversion: sRGB's linear toe (channel <= 10), Lab's linear toe (L < 8),
+# each primary, white and grey. The reference is scikit-image's (D65, exact constants); ours
+# rounds them (7.787, 1.089): 0.02 apart at most, so 0.05 (a JND is about 2.3) still catches a
+# wrong constant.
+@pytest.mark.parametrize("rgb", [(255, 255, 255), (119, 119, 119), (255, 0, 0), (0, 255, 0),
+                                 (0, 0, 255), (8, 8, 8), (25, 20, 30), (3, 200, 90)])
+def test_lab_is_cie_lab(rgb: tuple[int, int, int]) -> None:
+    from skimage.color import rgb2lab
+
+    want = rgb2lab(np.asarray([[rgb]], np.float64) / 255.0)[0, 0]
+    assert _to_lab(np.asarray(rgb, np.float64)) == pytest.approx(want, abs=0.05)

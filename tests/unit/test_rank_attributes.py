@@ -195,3 +195,9 @@ def test_cheap_alone_ranks_a_pool_by_price() -> None:
 
 def test_the_boost_bound_is_the_sum_of_the_weights() -> None:
     assert BOOST_BOUND == sum(WEIGHTS.values()) + CHEAP_WEIGHT
+
+
+def test_an_inference_is_something_when_it_names_an_attribute_or_cheap() -> None:
+    assert not Inferred()
+    assert Inferred(cheap=True) and Inferred(colors=("red",)) and Inferred(max_price=50.0)
+    assert not Inferred(why={"color": "photo"}, overridden=("color",))

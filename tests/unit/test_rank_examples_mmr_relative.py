@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lookalike.catalog.product import Product
-from lookalike.rank.examples import Example, average_query, best_score
+from lookalike.rank.examples import IMAGE_WEIGHT, Example, average_query, best_score, similarity
 from lookalike.rank.mmr import mmr
 from lookalike.rank.relative import Relative, relative_filters
 from lookalike.store.base import Filters, Hit
@@ -31,6 +31,22 @@ def test_best_score_sinks_what_is_nearer_a_negative() -> None:
     near_pos, near_neg = e(1, 0.2, 0), e(0.2, 1, 0)
     assert best_score(near_pos, pos, neg) > 0 > best_score(near_neg, pos, neg)
     assert best_score(near_neg, pos, []) > 0  # without negatives, only closeness counts
+
+
+def test_similarity_weighs_text_in_only_where_both_have_text() -> None:
+    image = np.array([[1.0, 0.0]], np.float32)
+    a = Example(image, np.array([1.0, 0.0], np.float32))
+    b = Example(image, np.array([0.0, 1.0], np.float32))  # the same photo, unrelated text
+    assert similarity(a, b) == pytest.approx(IMAGE_WEIGHT * 1.0 + (1 - IMAGE_WEIGHT) * 0.0)
+    assert similarity(a, a) == pytest.approx(1.0)
+    c = Example(np.array([[0.6, 0.8]], np.float32), a.text)  # another photo, the same text
+    assert similarity(a, c) == pytest.approx(IMAGE_WEIGHT * 0.6 + (1 - IMAGE_WEIGHT) * 1.0)
+    assert similarity(a, Example(image)) == similarity(Example(image), b) == pytest.approx(1.0)
+
+
+def test_best_score_a_tie_between_a_positive_and_a_negative_counts_as_positive() -> None:
+    same = e(1, 0, 0)
+    assert best_score(same, [same], [same]) == pytest.approx(1.0)
 
 
 def hit(pid: str, score: float) -> Hit:
@@ -58,6 +74,9 @@ COLOURS = ["red", "blue", "green"]
     (Relative(size="L"), Filters(), Filters(sizes=("L",))),
     (Relative(same_category=True), Filters(categories=("coat",)), Filters(categories=("\x00none",))),
     (Relative(), Filters(colors=("red",)), Filters(colors=("red",))),
+    (Relative(size="L"), Filters(sizes=("L", "M")), Filters(sizes=("L",))),
+    (Relative(size="L"), Filters(sizes=("M",)), Filters(sizes=("\x00none",))),
+    (Relative(cheaper=True), Filters(min_price=10.0), Filters(min_price=10.0, max_price=49.99)),
 ])
 def test_relative_filters(rel: Relative, explicit: Filters, want: Filters) -> None:
     assert relative_filters(PRODUCT, rel, explicit, colors=COLOURS) == want

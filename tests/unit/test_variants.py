@@ -106,3 +106,44 @@ def test_the_thresholds_defaults_are_the_settings_defaults() -> None:
     from lookalike.config import Settings
 
     assert Thresholds() == Thresholds.from_settings(Settings())
+
+
+def test_the_pair_rule_thresholds_are_inclusive() -> None:
+    # exactly at each threshold is a variant: 0.5 and 0.875 are exact in float32
+    t = Thresholds(same_photo_hash=1, same_photo_cosine=0.5, reshoot_cosine=0.875, reshoot_hash=3)
+    base = Photo("a", "dress", "0" * 16, np.array([1.0, 0.0], np.float32))
+    at_same = np.array([0.5, 0.5], np.float32)
+    at_reshoot = np.array([0.875, 0.0], np.float32)
+    assert is_variant(base, Photo("b", "dress", "0000000000000001", at_same), t)
+    assert is_variant(base, Photo("b", "dress", "0000000000000007", at_reshoot), t)
+    assert not is_variant(base, Photo("b", "dress", "000000000000000f", at_reshoot), t)
+
+
+def test_a_product_without_a_hash_has_all_bits_clear() -> None:
+    assert phash_vector("") == [-0.125] * 64 == phash_vector("0" * 16)
+
+
+def test_fresh_products_reaching_one_group_apart_all_join_it() -> None:
+    # d bridges ~a and ~b (merged into ~a); e reaches ~b only, through another member: e must
+    # get ~a too, or the merge would leave it under a label that no longer exists
+    existing = {"q": "~a", "s": "~b", "t": "~b"}
+    labels, merged = assign({"d", "e"}, existing, [("d", "q"), ("d", "s"), ("e", "t")])
+    assert merged == {"~b": "~a"}
+    assert labels["d"] == labels["e"] == labels["s"] == labels["t"] == "~a"
+
+
+def test_every_fresh_product_gets_a_label_whatever_the_order_of_groups() -> None:
+    singles = [f"s{i}" for i in range(10)]
+    pairs = [(f"a{i}", f"b{i}") for i in range(10)]
+    labels, _ = assign({*singles, *(p for pair in pairs for p in pair)}, {}, pairs)
+    assert {s: labels[s] for s in singles} == {s: s for s in singles}
+    assert all(labels[a] == labels[b] != a for a, b in pairs)
+
+
+def test_thresholds_come_from_the_matching_settings() -> None:
+    from types import SimpleNamespace
+
+    s = SimpleNamespace(variant_hash_distance=1, variant_min_cosine=0.5,
+                        variant_reshoot_cosine=0.9, variant_reshoot_hash_distance=7,
+                        variant_neighbours=3)
+    assert Thresholds.from_settings(s) == Thresholds(1, 0.5, 0.9, 7, 3)
