@@ -61,6 +61,8 @@ def starts(argv: Sequence[Any] | str) -> str | None:
         argv = shlex.split(argv)
     words = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in argv]
     names = [os.path.basename(w) for w in words]
+    if "--help" in words or "-h" in words:  # argparse prints the usage and exits, starting nothing
+        return None
     # `python -m lookalike.cli serve` and the installed `lookalike serve` start both
     cli = [i for i, n in enumerate(names) if n in ("lookalike", "lookalike.cli")]
     if (names and names[0] in _RAY or any(w.endswith(s) for w in words for s in _RAY_STARTS)

@@ -276,7 +276,8 @@ def test_why_explains_a_result(page, products: list[Product]) -> None:
     lines = first.locator(".why-list li")
     expect(lines.first).to_be_visible()
     text = " ".join(lines.all_inner_texts())
-    assert "Description similarity" in text
+    # A text search with words: the store fuses the text and keyword ranks (docs/api.md).
+    assert "Description and keyword match" in text and "(ranks fused)" in text, text
     if first.get_attribute("data-color") == "blue":
         assert "navy" in text  # the boost says which words it came from
     expect(page.locator("#product-dialog")).not_to_be_visible()  # "why" does not open the product

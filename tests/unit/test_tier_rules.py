@@ -60,6 +60,8 @@ def test_what_the_rules_allow(event: str, args: tuple) -> None:
 def test_the_cli_starts_something_only_for_commands_that_do() -> None:
     assert starts(["lookalike", "demo"]) == "ray"
     assert starts(["lookalike", "--help"]) is None
+    assert starts(["python", "ingest_job.py", "--help"]) is None  # the packaging test's check
+    assert starts(["python", "ingest_job.py", "manifest.csv"]) == "ray"
 
 
 @pytest.mark.parametrize(("tier", "kind", "marks", "refused_"), [
