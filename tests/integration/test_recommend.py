@@ -57,7 +57,7 @@ def test_more_like_these_not_like_those(store: MilvusStore, strategy: str) -> No
                      pool=5, filters=Filters())
     assert len(hits) == 5 and all(p.startswith("a") for p in ids(hits))
     assert not {"a0", "a1", "b0"} & set(ids(hits))  # the examples themselves are not results
-    assert all(h.explain["strategy"] == strategy for h in hits)
+    all_of(hits, lambda h: h.explain["strategy"] == strategy)
 
 
 def test_best_score_sinks_products_nearer_a_negative(store: MilvusStore) -> None:

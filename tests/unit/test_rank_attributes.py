@@ -10,6 +10,7 @@ from lookalike.rank.inferred import Inferred
 from lookalike.rank.ranking import POOL_FLOOR, Ranked, order, rank_candidates
 from lookalike.rank.retrieval import retrieve
 from lookalike.store.base import Filters, Hit
+from tests.checks import all_of
 
 CATALOGUE = [
     Product("a", category="dress", color="red", size="M", price=30.0),
@@ -68,7 +69,7 @@ def test_boost_puts_products_with_the_inferred_attributes_first() -> None:
 def test_off_is_the_plain_vector_ranking() -> None:
     got = rank(FakeSearch(), explicit=Filters(), infer=lambda _: RED_DRESS, mode="off", top_k=3)
     assert ids(got.hits) == ["e", "c", "b"] and not got.inferred
-    assert all(h.explain["boosts"] == [] for h in got.hits)
+    all_of(got.hits, lambda h: h.explain["boosts"] == [])
 
 
 def test_a_size_in_the_words_is_a_limit_and_a_shortfall_says_so() -> None:
@@ -98,7 +99,8 @@ def test_no_product_with_everything_asked_for_is_said_though_every_limit_holds()
     inferred = Inferred(categories=("bag",), colors=("red",), max_price=50.0)
     got = rank(FakeSearch(), explicit=Filters(), infer=lambda _: inferred, mode="boost", top_k=2)
     assert got.relaxed == [] and got.full_matches == 0
-    assert all(h.product.price <= 50 for h in got.hits) and ids(got.hits)[0] == "e"
+    all_of(got.hits, lambda h: h.product.price <= 50)
+    assert ids(got.hits)[0] == "e"
     dress = Inferred(categories=("dress",), colors=("red",))
     assert rank(FakeSearch(), explicit=Filters(), infer=lambda _: dress, mode="boost",
                 top_k=5).full_matches == 2  # "a" and "d"; the page shows 3 more after them
