@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from lookalike.store import lite_patch
 
+    lite_patch.serialize_writes()  # correctness: on, whatever the search patch does
     lite_patch.apply()  # before the server imports and wires milvus-lite's modules
     _warm_imports()
     _permit_client_keepalive()  # a transport setting: applied patched or not
