@@ -162,7 +162,7 @@ def test_cheap_prefers_lower_prices() -> None:
     weight = {h.product.product_id: h.explain["boosts"][0]["weight"] for h in got}
     assert weight["a"] > weight["d"] > weight["b"] > 0  # 30, 45, 80
     assert weight["a"] == CHEAP_WEIGHT  # the cheapest gets the whole weight
-    assert all(h.explain["boosts"][0]["value"] == "cheap" for h in got)
+    all_of(got, lambda h: h.explain["boosts"][0]["value"] == "cheap", "boosted hits")
 
 
 def test_cheap_is_measured_against_what_the_words_ask_for() -> None:

@@ -23,6 +23,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from lookalike.config import Settings
 from lookalike.deployments.device import NoGpuForReplica, check_device
+from tests.checks import all_of
 
 REPO = Path(__file__).resolve().parents[2]
 EMBEDDERS = {"ImageEmbedderDeployment", "TextEmbedderDeployment"}
@@ -62,7 +63,7 @@ def gpus(info: Any) -> float:
 def test_gpu_config_gives_the_embedders_gpus_and_the_router_none() -> None:
     infos = resolve("serve_config.gpu.yaml")
     assert set(infos) == EMBEDDERS | {"SearchRouter"}
-    assert all(gpus(infos[name]) > 0 for name in EMBEDDERS)
+    all_of(EMBEDDERS, lambda name: gpus(infos[name]) > 0, "embedder deployments")
     assert gpus(infos["SearchRouter"]) == 0
     # Two embedders on one GPU: their shares must fit in it.
     assert sum(gpus(infos[name]) for name in EMBEDDERS) <= 1
