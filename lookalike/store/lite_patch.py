@@ -23,6 +23,9 @@ vectorised masks (lookalike/store/lite_masks.py):
 * BM25 full-text search uses the same cached visibility masks and materialises only the
   projected columns of its hits (milvus-lite's walked every row and converted every column).
 
+It also holds one correctness fix, `serialize_writes` (concurrent writes lost acknowledged
+rows after a crash), which the launcher applies whatever the switch below says.
+
 The executor and its caches live in lite_executor.py; this module installs them plus the
 write-version hooks, the index-side fixes and DescribeIndex progress. Filters, merge order
 and projection stay milvus-lite's own code.
@@ -120,14 +123,9 @@ def serialize_writes() -> bool:
     if not callable(getattr(cls, _FLUSH, None)):
         log.warning("milvus-lite Collection has no %s: flushes are not serialized with writes",
                     _FLUSH)
-    guard = threading.Lock()  # makes each collection's lock exactly once
-
     def lock_of(col: Any) -> Any:
-        lock = col.__dict__.get("_lk_write_lock")
-        if lock is None:
-            with guard:
-                lock = col.__dict__.setdefault("_lk_write_lock", threading.RLock())
-        return lock
+        # dict.setdefault is atomic: two first writers still end up with the same lock.
+        return col.__dict__.setdefault("_lk_write_lock", threading.RLock())
 
     def serialized(write: Any) -> Any:
         @functools.wraps(write)
