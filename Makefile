@@ -45,7 +45,7 @@ demo: setup
 # `make test-scale` runs: the cluster of three nodes with autoscaling onto a new node and back
 # (tests/e2e/test_multi_node.py) and the soak (tests/e2e/test_soak.py). .ci/run runs both.
 test: setup browser
-	$(PY) -m pytest -q -m "not scale"
+	PY=$(PY) ./scripts/test_tiers.sh
 
 test-scale: setup
 	$(PY) -m pytest -q -m scale

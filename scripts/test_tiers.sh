@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make test`: the e2e tier in one pytest process and, beside it, the unit and integration
+# tiers in another; exits non-zero when either fails.
+#
+# Why two processes: on a 2-core box the unit and integration tiers keep about one core busy
+# (measured: 330 s of integration wall for ~240 s of CPU), while the e2e tier's deploys and
+# ingests use both most of the time; run one after the other, half a core sits idle for six
+# minutes. The tiers share nothing but the machine: integration starts no Ray (tests/tiers.py
+# enforces it), each process has its own milvus-lite server on its own port, and the ONNX
+# graph cache is made for concurrent readers (tests/conftest.py). The e2e tier stays whole in
+# one process: one app for all its modules, its tests in their order.
+#
+# The e2e tier's output streams live; the other tiers' is kept in a file and printed after.
+# Extra arguments go to both pytest runs (e.g. --durations=30, -x).
+set -u
+PY=${PY:-.venv/bin/python}
+fast_log=$(mktemp "${TMPDIR:-/tmp}/lookalike-fast-tiers.XXXXXX")
+
+"$PY" -m pytest -q -m "not scale" tests/unit tests/integration "$@" >"$fast_log" 2>&1 &
+fast=$!
+# A background job of a script ignores Ctrl-C: stop it with the foreground run.
+trap 'kill -INT "$fast" 2>/dev/null' INT TERM
+
+"$PY" -m pytest -q -m "not scale" tests/e2e "$@"
+e2e_rc=$?
+wait "$fast"
+fast_rc=$?
+trap - INT TERM
+
+echo
+echo "================ unit and integration tiers (ran beside the e2e tier) ================"
+cat "$fast_log"
+rm -f "$fast_log"
+echo
+echo "make test: e2e tier exit ${e2e_rc}, unit and integration tiers exit ${fast_rc}"
+[ "$e2e_rc" -eq 0 ] && [ "$fast_rc" -eq 0 ]
