@@ -7,8 +7,11 @@
       -> StoreWriter (driver)       regroup per product, upsert <=1,000 rows a call
     then --delete-missing, one flush, and a wait for the indexes (--no-wait-index skips it).
 
-Memory stays flat in catalogue size: rows stream through Ray Data with a capped object-store
-budget, the writer holds one batch, and the pre-pass holds one 1,000-row chunk at a time.
+Memory: the rows in flight (images, pixels, vectors) stream through Ray Data under a capped
+object-store budget, the writer holds one batch, and the pre-pass reads the manifest 1,000 rows
+at a time. What grows with the catalogue: the worklist (ids, paths and hashes, in Ray's object
+store, which spills to disk) and the set of the manifest's ids that --delete-missing keeps (in
+the driver, on the order of 100 bytes a product).
 The stages are the core's (lookalike.ingest.stages); this module only wires them into Ray Data.
 """
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -182,12 +181,6 @@ class StoreWriter:
         for pid, part in self._partial.items():  # defensive: some image rows never came
             self.errors.add(IngestError(part.row, "images", "not every image was embedded", pid))
         self._partial.clear()
-
-
-def consume_all(writer: StoreWriter, batches: Iterable[dict[str, np.ndarray]]) -> None:
-    for batch in batches:
-        writer.consume(batch)
-    writer.close()
 
 
 def flush_and_wait_for_index(store: ProductStore, summary: Summary, *, wait: bool,

@@ -88,7 +88,9 @@ def _json(value: str | None) -> Any:
 
 
 def resolve(client: Any, name: str) -> Target | None:
-    """One describe call: the collection behind `name` and its records; None if neither exists."""
+    """The collection behind `name` and its records; None if neither exists. Two metadata
+    requests (pymilvus's has_collection is a describe too): a describe of a missing name
+    raises the same exception as a lost connection, which must not read as "no collection"."""
     if not client.has_collection(name):
         return None
     desc = client.describe_collection(name)

@@ -7,22 +7,20 @@ product whose true fused score was 0.69), and products with many photos crowd ot
 list altogether (with 19 matching products and lists of 30 rows, two of the true top 10 were
 missing from the results).
 The store therefore takes each modality's best products (grouped searches), and completes every
-candidate's missing score exactly from its stored vectors. `complete` tells whether a product
-outside both lists could still beat the k-th result (Fagin's threshold algorithm); the store may
-then widen the lists, at most WIDEN_ROUNDS times: a round costs two searches and two vector
-reads, and when text and photo disagree completely (random vectors, bench P6) the lists would
-grow towards the whole catalogue. Past that bound the result is approximate the way an ANN
-search is. Scores keep the WeightedRanker's scale, (1 + cosine) / 2 per modality.
+candidate's missing score exactly from its stored vectors. A product outside both lists is not
+seen: the result is approximate the way an ANN search is. Widening the lists until no product
+outside them could beat the k-th result (Fagin's threshold algorithm) was measured and dropped:
+one round costs two searches and a completion, doubled hybrid latency on random vectors (bench
+P6), and when text and photo disagree completely the lists grow towards the whole catalogue.
+Scores keep the WeightedRanker's scale, (1 + cosine) / 2 per modality.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-MIN_CANDIDATES = 30  # per modality, before any widening
+MIN_CANDIDATES = 30  # per modality
 OVERFETCH = 3  # candidates per modality per requested result
-WIDEN = 4  # a widening multiplies the candidate lists by this
-WIDEN_ROUNDS = 0  # measured: one round doubled hybrid latency on random vectors (bench P6)
 MAX_CANDIDATES = 1000  # per modality, whatever top_k asks
 
 
@@ -41,25 +39,6 @@ def fuse(image: Mapping[str, float], text: Mapping[str, float], image_weight: fl
 
 def candidate_limit(top_k: int) -> int:
     return min(MAX_CANDIDATES, max(MIN_CANDIDATES, top_k * OVERFETCH))
-
-
-def widened(limit: int) -> int:
-    return min(MAX_CANDIDATES, limit * WIDEN)
-
-
-def complete(ranked: list[float], top_k: int, *, image_floor: float | None,
-             text_floor: float | None, image_weight: float) -> bool:
-    """True when the top_k fused scores (`ranked`, best first) are final.
-
-    A floor is the lowest cosine in a modality's candidate list when that list was cut at its
-    limit, None when it holds every matching product. A product outside both lists scores at
-    most the fusion of the two floors; outside one list, at most that floor there and 1 here.
-    """
-    if image_floor is None and text_floor is None:
-        return True
-    bound = fused_score(1.0 if image_floor is None else image_floor,
-                        1.0 if text_floor is None else text_floor, image_weight)
-    return len(ranked) >= top_k and ranked[top_k - 1] >= bound
 
 
 RRF_K = 60  # Milvus' RRFRanker default

@@ -646,24 +646,16 @@ class MilvusStore:
                 top_k: int, fields: list[str] = KEY_FIELDS) -> list[_Scored]:
         """Image + text, fused per product (lookalike/store/fusion.py says how and why)."""
         limit = fusion.candidate_limit(top_k)
-        for round_ in range(fusion.WIDEN_ROUNDS + 1):
-            image = self._grouped("image_vector", queries, expr, limit, fields)
-            texts = self._main_rows(text, expr, limit, fields)
-            floors = {name: (min(s for s, _ in got.values()) if len(got) >= limit else None)
-                      for name, got in (("image", image), ("text", texts))}
-            more_image, more_text = self._complete(
-                queries, text, image_of=[p for p in texts if p not in image],
-                text_of=[p for p in image if p not in texts], expr=expr, fields=fields)
-            image.update(more_image)
-            texts.update(more_text)
-            scores = fusion.fuse({p: s for p, (s, _) in image.items()},
-                                 {p: s for p, (s, _) in texts.items()}, w)
-            ranked = sorted(scores, key=lambda p: -scores[p])[:top_k]
-            if limit >= fusion.MAX_CANDIDATES or round_ == fusion.WIDEN_ROUNDS or fusion.complete(
-                    [scores[p] for p in ranked], top_k, image_floor=floors["image"],
-                    text_floor=floors["text"], image_weight=w):
-                break
-            limit = fusion.widened(limit)
+        image = self._grouped("image_vector", queries, expr, limit, fields)
+        texts = self._main_rows(text, expr, limit, fields)
+        more_image, more_text = self._complete(
+            queries, text, image_of=[p for p in texts if p not in image],
+            text_of=[p for p in image if p not in texts], expr=expr, fields=fields)
+        image.update(more_image)
+        texts.update(more_text)
+        scores = fusion.fuse({p: s for p, (s, _) in image.items()},
+                             {p: s for p, (s, _) in texts.items()}, w)
+        ranked = sorted(scores, key=lambda p: -scores[p])[:top_k]
         return [_Scored(p, scores[p], int(image[p][1].get("image_index") or 0),
                         min(int(image[p][1]["write_version"]), int(texts[p][1]["write_version"])),
                         {"image": image[p][0], "text": texts[p][0]}, image[p][1])

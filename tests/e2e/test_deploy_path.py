@@ -2,8 +2,8 @@
 --manifest ...` fills the store and `serve run serve_config.yaml` serves it, each a subprocess on
 its own private local Ray, checked over HTTP. Nothing here calls the store or Serve in-process.
 
-The YAML is the repository's own with only the port changed (as scripts/demo.sh does); settings
-come from LOOKALIKE_* variables pointing at this session's milvus-lite server.
+The YAML is the repository's own with only the port changed; settings come from LOOKALIKE_*
+variables pointing at this session's milvus-lite server.
 RAY_ADDRESS=local makes both subprocesses start a Ray of their own, whatever Ray this pytest
 process (or a `ray start` on the machine) runs. Every wait is bounded, and teardown checks that
 no process of those Ray sessions is left.

@@ -1,6 +1,7 @@
 """The Ray Data ingest job for real: local Ray with 2 CPUs, milvus-lite, packaged weights.
 
-One Ray instance serves the whole module (the kill-and-resume drivers join it as subprocesses),
+One Ray instance serves the whole module (the kill-and-resume and lifetime drivers join it as
+subprocesses),
 and it has exactly 2 CPUs on purpose: an earlier pipeline whose actors reserved most of a
 2-CPU cluster never scheduled a read and hung, so every job here runs under a timeout.
 """
@@ -31,6 +32,7 @@ from lookalike.launch.local_ray import init_local
 from lookalike.pipelines.ingest import IngestOptions, run_ingest
 from lookalike.ports import free_port
 from lookalike.store.base import API_SOURCE, StoredProduct, catalog_source
+from lookalike.store.lite_server import LiteServer, port_open
 from lookalike.store.milvus import MilvusStore
 
 pytestmark = [pytest.mark.ray, pytest.mark.weights]  # Ray Data with the real models
@@ -269,3 +271,61 @@ def test_ingest_groups_variants_and_a_manifest_group_id_wins(ray_cluster, lite_s
     finally:
         store.drop()
         store.close()
+
+
+# `python ingest_job.py` leaves nothing running that it started, and leaves alone an embedded
+# server it found serving (the demo starts one before ingesting). Its embedded server's lifetime
+# is the job's own whichever Ray it runs on, so these jobs join the module's Ray; a job on a
+# private Ray, and that it leaves none of that Ray behind, is tests/e2e/test_deploy_path.py's.
+LIFETIME_PRODUCTS = 4
+
+
+def lite_processes(data_dir: Path) -> list[str]:
+    """Supervisor and launcher command lines that name this data directory."""
+    out = subprocess.run(["pgrep", "-af", f"--data-dir {data_dir.resolve()}"],
+                         capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines()
+            if "lite_server" in line or "lite_launcher" in line]
+
+
+def run_job_on(server: LiteServer, ray_address: str,
+               tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    manifest = demo.build(tmp_path / "cat", LIFETIME_PRODUCTS, source="vendored")
+    env = {**os.environ, "LOOKALIKE_DATA_DIR": str(server.data_dir),
+           "LOOKALIKE_LITE_PORT": str(server.port), "LOOKALIKE_COLLECTION": "t_lifetime",
+           "LOOKALIKE_PORT": str(free_port()), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(REPO / "ingest_job.py"), "--manifest", str(manifest),
+                           "--ray-address", ray_address], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.timeout(360)
+def test_job_stops_the_embedded_server_it_started(ray_cluster, tmp_path: Path) -> None:
+    server = LiteServer(tmp_path / "data", free_port())
+    assert not server.is_serving()
+    try:
+        done = run_job_on(server, ray_cluster, tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert _summary_from(done.stderr)["written"] == LIFETIME_PRODUCTS
+        assert not port_open(server.port), "the job left milvus-lite serving"
+        assert server.supervisor_pid() is None
+        assert lite_processes(server.data_dir) == []
+    finally:
+        server.stop()  # only if the assertion above failed
+
+
+@pytest.mark.timeout(360)
+def test_job_leaves_a_server_it_found_running(ray_cluster, tmp_path: Path) -> None:
+    server = LiteServer(tmp_path / "data", free_port())
+    assert server.ensure_running() is True
+    supervisor = server.supervisor_pid()
+    try:
+        assert server.ensure_running() is False  # found serving: not ours to stop
+        done = run_job_on(server, ray_cluster, tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert _summary_from(done.stderr)["written"] == LIFETIME_PRODUCTS
+        assert server.is_serving()
+        assert server.supervisor_pid() == supervisor
+    finally:
+        server.stop()
+    assert lite_processes(server.data_dir) == []
