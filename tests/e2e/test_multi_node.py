@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -316,7 +317,9 @@ def controller_scaling_lines(cluster: LoopbackCluster) -> list[str]:
         except OSError:
             pass
     logs = sorted((log for pid in pids
-                   for log in Path("/tmp/ray").glob(f"session_*/logs/serve/controller_{pid}.log")),
+                   # Ray's session folders are under the temp dir, TMPDIR's when set (CI's)
+                   for log in (Path(tempfile.gettempdir()) / "ray").glob(
+                       f"session_*/logs/serve/controller_{pid}.log")),
                   key=lambda log: log.stat().st_mtime)
     if not logs:
         return []
