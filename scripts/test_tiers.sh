@@ -21,16 +21,26 @@ PY=${PY:-.venv/bin/python}
 BESIDE=(tests/e2e/test_local_ray.py tests/e2e/test_installed_wheel.py)
 fast_log=$(mktemp "${TMPDIR:-/tmp}/lookalike-fast-tiers.XXXXXX")
 
+# Started as a job (set -m): a plain background command of a script has SIGINT ignored, and
+# pytest would then neither stop on Ctrl-C nor run its teardown. As a job it sits in a process
+# group of its own, so the trap below passes Ctrl-C on once the foreground run has stopped.
+set -m
 "$PY" -m pytest -q -m "not scale" tests/unit tests/integration "${BESIDE[@]}" "$@" \
     >"$fast_log" 2>&1 &
 fast=$!
-# A background job of a script ignores Ctrl-C: stop it with the foreground run.
+set +m
 trap 'kill -INT "$fast" 2>/dev/null' INT TERM
 
 "$PY" -m pytest -q -m "not scale" tests/e2e "${BESIDE[@]/#/--ignore=}" "$@"
 e2e_rc=$?
 wait "$fast"
 fast_rc=$?
+# A Ctrl-C during that wait ends the wait, not the run (the trap passed it on): wait out its
+# teardown, so that nothing it started is left running.
+while kill -0 "$fast" 2>/dev/null; do
+    wait "$fast"
+    fast_rc=$?
+done
 trap - INT TERM
 
 echo
