@@ -19,6 +19,11 @@ newest_with_groups hidden), "after" the path with fields from the searches and o
 page. Also what runs beside the searches: one facets scan
 (in the background, once per facets_ttl_s per replica) and one alias resolve (at start and on
 refresh, live.py).
+
+--skip: SearchService's store time (the query vectors embedded beforehand, so store calls,
+ranking and the page read only) for text and photo searches with inferred attributes, the
+full-match search skipped where the pool suffices (lookalike/rank/retrieval.py) against always
+made, interleaved request by request in one run; median of 40 each, with the calls each made.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from lookalike.images import decode_image
 from lookalike.indexing import batched, embed_products
 from lookalike.live import ALIAS_RECHECK_S
 from lookalike.ports import free_port
+from lookalike.rank import retrieval
 from lookalike.search import SearchQuery, SearchService
 from lookalike.store import Filters, MilvusStore, aliases
 from lookalike.store.call_count import count_calls
@@ -133,10 +139,58 @@ def count_table(store: MilvusStore, products: list[Product], ie: ImageEmbedder,
           f"describe_alias per {ALIAS_RECHECK_S:g} s per replica) | {_show(resolve)} | | |")
 
 
+def skip_table(store: MilvusStore, products: list[Product], ie: ImageEmbedder,
+               te: TextEmbedder) -> None:
+    photo = decode_image(Path(products[0].images[0]).read_bytes())
+    texts = ("red dress", "black sneakers", "blue jeans")
+    vectors = {t: te.embed([t])[0] for t in texts}
+    photo_vec = ie.embed([photo])[0]
+
+    async def embed_image(img: Image.Image) -> np.ndarray:
+        return photo_vec
+
+    async def embed_text(text: str) -> np.ndarray:
+        return vectors[text] if text in vectors else te.embed([text])[0]
+
+    svc = SearchService(store=store, embed_image=embed_image, embed_text=embed_text,
+                        media_dir=Path(tempfile.mkdtemp()), facets_ttl_s=3600)
+    asyncio.run(svc.facets())
+    requests = {f"text {t!r}": SearchQuery(text=t, top_k=10) for t in texts}
+    requests["photo"] = SearchQuery(image=photo, top_k=10)
+    skipped = retrieval.pool_suffices
+
+    def timed(q: SearchQuery, skip: bool) -> tuple[float, int]:
+        retrieval.pool_suffices = skipped if skip else (lambda *a, **k: False)  # type: ignore
+        try:
+            with count_calls(store) as calls:
+                t = time.perf_counter()
+                asyncio.run(svc.search(q))
+                return (time.perf_counter() - t) * 1000.0, sum(calls.values())
+        finally:
+            retrieval.pool_suffices = skipped
+
+    print("| request (top_k 10) | skipped where the pool suffices: p50 ms, calls "
+          "| always made: p50 ms, calls |")
+    print("|---|---|---|")
+    for name, q in requests.items():
+        got: dict[bool, list[float]] = {True: [], False: []}
+        calls = {}
+        for i in range(43):
+            for skip in (True, False):
+                ms, calls[skip] = timed(q, skip)
+                if i >= 3:  # warm-up
+                    got[skip].append(ms)
+        print(f"| {name} | {statistics.median(got[True]):.1f}, {calls[True]} "
+              f"| {statistics.median(got[False]):.1f}, {calls[False]} |")
+    svc.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--products", type=int, default=500)
     ap.add_argument("--count", action="store_true", help="count round trips per request")
+    ap.add_argument("--skip", action="store_true",
+                    help="time the full-match search skipped against always made")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lookalike-store-calls-"))
     products, _ = load_manifest(demo.build(work / "catalogue", args.products))
@@ -154,6 +208,10 @@ def main() -> int:
         if args.count:
             print(f"{args.products} products, store round trips per request, {host()}")
             count_table(store, products, ie, te)
+            return 0
+        if args.skip:
+            print(f"{args.products} products, SearchService store time per request, {host()}")
+            skip_table(store, products, ie, te)
             return 0
         ids = [p.product_id for p in products[:30]]
         photo = decode_image(Path(products[0].images[0]).read_bytes())

@@ -30,7 +30,7 @@ from lookalike.query.vector_cache import QueryVectors
 from lookalike.rank.inferred import Inferred
 from lookalike.rank.mmr import mmr
 from lookalike.rank.pages import Page, page_of, window
-from lookalike.rank.ranking import Ordering, order, pool_size
+from lookalike.rank.ranking import LOOKAHEAD, Ordering, order, pool_size
 from lookalike.rank.relative import Relative, relative_filters
 from lookalike.rank.retrieval import retrieve
 from lookalike.recommend import recommend
@@ -217,8 +217,10 @@ class SearchService:
         def ranked() -> Ordering:
             # One candidate set, one order: every page size up to the floor is a prefix of it.
             # A page is a slice of it, the pool sized for the page's end (rank/pages.py).
+            # A plain page reads its end and the look-ahead; MMR re-ranks the whole window.
+            reads = end + LOOKAHEAD if query.diversity == 0 else None
             found = retrieve(search, explicit=query.filters, infer=infer, mode=query.infer,
-                             pool=pool_size(end))
+                             pool=pool_size(end), reads=reads)
             return order(found.hits, inferred=found.inferred, mode=query.infer,
                          explicit=query.filters, collapse_variants=query.collapse_variants)
 

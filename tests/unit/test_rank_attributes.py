@@ -111,14 +111,25 @@ def test_no_product_with_everything_asked_for_is_said_though_every_limit_holds()
 def test_both_searches_read_the_pool_whatever_the_page_size() -> None:
     """The pool and the full matches are sized by the pool, never by top_k: a page of two and
     a page of five come from the same candidates (the old code searched top_k and stopped
-    when the full matches filled the page, so a boost acted as a filter for small pages)."""
-    calls = []
+    when the full matches filled the page, so a boost acted as a filter for small pages).
+    A pool of 4 of the 5 products, whose one red dress ("d") is too few for either page: the
+    full-match search runs (retrieval.pool_suffices), and finds "a" beyond the pool."""
+    calls, pages = [], []
     for top_k in (2, 5):
         search = FakeSearch()
-        rank(search, explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost", top_k=top_k)
+        found = retrieve(search, explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost",
+                         pool=4, reads=top_k + 1)
+        pages.append(rank_candidates(found.hits, inferred=found.inferred, mode="boost",
+                                     top_k=top_k))
         calls.append(search.calls)
-    assert calls[0] == calls[1] == [(Filters(), POOL_FLOOR),
-                                    (Filters(categories=("dress",), colors=("red",)), POOL_FLOOR)]
+    assert calls[0] == calls[1] == [(Filters(), 4),
+                                    (Filters(categories=("dress",), colors=("red",)), 4)]
+    assert ids(pages[0].hits) == ids(pages[1].hits)[:2] == ["d", "a"]
+    # The whole catalogue fits the pool: the full matches are in it, one search.
+    search = FakeSearch()
+    retrieve(search, explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost",
+             pool=POOL_FLOOR, reads=3)
+    assert search.calls == [(Filters(), POOL_FLOOR)]
 
 
 def test_explicit_filters_win_over_inferred_ones() -> None:

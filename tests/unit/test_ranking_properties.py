@@ -9,7 +9,7 @@ score. `page` is what SearchService does with it: retrieve the candidates
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from hypothesis import example, given, settings
@@ -19,8 +19,8 @@ from lookalike.catalog.product import Product
 from lookalike.rank.attributes import BOOST_BOUND
 from lookalike.rank.inferred import MODES, Inferred
 from lookalike.rank.mmr import mmr
-from lookalike.rank.ranking import POOL_FLOOR, Ranked, order, pool_size
-from lookalike.rank.retrieval import retrieve
+from lookalike.rank.ranking import LOOKAHEAD, POOL_FLOOR, Ranked, merge_candidates, order, pool_size
+from lookalike.rank.retrieval import pool_suffices, retrieve
 from lookalike.store.base import Filters, Hit
 
 CATEGORIES = ("dress", "coat", "bag", "t-shirt")
@@ -52,9 +52,22 @@ class Catalogue:
 
 def page(cat: Catalogue, *, inferred: Inferred, explicit: Filters, mode: str, top_k: int,
          collapse: bool = False) -> Ranked:
+    # As SearchService asks: the page and the look-ahead are what it reads.
     found = retrieve(cat.search, explicit=explicit, infer=lambda _: inferred, mode=mode,
-                     pool=pool_size(top_k))
+                     pool=pool_size(top_k), reads=top_k + LOOKAHEAD)
     return order(found.hits, inferred=found.inferred, mode=mode, explicit=explicit,
+                 collapse_variants=collapse).page(top_k)
+
+
+def page_of_both_searches(cat: Catalogue, *, inferred: Inferred, explicit: Filters, mode: str,
+                          top_k: int, collapse: bool) -> Ranked:
+    """The page from the pool and the full-match search, always both (as before the skip)."""
+    pool = pool_size(top_k)
+    hits = cat.search(explicit, pool)
+    held = inferred.under(explicit) if mode != "off" else Inferred()
+    if held.attributes():
+        hits = merge_candidates(hits, cat.search(held.filters(explicit), pool), pool_limit=pool)
+    return order(hits, inferred=held, mode=mode, explicit=explicit,
                  collapse_variants=collapse).page(top_k)
 
 
@@ -145,6 +158,56 @@ def test_pages_up_to_the_floor_are_prefixes_in_a_catalogue_larger_than_the_pool(
     small = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=k, collapse=collapse)
     large = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=big, collapse=collapse)
     assert ids(small) == ids(large)[:k]
+
+
+def _red_dresses_first() -> Catalogue:
+    """300 products by falling score: 150 red dresses, then 150 others, ten per variant group."""
+    return Catalogue(tuple(
+        Hit(Product(f"p{i}", category="dress" if i < 150 else "coat",
+                    color="red" if i < 150 else "blue", size="M", price=30.0),
+            1.0 - i / 300, scores={"image": 1.0 - i / 300}, group_id=f"g{i // 10}")
+        for i in range(300)))
+
+
+# The common case the skip is for: the pool (p0-p100) holds 11 groups of red dresses, enough
+# for any page up to 10 and its look-ahead; a page of 11 needs the second search.
+@example(_red_dresses_first(), Inferred(categories=("dress",), colors=("red",)), Filters(),
+         "boost", True, 10)
+@example(_red_dresses_first(), Inferred(categories=("dress",), colors=("red",)), Filters(),
+         "filter", True, 11)
+@settings(max_examples=100, deadline=None)
+@given(catalogues(min_size=POOL_FLOOR + 1, max_size=3 * POOL_FLOOR), inferences(),
+       explicit_filters(), st.sampled_from(MODES), st.booleans(), page_sizes)
+def test_skipping_the_full_match_search_changes_no_result_the_page_shows(
+        cat: Catalogue, inferred: Inferred, explicit: Filters, mode: str, collapse: bool,
+        top_k: int) -> None:
+    """retrieval.pool_suffices: the page (and whether a next one exists) is the page that the
+    pool and the full-match search give together."""
+    got = page(cat, inferred=inferred, explicit=explicit, mode=mode, top_k=top_k,
+               collapse=collapse)
+    both = page_of_both_searches(cat, inferred=inferred, explicit=explicit, mode=mode,
+                                 top_k=top_k, collapse=collapse)
+    assert ids(got) == ids(both)
+    assert got.relaxed == both.relaxed and got.relaxed_detail == both.relaxed_detail
+
+
+def test_a_pool_with_enough_full_matches_costs_one_search_and_one_without_them_two() -> None:
+    cat = _red_dresses_first()
+    red_dress = Inferred(categories=("dress",), colors=("red",))
+    for top_k, searches in ((10, 1), (11, 2)):
+        found = retrieve(cat.search, explicit=Filters(), infer=lambda _: red_dress, mode="boost",
+                         pool=pool_size(top_k), reads=top_k + LOOKAHEAD)
+        assert found.searches == searches, top_k
+    base = cat.search(Filters(), pool_size(10))
+    # MMR reads the whole window; "cheap" is priced against the candidates: both searches.
+    assert not pool_suffices(base, red_dress, Filters(), pool=pool_size(10), reads=None)
+    assert not pool_suffices(base, replace(red_dress, cheap=True), Filters(), pool=pool_size(10),
+                             reads=10 + LOOKAHEAD)
+    # A pool that holds every product that passes the filters: nothing else to find.
+    assert pool_suffices(base[:50], red_dress, Filters(), pool=pool_size(10), reads=None)
+    # A text+image score can hide the query photo outside the pool.
+    fused = [replace(h, scores={"image": h.score, "text": h.score}) for h in base]
+    assert not pool_suffices(fused, red_dress, Filters(), pool=pool_size(10), reads=10 + LOOKAHEAD)
 
 
 def with_exact_match(cat: Catalogue, explicit: Filters, category: str, color: str) -> Catalogue:
