@@ -220,7 +220,8 @@ class SearchService:
             # A plain page reads its end and the look-ahead; MMR re-ranks the whole window.
             reads = end + LOOKAHEAD if query.diversity == 0 else None
             found = retrieve(search, explicit=query.filters, infer=infer, mode=query.infer,
-                             pool=pool_size(end), reads=reads)
+                             pool=pool_size(end), reads=reads,
+                             collapse_variants=query.collapse_variants)
             return order(found.hits, inferred=found.inferred, mode=query.infer,
                          explicit=query.filters, collapse_variants=query.collapse_variants)
 

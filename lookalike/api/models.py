@@ -305,7 +305,7 @@ class SearchResponse(BaseModel):
         None, description="candidate products with every inferred attribute at once (category, "
                           "colour, size and price together): fewer than the results means the "
                           "others lack one (\"no black bags under €50, the closest\"); exact "
-                          "below the candidate pool (101 for pages ending at result 100 or before), at least that above; "
+                          "when below offset + top_k, otherwise a lower bound of at least that; "
                           "null when nothing was inferred")
     offset: int = Field(0, description="where this page starts in the ranked results")
     next_offset: int | None = Field(

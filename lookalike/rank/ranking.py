@@ -180,8 +180,9 @@ def order(candidates: Sequence[Hit], *, inferred: Inferred, mode: str,
     if collapse_variants:
         ranked = collapse(ranked, len(ranked))
     kept = {a: sum(1 for h in ranked if a in inferred.matching(h.product)) for a in steps}
-    # Counted over the candidates, not the page: the same for every top_k, and exact while it
-    # is below the pool (the full-match search reads up to the pool, retrieval.py).
+    # Counted over the candidates, not the page: exact while it is below the page's end (the
+    # full-match search reads up to the pool, and is skipped only when the pool's own full
+    # matches fill the page and its look-ahead, retrieval.pool_suffices), a lower bound above.
     full = (sum(1 for h in ranked if len(inferred.matching(h.product)) == len(steps))
             if steps else None)
     return Ordering(ranked, inferred, mode, lacks, frozenset(exact), kept, full, tiers)

@@ -54,7 +54,7 @@ def page(cat: Catalogue, *, inferred: Inferred, explicit: Filters, mode: str, to
          collapse: bool = False) -> Ranked:
     # As SearchService asks: the page and the look-ahead are what it reads.
     found = retrieve(cat.search, explicit=explicit, infer=lambda _: inferred, mode=mode,
-                     pool=pool_size(top_k), reads=top_k + LOOKAHEAD)
+                     pool=pool_size(top_k), reads=top_k + LOOKAHEAD, collapse_variants=collapse)
     return order(found.hits, inferred=found.inferred, mode=mode, explicit=explicit,
                  collapse_variants=collapse).page(top_k)
 
@@ -169,15 +169,24 @@ def _red_dresses_first() -> Catalogue:
         for i in range(300)))
 
 
+# A shopper's usual query: a category and a colour from the words, nothing else. With the page
+# sizes shoppers use, the pool often holds enough full matches to skip the second search.
+everyday_inferences = st.builds(lambda c, k: Inferred(categories=(c,), colors=(k,)),
+                                st.sampled_from(CATEGORIES), st.sampled_from(COLORS))
+
+
 # The common case the skip is for: the pool (p0-p100) holds 11 groups of red dresses, enough
 # for any page up to 10 and its look-ahead; a page of 11 needs the second search.
 @example(_red_dresses_first(), Inferred(categories=("dress",), colors=("red",)), Filters(),
          "boost", True, 10)
 @example(_red_dresses_first(), Inferred(categories=("dress",), colors=("red",)), Filters(),
          "filter", True, 11)
-@settings(max_examples=100, deadline=None)
-@given(catalogues(min_size=POOL_FLOOR + 1, max_size=3 * POOL_FLOOR), inferences(),
-       explicit_filters(), st.sampled_from(MODES), st.booleans(), page_sizes)
+@settings(max_examples=150, deadline=None)
+@given(catalogues(min_size=POOL_FLOOR + 1, max_size=3 * POOL_FLOOR),
+       st.one_of(everyday_inferences, inferences()), st.one_of(st.just(Filters()),
+                                                               explicit_filters()),
+       st.sampled_from(MODES),
+       st.booleans(), st.one_of(st.integers(1, 12), page_sizes))
 def test_skipping_the_full_match_search_changes_no_result_the_page_shows(
         cat: Catalogue, inferred: Inferred, explicit: Filters, mode: str, collapse: bool,
         top_k: int) -> None:
@@ -189,6 +198,9 @@ def test_skipping_the_full_match_search_changes_no_result_the_page_shows(
                                  top_k=top_k, collapse=collapse)
     assert ids(got) == ids(both)
     assert got.relaxed == both.relaxed and got.relaxed_detail == both.relaxed_detail
+    # The count is the same wherever the page could say "Only N" (N at most the page).
+    if both.full_matches is not None and min(got.full_matches or 0, both.full_matches) <= top_k:
+        assert got.full_matches == both.full_matches
 
 
 def test_a_pool_with_enough_full_matches_costs_one_search_and_one_without_them_two() -> None:
@@ -196,18 +208,27 @@ def test_a_pool_with_enough_full_matches_costs_one_search_and_one_without_them_t
     red_dress = Inferred(categories=("dress",), colors=("red",))
     for top_k, searches in ((10, 1), (11, 2)):
         found = retrieve(cat.search, explicit=Filters(), infer=lambda _: red_dress, mode="boost",
-                         pool=pool_size(top_k), reads=top_k + LOOKAHEAD)
+                         pool=pool_size(top_k), reads=top_k + LOOKAHEAD, collapse_variants=True)
         assert found.searches == searches, top_k
     base = cat.search(Filters(), pool_size(10))
+    enough = {"pool": pool_size(10), "reads": 10 + LOOKAHEAD, "mode": "boost"}
+    assert pool_suffices(base, red_dress, Filters(), **enough)
     # MMR reads the whole window; "cheap" is priced against the candidates: both searches.
-    assert not pool_suffices(base, red_dress, Filters(), pool=pool_size(10), reads=None)
-    assert not pool_suffices(base, replace(red_dress, cheap=True), Filters(), pool=pool_size(10),
-                             reads=10 + LOOKAHEAD)
+    assert not pool_suffices(base, red_dress, Filters(), **{**enough, "reads": None})
+    assert not pool_suffices(base, replace(red_dress, cheap=True), Filters(), **enough)
     # A pool that holds every product that passes the filters: nothing else to find.
-    assert pool_suffices(base[:50], red_dress, Filters(), pool=pool_size(10), reads=None)
+    assert pool_suffices(base[:50], red_dress, Filters(), **{**enough, "reads": None})
     # A text+image score can hide the query photo outside the pool.
     fused = [replace(h, scores={"image": h.score, "text": h.score}) for h in base]
-    assert not pool_suffices(fused, red_dress, Filters(), pool=pool_size(10), reads=10 + LOOKAHEAD)
+    assert not pool_suffices(fused, red_dress, Filters(), **enough)
+    # Eleven groups hold red dresses, but a blue one leads ten of them: collapsed, the page
+    # shows one full match (and would say "Only 1"), so the full matches are searched for.
+    led = [replace(h, product=replace(h.product, color="blue"), score=h.score + 0.5,
+                   scores={"image": h.score + 0.5}) if i % 10 == 1 else h
+           for i, h in enumerate(base)]
+    led.sort(key=lambda h: -h.score)
+    assert not pool_suffices(led, red_dress, Filters(), **enough, collapse_variants=True)
+    assert pool_suffices(led, red_dress, Filters(), **enough, collapse_variants=False)
 
 
 def with_exact_match(cat: Catalogue, explicit: Filters, category: str, color: str) -> Catalogue:
