@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,9 @@ DNS_THREADS = 4  # image_url host look-ups at once per process (waits on resolve
 
 
 class Pools:
-    """The process's worker threads by kind of work, made on first use (after any fork)."""
+    """The process's worker threads by kind of work, made on first use, and again in a forked
+    child: a pool made before the fork has no threads there, and work sent to it would wait
+    forever (a forked test runner hung on every API call so)."""
 
     _lock = threading.Lock()
     _pools: ClassVar[dict[str, ThreadPoolExecutor]] = {}
@@ -33,6 +36,16 @@ class Pools:
                 pool = cls._pools[kind] = ThreadPoolExecutor(
                     cls.SIZES[kind], thread_name_prefix=f"lookalike-{kind}")
             return pool
+
+    @classmethod
+    def _forget(cls) -> None:
+        """In a forked child: drop the parent's pools (and its lock, which a parent thread
+        may have held at the fork)."""
+        cls._lock = threading.Lock()
+        cls._pools = {}
+
+
+os.register_at_fork(after_in_child=Pools._forget)
 
 
 async def run_in(kind: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:

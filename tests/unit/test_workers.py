@@ -4,6 +4,7 @@ never answers) hold only the DNS threads, never asyncio's default executor nor t
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from typing import Any
@@ -42,3 +43,18 @@ def test_hung_lookups_hold_only_the_dns_threads(monkeypatch: pytest.MonkeyPatch)
             await asyncio.gather(*tasks, return_exceptions=True)
 
     asyncio.run(scenario())
+
+
+def test_a_forked_child_runs_its_work_on_pools_of_its_own() -> None:
+    """A pool made before a fork has no threads in the child: the child makes its own (a
+    forked test runner, mutmut's, hung on every API call before)."""
+    assert asyncio.run(workers.store_call(lambda: 1)) == 1  # the parent's pool, with threads
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the work ran, within the deadline
+        try:
+            ran = asyncio.run(asyncio.wait_for(workers.store_call(lambda: 2), DEADLINE_S)) == 2
+        except BaseException:  # noqa: BLE001 - any failure is the child's exit code
+            ran = False
+        os._exit(0 if ran else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
