@@ -36,8 +36,7 @@ class Candidates:
 
 
 def retrieve(search: Search, *, explicit: Filters, infer: Callable[[list[Hit]], Inferred],
-             mode: str, pool: int, reads: int | None = None,
-             collapse_variants: bool = False) -> Candidates:
+             mode: str, pool: int, reads: int | None, collapse_variants: bool) -> Candidates:
     """`infer(pool_hits)`: the query's inferences from its words and, for a photo, from the
     pool's nearest neighbours. `reads`: how many ranked results the caller uses (its page's end
     and the look-ahead); None: any of them (MMR re-ranks the whole window), so the full-match
@@ -56,7 +55,7 @@ def retrieve(search: Search, *, explicit: Filters, infer: Callable[[list[Hit]], 
 
 
 def pool_suffices(base: Sequence[Hit], inferred: Inferred, explicit: Filters, *, mode: str,
-                  pool: int, reads: int | None, collapse_variants: bool = False) -> bool:
+                  pool: int, reads: int | None, collapse_variants: bool) -> bool:
     """Whether the full-match search would leave the first `reads` ranked results as they are.
 
     - The pool is not full (fewer than `pool` products pass the explicit filters): every full

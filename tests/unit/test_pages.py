@@ -27,7 +27,8 @@ from tests.unit.test_ranking_properties import (
 def paged(cat: Catalogue, *, inferred: Inferred, explicit: Filters, mode: str, collapse: bool,
           offset: int, top_k: int) -> Page:
     found = retrieve(cat.search, explicit=explicit, infer=lambda _: inferred, mode=mode,
-                     pool=pool_size(window(offset, top_k)))
+                     pool=pool_size(window(offset, top_k)), reads=window(offset, top_k) + 1,
+                     collapse_variants=collapse)
     ordering = order(found.hits, inferred=found.inferred, mode=mode, explicit=explicit,
                      collapse_variants=collapse)
     return page_of(ordering, offset=offset, top_k=top_k)
@@ -125,3 +126,7 @@ def test_mmr_picks_are_a_prefix_so_diverse_pages_concatenate(n: int, k: int, div
     longer = mmr(hits, vectors, top_k=n, diversity=diversity)
     assert len(longer) == n
     assert mmr(hits, vectors, top_k=k, diversity=diversity) == longer[:k]
+    # The page shows MMR's order (SearchService passes it as `reordered`), not the ranking's.
+    ordering = order(hits, inferred=Inferred(), mode="off")
+    page = page_of(ordering, offset=0, top_k=k, reordered=longer)
+    assert ids(page) == [h.product.product_id for h in longer[:k]]

@@ -43,7 +43,8 @@ class FakeSearch:
 
 def rank(search: FakeSearch, *, explicit: Filters, infer, mode: str, top_k: int) -> Ranked:
     """What SearchService does: retrieve one candidate set, rank it, cut the page."""
-    found = retrieve(search, explicit=explicit, infer=infer, mode=mode, pool=POOL_FLOOR)
+    found = retrieve(search, explicit=explicit, infer=infer, mode=mode, pool=POOL_FLOOR,
+                     reads=top_k + 1, collapse_variants=False)
     return rank_candidates(found.hits, inferred=found.inferred, mode=mode, top_k=top_k,
                            explicit=explicit)
 
@@ -118,7 +119,7 @@ def test_both_searches_read_the_pool_whatever_the_page_size() -> None:
     for top_k in (2, 5):
         search = FakeSearch()
         found = retrieve(search, explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost",
-                         pool=4, reads=top_k + 1)
+                         pool=4, reads=top_k + 1, collapse_variants=False)
         pages.append(rank_candidates(found.hits, inferred=found.inferred, mode="boost",
                                      top_k=top_k))
         calls.append(search.calls)
@@ -128,7 +129,7 @@ def test_both_searches_read_the_pool_whatever_the_page_size() -> None:
     # The whole catalogue fits the pool: the full matches are in it, one search.
     search = FakeSearch()
     retrieve(search, explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost",
-             pool=POOL_FLOOR, reads=3)
+             pool=POOL_FLOOR, reads=3, collapse_variants=False)
     assert search.calls == [(Filters(), POOL_FLOOR)]
 
 

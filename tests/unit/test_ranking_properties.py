@@ -19,7 +19,15 @@ from lookalike.catalog.product import Product
 from lookalike.rank.attributes import BOOST_BOUND
 from lookalike.rank.inferred import MODES, Inferred
 from lookalike.rank.mmr import mmr
-from lookalike.rank.ranking import LOOKAHEAD, POOL_FLOOR, Ranked, merge_candidates, order, pool_size
+from lookalike.rank.ranking import (
+    EXACT_SCORE,
+    LOOKAHEAD,
+    POOL_FLOOR,
+    Ranked,
+    merge_candidates,
+    order,
+    pool_size,
+)
 from lookalike.rank.retrieval import pool_suffices, retrieve
 from lookalike.store.base import Filters, Hit
 
@@ -211,24 +219,48 @@ def test_a_pool_with_enough_full_matches_costs_one_search_and_one_without_them_t
                          pool=pool_size(top_k), reads=top_k + LOOKAHEAD, collapse_variants=True)
         assert found.searches == searches, top_k
     base = cat.search(Filters(), pool_size(10))
-    enough = {"pool": pool_size(10), "reads": 10 + LOOKAHEAD, "mode": "boost"}
+    enough = {"pool": pool_size(10), "reads": 10 + LOOKAHEAD, "mode": "boost",
+              "collapse_variants": True}
     assert pool_suffices(base, red_dress, Filters(), **enough)
     # MMR reads the whole window; "cheap" is priced against the candidates: both searches.
     assert not pool_suffices(base, red_dress, Filters(), **{**enough, "reads": None})
     assert not pool_suffices(base, replace(red_dress, cheap=True), Filters(), **enough)
     # A pool that holds every product that passes the filters: nothing else to find.
     assert pool_suffices(base[:50], red_dress, Filters(), **{**enough, "reads": None})
-    # A text+image score can hide the query photo outside the pool.
+    # A text query has no photo to match exactly; a text+image score can hide the query photo
+    # outside the pool, and so can a photo pool whose lowest cosine is EXACT_SCORE already.
+    text = [replace(h, scores={"text": h.score}) for h in base]
+    assert pool_suffices(text, red_dress, Filters(), **enough)
     fused = [replace(h, scores={"image": h.score, "text": h.score}) for h in base]
     assert not pool_suffices(fused, red_dress, Filters(), **enough)
+    near = [replace(h, score=EXACT_SCORE, scores={"image": EXACT_SCORE}) for h in base]
+    assert not pool_suffices(near, red_dress, Filters(), **enough)
+    # The pool's 101 red dresses are 11 variant groups: 11 results collapsed, 101 not.
+    deep = {**enough, "reads": 20}
+    assert not pool_suffices(base, red_dress, Filters(), **deep)
+    assert pool_suffices(base, red_dress, Filters(), **{**deep, "collapse_variants": False})
+    ungrouped = [replace(h, group_id="") for h in base]
+    assert pool_suffices(ungrouped, red_dress, Filters(), **deep)
     # Eleven groups hold red dresses, but a blue one leads ten of them: collapsed, the page
     # shows one full match (and would say "Only 1"), so the full matches are searched for.
-    led = [replace(h, product=replace(h.product, color="blue"), score=h.score + 0.5,
-                   scores={"image": h.score + 0.5}) if i % 10 == 1 else h
+    # Under infer=filter every red dress ranks before every blue one, and leads its group.
+    led = [replace(h, product=replace(h.product, color="blue"), score=0.9, scores={"image": 0.9})
+           if i % 10 == 1 else replace(h, score=0.5 - i / 1000, scores={"image": 0.5 - i / 1000})
            for i, h in enumerate(base)]
     led.sort(key=lambda h: -h.score)
-    assert not pool_suffices(led, red_dress, Filters(), **enough, collapse_variants=True)
-    assert pool_suffices(led, red_dress, Filters(), **enough, collapse_variants=False)
+    assert not pool_suffices(led, red_dress, Filters(), **enough)
+    assert pool_suffices(led, red_dress, Filters(), **{**enough, "collapse_variants": False})
+    assert pool_suffices(led, red_dress, Filters(), **{**enough, "mode": "filter"})
+
+
+def test_infer_off_makes_one_search_and_infers_nothing() -> None:
+    cat = _red_dresses_first()
+    asked = []
+    found = retrieve(cat.search, explicit=Filters(), mode="off", pool=pool_size(10), reads=None,
+                     infer=lambda _: asked.append(1) or Inferred(categories=("dress",)),
+                     collapse_variants=False)
+    assert (found.searches, found.inferred, asked) == (1, Inferred(), [])
+    assert [h.product.product_id for h in found.hits] == [f"p{i}" for i in range(pool_size(10))]
 
 
 def with_exact_match(cat: Catalogue, explicit: Filters, category: str, color: str) -> Catalogue:
@@ -361,7 +393,7 @@ def test_diversity_reorders_within_a_tier_only(cat: Catalogue, inferred: Inferre
     """MMR never lifts a product that breaks an understood limit (or needed more relaxing) above
     one that keeps it, nor anything above the exact photo match: the tiers stay in order."""
     found = retrieve(cat.search, explicit=explicit, infer=lambda _: inferred, mode=mode,
-                     pool=pool_size(top_k))
+                     pool=pool_size(top_k), reads=None, collapse_variants=False)
     ordering = order(found.hits, inferred=found.inferred, mode=mode, explicit=explicit)
     rng = np.random.default_rng(seed)
     vectors = {h.product.product_id: rng.normal(size=4).astype(np.float32) for h in ordering.hits}
