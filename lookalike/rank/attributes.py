@@ -49,15 +49,6 @@ BOOST_BOUND = sum(WEIGHTS.values()) + CHEAP_WEIGHT
 LIMITS = ("size", "price")
 
 
-def _value(inferred: Inferred, attribute: str) -> str:
-    if attribute == "price":
-        lo, hi = inferred.min_price, inferred.max_price
-        return (f"{lo:g}–{hi:g}" if lo is not None and hi is not None
-                else f"≤ {hi:g}" if hi is not None else f"≥ {lo:g}")
-    return ", ".join({"category": inferred.categories, "color": inferred.colors,
-                      "size": inferred.sizes}[attribute])
-
-
 def cheap_decay(hits: Sequence[Hit]) -> Callable[[float], float]:
     """1 for the cheapest candidate, halving every "median minus cheapest" of price above it:
     a function of the whole candidate set, so it is the same for every page size."""
@@ -72,7 +63,8 @@ def cheap_decay(hits: Sequence[Hit]) -> Callable[[float], float]:
 def boosts(hit: Hit, inferred: Inferred,
            decay: Callable[[float], float] | None) -> list[dict[str, Any]]:
     """The boosts `hit` earns: each <= its weight, together <= BOOST_BOUND."""
-    out = [{"attribute": a, "value": _value(inferred, a),
+    values = {"category": inferred.categories, "color": inferred.colors}
+    out = [{"attribute": a, "value": ", ".join(values[a]),
             "weight": WEIGHTS[a] * (PHOTO_FACTOR if a in inferred.from_photo else 1.0),
             "why": inferred.why.get(a, "")}
            for a in inferred.matching(hit.product) if a in WEIGHTS]

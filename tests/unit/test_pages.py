@@ -110,8 +110,12 @@ def test_next_offset_stops_before_the_window_limit() -> None:
     # 1000 + 30 > MAX_WINDOW: a next page of the same size would be refused, so none is offered.
     last = paged(offset=970, top_k=30, **query)  # type: ignore[arg-type]
     assert len(last.ranked.hits) == 30 and last.next_offset is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="offset must be >= 0 and top_k >= 1"):
         window(-1, 10)
+    # Exactly the page's end ranked: no next page to offer.
+    exact = order(cat.hits[:30], inferred=Inferred(), mode="off")
+    assert page_of(exact, offset=0, top_k=30).next_offset is None
+    assert page_of(exact, offset=0, top_k=29).next_offset == 29
 
 
 @settings(deadline=None)

@@ -4,8 +4,21 @@ tests/integration/test_search_understanding.py, the invariants in test_ranking_p
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from lookalike.catalog.product import Product
-from lookalike.rank.attributes import BOOST_BOUND, CHEAP_WEIGHT, WEIGHTS
+from lookalike.rank.attributes import (
+    BOOST_BOUND,
+    CHEAP_WEIGHT,
+    LIMITS,
+    PHOTO_FACTOR,
+    WEIGHTS,
+    Breaks,
+    boosts,
+    breaks,
+    cheap_decay,
+)
 from lookalike.rank.inferred import Inferred
 from lookalike.rank.ranking import POOL_FLOOR, Ranked, order, rank_candidates
 from lookalike.rank.retrieval import retrieve
@@ -215,3 +228,44 @@ def test_an_inference_is_something_when_it_names_an_attribute_or_cheap() -> None
     assert not Inferred()
     assert Inferred(cheap=True) and Inferred(colors=("red",)) and Inferred(max_price=50.0)
     assert not Inferred(why={"color": "photo"}, overridden=("color",))
+
+
+def test_each_boost_says_what_it_is_worth_and_why() -> None:
+    """A photo's guesses weigh PHOTO_FACTOR of the words' (the page's "why" shows each)."""
+    inferred = Inferred(categories=("dress", "skirt"), colors=("red",), cheap=True,
+                        from_photo=frozenset({"color"}),
+                        why={"category": "the word 'dress'", "color": "the photo",
+                             "cheap": "the word 'cheap'"})
+    hit = Hit(CATALOGUE[0], 0.5, scores={"text": 0.5})  # "a": a red dress at €30
+    got = boosts(hit, inferred, lambda price: 0.5 if price == 30.0 else 0.0)
+    assert got == [
+        {"attribute": "category", "value": "dress, skirt", "weight": WEIGHTS["category"],
+         "why": "the word 'dress'"},
+        {"attribute": "color", "value": "red", "weight": WEIGHTS["color"] * PHOTO_FACTOR,
+         "why": "the photo"},
+        {"attribute": "price", "value": "cheap", "weight": round(CHEAP_WEIGHT * 0.5, 6),
+         "why": "the word 'cheap'"}]
+    # Without a reason on record, the reason is empty, never missing.
+    assert {b["why"] for b in boosts(hit, replace(inferred, why={}), lambda _: 1.0)} == {""}
+
+
+def _priced(*prices: float | None) -> list[Hit]:
+    return [Hit(Product(f"p{i}", price=p), 0.5) for i, p in enumerate(prices)]
+
+
+def test_cheap_halves_every_median_minus_cheapest() -> None:
+    decay = cheap_decay(_priced(50.0, 10.0, 30.0, None, 20.0, 40.0))  # median 30, cheapest 10
+    assert [decay(p) for p in (10.0, 30.0, 50.0, 5.0)] == [1.0, 0.5, 0.25, 1.0]
+    # Prices closer than a euro: the step is one euro, not a cent's difference.
+    close = cheap_decay(_priced(10.0, 10.5, 11.0))
+    assert close(11.0) == 0.5
+    assert cheap_decay(_priced(None))(42.0) == 0.0  # no price to compare: no "cheap" boost
+
+
+def test_a_limit_is_broken_by_how_far_it_is_missed() -> None:
+    under_50 = Inferred(max_price=50.0)
+    assert breaks(_priced(50.5)[0], under_50, LIMITS) == Breaks(("price",), 0.5)
+    assert breaks(_priced(20.0)[0], Inferred(min_price=10.0, max_price=50.0), LIMITS) == Breaks()
+    assert breaks(_priced(None)[0], under_50, LIMITS) == Breaks(("price",), math.inf)
+    # Nothing about price asked: nothing broken, no distance.
+    assert breaks(_priced(500.0)[0], Inferred(sizes=("M",)), LIMITS) == Breaks(("size",), 0.0)
