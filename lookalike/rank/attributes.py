@@ -109,7 +109,6 @@ def explain(hit: Hit, *, base: float, boosts: list[dict[str, Any]], inferred: In
             broken: Breaks = Breaks(), exact: bool = False) -> dict[str, Any]:
     out = {"base_score": round(base, 6),
            "vector": {k: round(v, 6) for k, v in hit.scores.items() if k in ("image", "text")},
-           "lexical": round(hit.scores["lexical"], 6) if "lexical" in hit.scores else None,
            "boosts": boosts, "matched_image": hit.image_index,
            "inferred": {k: v for k, v in inferred.as_dict().items() if k != "why"}}
     if "rrf" in hit.scores:

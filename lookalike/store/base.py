@@ -80,7 +80,8 @@ class Hit:
     score: float
     image_index: int = 0  # which of the product's images matched best
     write_version: int = 0
-    # The score's parts, for explanations: {"image": cosine, "text": cosine, "lexical": BM25}.
+    # The score's parts, for explanations: {"image": cosine, "text": cosine}, or {"rrf": score}
+    # for words fused with BM25 by rank in the store (the parts are not known there).
     scores: dict[str, float] = field(default_factory=dict, compare=False)
     explain: dict[str, Any] = field(default_factory=dict, compare=False)
     model_version: str = ""  # what made the stored vectors (never mixed within one search)

@@ -746,7 +746,6 @@
     const v = e.vector || {};
     if (v.image != null) lines.push(`Photo similarity ${v.image.toFixed(3)} (photo ${Number(e.matched_image || 0) + 1})`);
     if (v.text != null) lines.push(`Description similarity ${v.text.toFixed(3)}`);
-    if (e.lexical != null) lines.push(`Keyword match ${e.lexical.toFixed(2)}`);
     if (e.fusion === "rrf") lines.push(`Description and keyword match ${Number(e.base_score).toFixed(3)} (ranks fused)`);
     for (const b of e.boosts || []) {
       lines.push(`+${b.weight.toFixed(2)} ${ATTR_LABEL[b.attribute].toLowerCase()} ${b.value}${b.why ? ` — ${b.why}` : ""}`);

@@ -18,6 +18,7 @@ from lookalike.rank.attributes import (
     boosts,
     breaks,
     cheap_decay,
+    explain,
 )
 from lookalike.rank.inferred import Inferred
 from lookalike.rank.ranking import POOL_FLOOR, Ranked, order, rank_candidates
@@ -269,3 +270,21 @@ def test_a_limit_is_broken_by_how_far_it_is_missed() -> None:
     assert breaks(_priced(None)[0], under_50, LIMITS) == Breaks(("price",), math.inf)
     # Nothing about price asked: nothing broken, no distance.
     assert breaks(_priced(500.0)[0], Inferred(sizes=("M",)), LIMITS) == Breaks(("size",), 0.0)
+
+
+def test_an_explanation_holds_the_score_its_parts_boosts_and_what_was_inferred() -> None:
+    inferred = Inferred(categories=("dress",), why={"category": "the word 'dress'"})
+    hit = Hit(CATALOGUE[0], 0.1234567, image_index=1,
+              scores={"image": 0.2345678, "text": 0.3456789, "rrf": 0.5})
+    ups = boosts(hit, inferred, None)
+    got = explain(hit, base=0.1234567, boosts=ups, inferred=inferred,
+                  broken=Breaks(("price",), 3.0))
+    assert got == {"base_score": 0.123457, "vector": {"image": 0.234568, "text": 0.345679},
+                   "boosts": ups, "matched_image": 1, "fusion": "rrf", "breaks": ["price"],
+                   "inferred": {k: v for k, v in inferred.as_dict().items() if k != "why"}}
+    assert "why" in inferred.as_dict() and "why" not in got["inferred"]
+    plain = explain(Hit(CATALOGUE[0], 0.5, scores={"text": 0.5}), base=0.5, boosts=[],
+                    inferred=Inferred(), exact=True)
+    assert plain["exact_photo_match"] is True
+    assert "fusion" not in plain and "breaks" not in plain
+    assert "exact_photo_match" not in got
