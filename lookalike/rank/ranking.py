@@ -120,7 +120,7 @@ class Ordering:
         relaxed. An exact match is shown for being the query photo, not by relaxing anything."""
         shown = list(self.hits[:top_k] if hits is None else hits)
         lacking = {a for h in shown if h.product.product_id not in self.exact
-                   for a in self.lacks.get(h.product.product_id, ())}
+                   for a in self.lacks[h.product.product_id]}
         relaxed = [a for a in RELAX_ORDER if a in lacking]
         return Ranked(shown, self.inferred, relaxed,
                       [{"attribute": a, "kept": self.kept.get(a, 0)} for a in relaxed], self.mode,
@@ -186,11 +186,3 @@ def order(candidates: Sequence[Hit], *, inferred: Inferred, mode: str,
     full = (sum(1 for h in ranked if len(inferred.matching(h.product)) == len(steps))
             if steps else None)
     return Ordering(ranked, inferred, mode, lacks, frozenset(exact), kept, full, tiers)
-
-
-def rank_candidates(candidates: Sequence[Hit], *, inferred: Inferred, mode: str, top_k: int,
-                    explicit: Filters = Filters(), collapse_variants: bool = False,
-                    limits: Sequence[str] = LIMITS) -> Ranked:
-    """The page of top_k for this candidate set: the first top_k of `order`."""
-    return order(candidates, inferred=inferred, mode=mode, explicit=explicit,
-                 collapse_variants=collapse_variants, limits=limits).page(top_k)

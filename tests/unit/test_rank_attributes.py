@@ -21,7 +21,7 @@ from lookalike.rank.attributes import (
     explain,
 )
 from lookalike.rank.inferred import Inferred
-from lookalike.rank.ranking import POOL_FLOOR, Ranked, order, rank_candidates
+from lookalike.rank.ranking import POOL_FLOOR, Ranked, merge_candidates, order
 from lookalike.rank.retrieval import retrieve
 from lookalike.store.base import Filters, Hit
 from tests.checks import all_of
@@ -59,8 +59,8 @@ def rank(search: FakeSearch, *, explicit: Filters, infer, mode: str, top_k: int)
     """What SearchService does: retrieve one candidate set, rank it, cut the page."""
     found = retrieve(search, explicit=explicit, infer=infer, mode=mode, pool=POOL_FLOOR,
                      reads=top_k + 1, collapse_variants=False)
-    return rank_candidates(found.hits, inferred=found.inferred, mode=mode, top_k=top_k,
-                           explicit=explicit)
+    return order(found.hits, inferred=found.inferred, mode=mode,
+                 explicit=explicit).page(top_k)
 
 
 RED_DRESS = Inferred(categories=("dress",), colors=("red",), why={"color": "the words 'crimson'"})
@@ -134,8 +134,7 @@ def test_both_searches_read_the_pool_whatever_the_page_size() -> None:
         search = FakeSearch()
         found = retrieve(search, explicit=Filters(), infer=lambda _: RED_DRESS, mode="boost",
                          pool=4, reads=top_k + 1, collapse_variants=False)
-        pages.append(rank_candidates(found.hits, inferred=found.inferred, mode="boost",
-                                     top_k=top_k))
+        pages.append(order(found.hits, inferred=found.inferred, mode="boost").page(top_k))
         calls.append(search.calls)
     assert calls[0] == calls[1] == [(Filters(), 4),
                                     (Filters(categories=("dress",), colors=("red",)), 4)]
@@ -288,3 +287,16 @@ def test_an_explanation_holds_the_score_its_parts_boosts_and_what_was_inferred()
     assert plain["exact_photo_match"] is True
     assert "fusion" not in plain and "breaks" not in plain
     assert "exact_photo_match" not in got
+
+
+def test_a_full_match_from_beyond_a_full_pool_scores_at_most_its_lowest() -> None:
+    """The full-match search's scores (a text's rank among full matches only) must not outrank
+    the pool; when the pool was not cut, it holds every product and nothing is capped."""
+    pool = [Hit(CATALOGUE[i], s) for i, s in ((4, 0.9), (2, 0.8), (1, 0.7))]
+    full = [Hit(CATALOGUE[3], 0.95), Hit(CATALOGUE[0], 0.5), Hit(CATALOGUE[4], 0.99)]
+    merged = merge_candidates(pool, full, pool_limit=3)
+    assert [(h.product.product_id, h.score) for h in merged] == [
+        ("e", 0.9), ("c", 0.8), ("b", 0.7), ("d", 0.7), ("a", 0.5)]
+    uncut = merge_candidates(pool, full, pool_limit=4)
+    assert [(h.product.product_id, h.score) for h in uncut][3:] == [("d", 0.95), ("a", 0.5)]
+    assert merge_candidates([], full[:1], pool_limit=0)[0].score == 0.95
