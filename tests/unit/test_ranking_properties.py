@@ -189,7 +189,7 @@ everyday_inferences = st.builds(lambda c, k: Inferred(categories=(c,), colors=(k
          "boost", True, 10)
 @example(_red_dresses_first(), Inferred(categories=("dress",), colors=("red",)), Filters(),
          "filter", True, 11)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(catalogues(min_size=POOL_FLOOR + 1, max_size=3 * POOL_FLOOR),
        st.one_of(everyday_inferences, inferences()), st.one_of(st.just(Filters()),
                                                                explicit_filters()),
