@@ -21,7 +21,8 @@ from lookalike.rank.attributes import (
     explain,
 )
 from lookalike.rank.inferred import Inferred
-from lookalike.rank.ranking import POOL_FLOOR, Ranked, merge_candidates, order
+from lookalike.rank.ranking import EXACT_SCORE, POOL_FLOOR, Ranked, merge_candidates, order
+from lookalike.rank.ranking import passes as passes_filters
 from lookalike.rank.retrieval import retrieve
 from lookalike.store.base import Filters, Hit
 from tests.checks import all_of
@@ -300,3 +301,57 @@ def test_a_full_match_from_beyond_a_full_pool_scores_at_most_its_lowest() -> Non
     uncut = merge_candidates(pool, full, pool_limit=4)
     assert [(h.product.product_id, h.score) for h in uncut][3:] == [("d", 0.95), ("a", 0.5)]
     assert merge_candidates([], full[:1], pool_limit=0)[0].score == 0.95
+
+
+def test_the_python_filter_keeps_the_stores_semantics() -> None:
+    """ranking.passes is what the store's filter expression does (bounds inclusive; a range
+    excludes products without a price, or with a negative one); every attribute must hold."""
+    coat = Product("c", category="coat", color="red", size="L", price=120.0)
+    assert passes_filters(coat, Filters())
+    assert passes_filters(coat, Filters(min_price=120.0, max_price=120.0))
+    assert not passes_filters(coat, Filters(max_price=119.99))
+    assert not passes_filters(coat, Filters(min_price=120.01))
+    assert not passes_filters(coat, Filters(min_price=10.0, max_price=100.0))
+    for price in (None, -1.0):
+        assert not passes_filters(replace(coat, price=price), Filters(max_price=500.0))
+    assert passes_filters(replace(coat, price=0.0), Filters(max_price=500.0))
+    assert passes_filters(replace(coat, price=None), Filters(colors=("red",)))
+    for miss in (Filters(categories=("dress",)), Filters(colors=("blue",)),
+                 Filters(sizes=("S",))):
+        assert not passes_filters(coat, miss), miss
+    assert passes_filters(coat, Filters(categories=("dress", "coat"), colors=("red",),
+                                        sizes=("L",)))
+
+
+def test_inferences_less_what_the_shopper_dropped_and_joined_with_explicit_filters() -> None:
+    full = Inferred(categories=("dress",), colors=("red",), sizes=("M",), min_price=10.0,
+                    max_price=50.0, cheap=True)
+    assert full.without(()) is full
+    assert full.without(["category"]) == replace(full, categories=())
+    assert full.without(["color", "size"]) == replace(full, colors=(), sizes=())
+    assert full.without(["price"]) == replace(full, min_price=None, max_price=None)
+    assert full.without(["cheap"]) == replace(full, cheap=False)
+    # Explicit filters win attribute by attribute; inferences fill what they leave open.
+    assert full.filters(Filters(colors=("blue",), max_price=30.0)) == Filters(
+        categories=("dress",), colors=("blue",), sizes=("M",), min_price=10.0, max_price=30.0)
+    assert full.filters(Filters(sizes=("L",), min_price=20.0)) == Filters(
+        categories=("dress",), colors=("red",), sizes=("L",), min_price=20.0, max_price=50.0)
+    # A price range's bounds are inclusive, as the filter's.
+    assert full.matching(replace(CATALOGUE[0], size="M", price=10.0)) == [
+        "category", "color", "size", "price"]
+    assert "price" in full.matching(replace(CATALOGUE[0], price=50.0))
+    assert "price" not in full.matching(replace(CATALOGUE[0], price=50.01))
+
+
+def test_infer_off_orders_by_score_alone_and_an_exact_match_says_so() -> None:
+    hits = [Hit(CATALOGUE[i], s, scores={"image": s}) for i, s in
+            ((4, 0.9), (2, 0.8), (0, 0.55), (3, EXACT_SCORE))]
+    off = order(hits, inferred=RED_DRESS, mode="off")
+    assert ids(off.hits) == ["d", "e", "c", "a"]  # the exact match, then by score
+    assert off.full is None and off.inferred == Inferred()
+    all_of(off.hits, lambda h: h.explain["boosts"] == [] and "breaks" not in h.explain)
+    assert off.hits[0].explain["exact_photo_match"] is True
+    assert "exact_photo_match" not in off.hits[1].explain
+    # The same under boost: "a", a red dress, is lifted over "c", but not over "d"'s exact tier.
+    boost = order(hits, inferred=RED_DRESS, mode="boost")
+    assert ids(boost.hits)[:1] == ["d"] and ids(boost.hits).index("a") < ids(boost.hits).index("c")
