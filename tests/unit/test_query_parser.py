@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 
 from lookalike.catalog.demo import CATEGORIES, COLORS, SIZES
-from lookalike.query.parser import QueryParser
+from lookalike.catalog.product import Product
+from lookalike.query.parser import ParsedQuery, QueryParser
+from lookalike.query.photo import VOTE_NEIGHBOURS
+from lookalike.query.understanding import combine
 from lookalike.query.vocabulary import Vocabulary, normalise, plurals
+from lookalike.rank.inferred import Inferred
+from lookalike.store.base import Hit
 
 VOCAB = Vocabulary.from_values(categories=CATEGORIES, colors=list(COLORS),
                                sizes=[s for group in SIZES.values() for s in group])
@@ -123,3 +128,30 @@ def test_a_price_phrase_is_taken_whole_with_its_longest_currency_word(text: str,
     got = PARSER.parse(text)
     assert [m[1] for m in got.matched if m[0] == "price"] == [phrase]
     assert not set(got.text.split()) & {"os", "s", "lars"}
+
+
+def test_combine_takes_the_words_first_and_what_the_photo_adds() -> None:
+    """query.understanding.combine: what the words say wins; a photo adds its dominant colour
+    and its neighbours' category only where the words are silent, marked as guesses."""
+    words = ParsedQuery(categories=("dress",), sizes=("M",), max_price=50.0, cheap=True,
+                        matched=(("category", "frock", "dress"), ("size", "medium", "M"),
+                                 ("price", "under 50", "50"), ("price", "cheap", "cheap")))
+    neighbours = [Hit(Product(f"n{i}", category="coat"), 0.5, scores={"image": 0.8})
+                  for i in range(VOTE_NEIGHBOURS)]
+    got = combine(words, photo_color="red", neighbours=neighbours)
+    assert got == Inferred(
+        categories=("dress",), colors=("red",), sizes=("M",), max_price=50.0, cheap=True,
+        from_photo=frozenset({"color"}),
+        why={"category": "the words 'frock'", "size": "the words 'medium'",
+             "price": "the words 'under 50'", "cheap": "the words ask for a low price",
+             "color": "the photo's dominant colour"})
+    # A colour in the words outranks the photo's; a price floor alone is a price too.
+    said = combine(ParsedQuery(colors=("blue",), min_price=20.0,
+                               matched=(("color", "navy", "blue"), ("price", "over 20", "20"))),
+                   photo_color="red", neighbours=neighbours)
+    assert said == Inferred(
+        categories=("coat",), colors=("blue",), min_price=20.0, from_photo=frozenset({"category"}),
+        why={"color": "the words 'navy'", "price": "the words 'over 20'",
+             "category": f"most of the photo's {VOTE_NEIGHBOURS} nearest products are coat"})
+    assert combine(None) == Inferred()
+    assert combine(None, neighbours=[]).categories == ()
