@@ -413,11 +413,6 @@ def filter_list(values: list[str], name: str, *, split: bool) -> tuple[str, ...]
     return tuple(dict.fromkeys(out))
 
 
-def split_values(values: list[str], name: str = "filter") -> tuple[str, ...]:
-    """A query string's or form's comma lists (see filter_list)."""
-    return filter_list(values, name, split=True)
-
-
 def split_ids(values: list[str] | str | None, name: str) -> tuple[str, ...]:
     """Product ids from a list and/or comma-separated strings; ValueError if one is malformed."""
     from lookalike.catalog.manifest import PRODUCT_ID
@@ -435,7 +430,7 @@ def split_ids(values: list[str] | str | None, name: str) -> tuple[str, ...]:
 
 
 def split_dropped(values: list[str] | None) -> tuple[str, ...]:
-    names = split_values(list(values or []), "drop_inferred")
+    names = filter_list(list(values or []), "drop_inferred", split=True)
     bad = [n for n in names if n not in DROPPABLE]
     if bad:
         raise ValueError(f"drop_inferred: {bad[0][:40]!r} is not one of {', '.join(DROPPABLE)}")

@@ -19,9 +19,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lookalike.api import limits
-from lookalike.api.models import FilterLimitError, filter_list
+from lookalike.api.models import (
+    FilterLimitError,
+    _no_control_chars,
+    _no_text_control_chars,
+    _not_blank,
+    filter_list,
+    parse_crop,
+    split_dropped,
+    split_ids,
+    to_filters,
+)
 from lookalike.catalog import Product
-from lookalike.store.base import Record
+from lookalike.store.base import Filters, Record
 from tests.unit.test_api import OneProductStore, jpeg, make_client
 
 # Ten category names, 125 characters joined by commas: one query-string or form field.
@@ -224,3 +234,53 @@ def test_the_openapi_document_states_the_limits(client: TestClient) -> None:
     assert len(described) == 3
     for text in (*described, form):
         assert "separate values by commas" in text and "at most 64 values" in text
+
+
+def test_each_refusal_says_what_is_wrong() -> None:
+    """The 422's message is the shopper's (and the shop engineer's) only clue: each says which
+    field and what rule, with the offending value cut to 40 characters."""
+    def refusal(call: Any) -> str:
+        with pytest.raises(ValueError) as caught:
+            call()
+        return str(caught.value)
+
+    assert refusal(lambda: to_filters(categories=[], colors=[], sizes=[], min_price=60.0,
+                                      max_price=50.0)) == "min_price must not exceed max_price"
+    assert to_filters(categories=["dress, coat"], colors=[], sizes=["M"], min_price=50,
+                      max_price=50) == Filters(categories=("dress", "coat"), sizes=("M",),
+                                               min_price=50.0, max_price=50.0)
+    assert isinstance(to_filters(categories=[], colors=[], sizes=[], min_price=5,
+                                 max_price=None).min_price, float)
+    assert refusal(lambda: to_filters(categories=[], colors=[], sizes=["x" * 101], min_price=None,
+                                      max_price=None)).startswith("size: ")
+    assert "(value 2: 101)" in refusal(lambda: filter_list(["red", "x" * 101], "color",
+                                                           split=True))
+    assert refusal(lambda: filter_list(["red\n"], "color", split=False)) == \
+        "color: control characters are not allowed"
+    long_id = "p" * 129
+    assert refusal(lambda: split_ids([long_id], "positive")) == \
+        f"positive: {long_id[:40]!r} is not a product id"
+    assert split_ids(["p" * 128, " a , b "], "positive") == ("p" * 128, "a", "b")
+    ids = [f"p{i}" for i in range(limits.MAX_EXAMPLES)]
+    assert len(split_ids(ids, "negative")) == limits.MAX_EXAMPLES
+    assert refusal(lambda: split_ids([*ids, "one-more"], "negative")) == \
+        f"negative: at most {limits.MAX_EXAMPLES} ids"
+    assert refusal(lambda: split_dropped(["colour"])) == \
+        "drop_inferred: 'colour' is not one of category, color, size, price, cheap"
+    assert refusal(lambda: parse_crop("0.1,0.2,0.3")) == \
+        'crop must be "x,y,w,h" (fractions of the photo)'
+    assert refusal(lambda: parse_crop("0.1,0.2,a,0.3")) == "crop values must be numbers"
+    assert refusal(lambda: parse_crop("0.1,0.2,nan,0.3")) == "crop values must be finite numbers"
+    assert refusal(lambda: parse_crop("0.5,0.5,0.6,0.1")).startswith(
+        "crop must lie inside the photo: 0 <= x, y < 1; 0 < w, h <= 1; x + w <= 1; y + h <= 1 (")
+    assert refusal(lambda: _no_control_chars("a\x00")) == "control characters are not allowed"
+    assert refusal(lambda: _no_text_control_chars("a\x07")) == \
+        "control characters (other than tab and newline) are not allowed"
+    assert _no_text_control_chars("a\tb\nc") == "a\tb\nc"
+    assert refusal(lambda: _not_blank(" \t")) == "must not be empty or only whitespace"
+
+
+def test_a_json_filter_of_another_type_is_a_422_not_a_crash(client: TestClient) -> None:
+    for value in ([1, 2], 5, {"a": "b"}, ["red", None]):
+        resp = client.post("/v1/search", json={"text": "shirt", "filters": {"color": value}})
+        assert resp.status_code == 422, (value, resp.text)
