@@ -117,6 +117,20 @@ def test_plurals(word: str, forms: set[str]) -> None:
 
 def test_normalise() -> None:
     assert normalise("Jet-Black T-Shirt, €20-€30!") == "jet black t shirt € 20 to € 30"
+    # A curly apostrophe is a straight one, a possessive goes, underscores and slashes split.
+    assert normalise("Women’s navy_blue dress/skirt") == "women navy blue dress skirt"
+
+
+def test_the_vocabulary_of_a_catalogue_is_read_from_its_facets() -> None:
+    facets = {"category": {"dress": 3, "ankle boot": 1}, "color": {"red": 2}, "size": {"M": 4},
+              "price": {"min": 1.0, "max": 9.0}}
+    assert Vocabulary.from_facets(facets) == Vocabulary.from_values(
+        categories=["dress", "ankle boot"], colors=["red"], sizes=["M"])
+    vocab = Vocabulary.from_facets(facets)
+    assert vocab.categories["ankle boots"] == "ankle boot"  # categories inflect
+    assert vocab.sizes["m"] == "M" and len(vocab.shades["red"]) == 3  # an RGB to compare photos
+    assert Vocabulary.from_facets({}) == Vocabulary.from_values(categories=[], colors=[],
+                                                                sizes=[])
 
 
 @pytest.mark.parametrize(("text", "phrase"), [("red dress under 20 euros", "under 20 euros"),
