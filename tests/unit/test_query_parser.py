@@ -8,7 +8,7 @@ from lookalike.catalog.demo import CATEGORIES, COLORS, SIZES
 from lookalike.catalog.product import Product
 from lookalike.query.parser import ParsedQuery, QueryParser
 from lookalike.query.photo import VOTE_NEIGHBOURS
-from lookalike.query.understanding import combine
+from lookalike.query.understanding import QueryUnderstanding, combine
 from lookalike.query.vocabulary import Vocabulary, normalise, plurals
 from lookalike.rank.inferred import Inferred
 from lookalike.store.base import Hit
@@ -169,3 +169,20 @@ def test_combine_takes_the_words_first_and_what_the_photo_adds() -> None:
              "category": f"most of the photo's {VOTE_NEIGHBOURS} nearest products are coat"})
     assert combine(None) == Inferred()
     assert combine(None, neighbours=[]).categories == ()
+
+
+def test_the_parser_follows_the_catalogues_values() -> None:
+    """QueryUnderstanding keeps one parser per set of facet values: new values, a new parser;
+    the same values (other counts), the same parser."""
+    understanding = QueryUnderstanding()
+    first = {"category": {"dress": 2}, "color": {"red": 1}, "size": {"M": 1}}
+    assert understanding.parse("red dress", first).categories == ("dress",)
+    parser = understanding.parser(first)
+    assert understanding.parser({**first, "category": {"dress": 9}}) is parser
+    for changed in ({**first, "category": {"dress": 2, "gown": 1}},
+                    {**first, "color": {"red": 1, "teal": 1}}, {**first, "size": {"XS": 1}}):
+        assert understanding.parser(changed) is not parser, changed
+        assert understanding.parser(first) is not parser  # and back: a parser of its own again
+        parser = understanding.parser(first)
+    assert understanding.parse("teal gown", {**first, "category": {"gown": 1},
+                                             "color": {"teal": 1}}).colors == ("teal",)

@@ -355,3 +355,14 @@ def test_infer_off_orders_by_score_alone_and_an_exact_match_says_so() -> None:
     # The same under boost: "a", a red dress, is lifted over "c", but not over "d"'s exact tier.
     boost = order(hits, inferred=RED_DRESS, mode="boost")
     assert ids(boost.hits)[:1] == ["d"] and ids(boost.hits).index("a") < ids(boost.hits).index("c")
+
+
+def test_what_was_inferred_reads_as_the_api_shows_it() -> None:
+    full = Inferred(categories=("dress",), colors=("red", "pink"), sizes=("M",), min_price=10.0,
+                    max_price=50.0, cheap=True, why={"color": "the photo"},
+                    overridden=("size",))
+    assert full.as_dict() == {"categories": ["dress"], "colors": ["red", "pink"], "sizes": ["M"],
+                              "price": {"gte": 10.0, "lte": 50.0}, "cheap": True,
+                              "why": {"color": "the photo"}, "overridden_by_filters": ["size"]}
+    assert Inferred(max_price=50.0).as_dict() == {"price": {"lte": 50.0}}
+    assert Inferred().as_dict() == {}
