@@ -222,6 +222,8 @@ class SearchService:
             found = retrieve(search, explicit=query.filters, infer=infer, mode=query.infer,
                              pool=pool_size(end), reads=reads,
                              collapse_variants=query.collapse_variants)
+            if found.ordering is not None:  # ranked already, to decide the skip
+                return found.ordering
             return order(found.hits, inferred=found.inferred, mode=query.infer,
                          explicit=query.filters, collapse_variants=query.collapse_variants)
 

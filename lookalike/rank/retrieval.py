@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lookalike.rank.inferred import Inferred
-from lookalike.rank.ranking import EXACT_SCORE, merge_candidates, order, passes
+from lookalike.rank.ranking import EXACT_SCORE, Ordering, merge_candidates, order, passes
 from lookalike.store.base import Filters, Hit
 from lookalike.variants import group_key
 
@@ -33,6 +33,9 @@ class Candidates:
     hits: list[Hit]
     inferred: Inferred
     searches: int  # store searches it took (1 or 2)
+    # The hits ranked as the caller ranks them, when deciding the skip ranked them already
+    # (pool_suffices): the caller takes it rather than ranking the same candidates again.
+    ordering: Ordering | None = None
 
 
 def retrieve(search: Search, *, explicit: Filters, infer: Callable[[list[Hit]], Inferred],
@@ -46,10 +49,12 @@ def retrieve(search: Search, *, explicit: Filters, infer: Callable[[list[Hit]], 
     if mode == "off":
         return Candidates(base, Inferred(), 1)
     inferred = infer(base).under(explicit)
-    if not inferred.attributes() or pool_suffices(
-            base, inferred, explicit, mode=mode, pool=pool, reads=reads,
-            collapse_variants=collapse_variants):
+    if not inferred.attributes():
         return Candidates(base, inferred, 1)
+    enough = _suffices(base, inferred, explicit, mode=mode, pool=pool, reads=reads,
+                       collapse_variants=collapse_variants)
+    if enough is not False:
+        return Candidates(base, inferred, 1, enough if isinstance(enough, Ordering) else None)
     full = search(inferred.filters(explicit), pool)
     return Candidates(merge_candidates(base, full, pool_limit=pool), inferred, 2)
 
@@ -70,6 +75,13 @@ def pool_suffices(base: Sequence[Hit], inferred: Inferred, explicit: Filters, *,
       against them) or a product outside the pool could still be the query photo itself (exact
       matches outrank everything, ranking.order).
     Property-tested against the two searches (tests/unit/test_ranking_properties.py)."""
+    return _suffices(base, inferred, explicit, mode=mode, pool=pool, reads=reads,
+                     collapse_variants=collapse_variants) is not False
+
+
+def _suffices(base: Sequence[Hit], inferred: Inferred, explicit: Filters, *, mode: str,
+              pool: int, reads: int | None, collapse_variants: bool) -> Ordering | bool:
+    """pool_suffices's answer: False, True, or the pool's ranking when it decided."""
     if len(base) < pool:
         return True
     if reads is None or inferred.cheap or _outsider_may_be_exact(base):
@@ -82,7 +94,7 @@ def pool_suffices(base: Sequence[Hit], inferred: Inferred, explicit: Filters, *,
         return False
     ranked = order(base, inferred=inferred, mode=mode, explicit=explicit,
                    collapse_variants=collapse_variants)
-    return (ranked.full or 0) >= reads
+    return ranked if (ranked.full or 0) >= reads else False
 
 
 def _outsider_may_be_exact(base: Sequence[Hit]) -> bool:
